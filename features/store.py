@@ -1,0 +1,355 @@
+"""The warehouse: bars, ticks, book, features, labels, predictions, trades and logs.
+
+One DDL for both engines. Embedded, it is chDB (ClickHouse's engine in process) under
+``$ALPHAOPS_HOME/warehouse``; in production it is a ClickHouse server through
+clickhouse-connect (``ALPHAOPS_CLICKHOUSE_URL``). Tables are ReplacingMergeTree keyed by
+(tenant, symbol, timeframe, ts), partitioned by month, so writing the same rows again is a
+no-op and a late correction replaces the old row. Reads use ``FINAL``.
+
+chDB holds one data path per process, so sessions are shared per path and reference-counted:
+nested ``Warehouse.open`` calls in one process reuse the session, and the last one out closes
+it, which lets Airflow tasks in separate processes take turns.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+DATABASE = "alphaops"
+OHLCV = ["open", "high", "low", "close", "volume"]
+BAR_EXTRA = ["buy_volume", "sell_volume", "bid_size", "ask_size", "spread", "n_trades",
+             "funding_rate", "liquidations"]
+
+_KEY = "tenant LowCardinality(String), symbol LowCardinality(String), timeframe LowCardinality(String)"
+_MERGE = "ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(ts) ORDER BY (tenant, symbol, timeframe, ts)"
+
+DDL: dict[str, str] = {
+    "bars": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.bars (
+        {_KEY}, ts DateTime64(3, 'UTC'),
+        open Float64, high Float64, low Float64, close Float64, volume Float64,
+        buy_volume Nullable(Float64), sell_volume Nullable(Float64),
+        bid_size Nullable(Float64), ask_size Nullable(Float64), spread Nullable(Float64),
+        n_trades Nullable(Float64), funding_rate Nullable(Float64), liquidations Nullable(Float64),
+        source LowCardinality(String), ingest_id String, version UInt64
+    ) {_MERGE}""",
+    "ticks": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.ticks (
+        {_KEY}, ts DateTime64(6, 'UTC'), trade_id String,
+        price Float64, qty Float64, side Int8,
+        source LowCardinality(String), ingest_id String, version UInt64
+    ) ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(ts)
+      ORDER BY (tenant, symbol, timeframe, ts, trade_id)""",
+    "book": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.book (
+        {_KEY}, ts DateTime64(6, 'UTC'),
+        bid_price Float64, bid_size Float64, ask_price Float64, ask_size Float64,
+        bid_depth Float64, ask_depth Float64,
+        source LowCardinality(String), ingest_id String, version UInt64
+    ) {_MERGE}""",
+    "ml_features": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.ml_features (
+        {_KEY}, ts DateTime64(3, 'UTC'), feature_set_version LowCardinality(String),
+        values Array(Float64), version UInt64
+    ) ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(ts)
+      ORDER BY (tenant, symbol, timeframe, feature_set_version, ts)""",
+    "feature_sets": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.feature_sets (
+        feature_set_version String, names Array(String), version UInt64
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY feature_set_version""",
+    "ml_labels": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.ml_labels (
+        {_KEY}, ts DateTime64(3, 'UTC'), label LowCardinality(String),
+        value Float64, version UInt64
+    ) ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(ts)
+      ORDER BY (tenant, symbol, timeframe, label, ts)""",
+    "ml_predictions": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.ml_predictions (
+        tenant LowCardinality(String), model LowCardinality(String), model_version String,
+        symbol LowCardinality(String), ts DateTime64(6, 'UTC'), routed_to LowCardinality(String),
+        features Array(Float64), output Float64, confidence Float64, latency_us Float64,
+        error String, fallback UInt8, outcome Nullable(Float64), version UInt64
+    ) ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(ts)
+      ORDER BY (tenant, model, symbol, ts, model_version)""",
+    "trade_results": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.trade_results (
+        tenant LowCardinality(String), symbol LowCardinality(String), trade_id String,
+        entry_ts DateTime64(3, 'UTC'), exit_ts DateTime64(3, 'UTC'),
+        side Int8, entry_price Float64, exit_price Float64, pnl Float64, r_multiple Float64,
+        signal_source LowCardinality(String), context String, version UInt64
+    ) ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(entry_ts)
+      ORDER BY (tenant, symbol, trade_id)""",
+    "ingest_log": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.ingest_log (
+        ingest_id String, tenant LowCardinality(String), symbol LowCardinality(String),
+        timeframe LowCardinality(String), kind LowCardinality(String), source String,
+        status LowCardinality(String), rows_in UInt64, rows_written UInt64, rows_rejected UInt64,
+        rows_new UInt64, rows_changed UInt64, checksum String,
+        ts_min Nullable(DateTime64(3, 'UTC')), ts_max Nullable(DateTime64(3, 'UTC')),
+        report String, logged_at DateTime64(3, 'UTC')
+    ) ENGINE = MergeTree ORDER BY (tenant, logged_at, ingest_id)""",
+    "monitor_history": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.monitor_history (
+        tenant LowCardinality(String), model LowCardinality(String), model_version String,
+        checked_at DateTime64(3, 'UTC'), drift_share Float64, drifted UInt8,
+        live_accuracy Nullable(Float64), backtest_accuracy Nullable(Float64),
+        latency_p50_us Nullable(Float64), latency_p95_us Nullable(Float64),
+        latency_p99_us Nullable(Float64), error_rate Float64, fallback_rate Float64,
+        n_predictions UInt64, retrain UInt8, reasons Array(String), report_uri String
+    ) ENGINE = MergeTree ORDER BY (tenant, model, checked_at)""",
+}
+
+
+class WarehouseError(RuntimeError):
+    """A warehouse operation failed; the message names the table or query."""
+
+
+class _Backend(Protocol):
+    def query_arrow(self, sql: str, params: dict[str, Any] | None) -> pa.Table: ...
+    def command(self, sql: str, params: dict[str, Any] | None = None) -> None: ...
+    def insert_arrow(self, table: str, data: pa.Table) -> None: ...
+    def close(self) -> None: ...
+
+
+class _ChdbBackend:
+    """chDB session shared per path within the process (reference-counted)."""
+
+    _lock = threading.RLock()
+    _sessions: dict[str, tuple[Any, int]] = {}
+
+    def __init__(self, path: Path) -> None:
+        import chdb.session
+
+        self.path = str(path)
+        with self._lock:
+            open_paths = [p for p in self._sessions if p != self.path]
+            if open_paths:
+                raise WarehouseError(
+                    f"chDB already holds warehouse {open_paths[0]!r} in this process; "
+                    f"close it before opening {self.path!r}"
+                )
+            session, refs = self._sessions.get(self.path, (None, 0))
+            if session is None:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                session = chdb.session.Session(self.path)
+            self._sessions[self.path] = (session, refs + 1)
+            self._session = session
+
+    def query_arrow(self, sql: str, params: dict[str, Any] | None) -> pa.Table:
+        with self._lock:
+            return self._session.query(sql, "ArrowTable", params=params or {})
+
+    def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            self._session.query(sql, params=params or {})
+
+    def insert_arrow(self, table: str, data: pa.Table) -> None:
+        columns = ", ".join(f"`{c}`" for c in data.column_names)
+        arrow_batch = data  # noqa: F841  (read by chDB's Python() table function)
+        with self._lock:
+            self._session.query(
+                f"INSERT INTO {DATABASE}.{table} ({columns}) SELECT {columns} FROM Python(arrow_batch)"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            session, refs = self._sessions[self.path]
+            if refs <= 1:
+                del self._sessions[self.path]
+                session.close()
+            else:
+                self._sessions[self.path] = (session, refs - 1)
+
+
+class _ClickHouseBackend:
+    """A ClickHouse server through clickhouse-connect."""
+
+    def __init__(self, url: str) -> None:
+        import clickhouse_connect
+
+        self._client = clickhouse_connect.get_client(dsn=url)
+
+    def query_arrow(self, sql: str, params: dict[str, Any] | None) -> pa.Table:
+        return self._client.query_arrow(sql, parameters=params or {})
+
+    def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self._client.command(sql, parameters=params or {})
+
+    def insert_arrow(self, table: str, data: pa.Table) -> None:
+        self._client.insert_arrow(f"{DATABASE}.{table}", data)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _arrow_from_frame(frame: pd.DataFrame) -> pa.Table:
+    """Arrow table that keeps NaN as NaN (not NULL) in float columns and arrays."""
+    arrays = {}
+    for name in frame.columns:
+        col = frame[name]
+        first = col.iloc[0] if len(col) else None
+        if isinstance(first, (np.ndarray, list)) and len(first) and isinstance(first[0], str):
+            arrays[name] = pa.array([list(map(str, v)) for v in col.values], type=pa.list_(pa.string()))
+        elif isinstance(first, (np.ndarray, list)):
+            matrix = np.vstack([np.asarray(v, dtype=np.float64) for v in col.values])
+            width = matrix.shape[1]
+            offsets = pa.array(np.arange(0, matrix.size + 1, max(width, 1), dtype=np.int32)[: len(col) + 1])
+            arrays[name] = pa.ListArray.from_arrays(offsets, pa.array(matrix.ravel(), from_pandas=False))
+        elif pd.api.types.is_float_dtype(col.dtype):
+            arrays[name] = pa.array(col.to_numpy(), from_pandas=False)
+        else:
+            arrays[name] = pa.array(col)
+    return pa.table(arrays)
+
+
+@dataclass
+class Warehouse:
+    """Domain access to the warehouse tables for one backend."""
+
+    backend: _Backend
+
+    @classmethod
+    @contextmanager
+    def open(cls, url: str | None, path: Path) -> Iterator["Warehouse"]:
+        """Open the ClickHouse server at ``url``, or chDB at ``path`` when ``url`` is None."""
+        backend: _Backend = _ClickHouseBackend(url) if url else _ChdbBackend(path)
+        try:
+            warehouse = cls(backend)
+            warehouse.ensure_schema()
+            yield warehouse
+        finally:
+            backend.close()
+
+    # -- generic -----------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        self.backend.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+        for ddl in DDL.values():
+            self.backend.command(ddl)
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        try:
+            return self.backend.query_arrow(sql, params).to_pandas()
+        except Exception as exc:  # the engines raise their own types; name the query
+            raise WarehouseError(f"query failed: {exc}\n  sql: {' '.join(sql.split())[:300]}") from exc
+
+    def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self.backend.command(sql, params)
+
+    def insert(self, table: str, frame: pd.DataFrame) -> int:
+        if frame.empty:
+            return 0
+        if table not in DDL:
+            raise WarehouseError(f"unknown table {table!r}")
+        self.backend.insert_arrow(table, _arrow_from_frame(frame))
+        return len(frame)
+
+    def count(self, table: str, where: str = "1", params: dict[str, Any] | None = None) -> int:
+        out = self.query(f"SELECT count() AS n FROM {DATABASE}.{table} FINAL WHERE {where}", params)
+        return int(out["n"].iloc[0])
+
+    # -- bars --------------------------------------------------------------------------
+    def write_bars(self, bars: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str,
+                   source: str, ingest_id: str) -> int:
+        """Upsert bars indexed by UTC ``ts`` with OHLCV (+ optional microstructure) columns."""
+        frame = pd.DataFrame(index=bars.index)
+        for col in OHLCV + BAR_EXTRA:
+            frame[col] = bars[col].astype(float) if col in bars else np.nan
+        frame = frame.reset_index(names="ts")
+        frame.insert(0, "timeframe", timeframe)
+        frame.insert(0, "symbol", symbol)
+        frame.insert(0, "tenant", tenant)
+        frame["source"] = source
+        frame["ingest_id"] = ingest_id
+        frame["version"] = np.uint64(time.time_ns())
+        return self.insert("bars", frame)
+
+    def read_bars(self, *, tenant: str, symbol: str, timeframe: str,
+                  start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
+        """Bars as a frame indexed by UTC ``ts``; microstructure columns only where present."""
+        where, params = self._key_where(tenant, symbol, timeframe, start, end)
+        cols = ", ".join(OHLCV + BAR_EXTRA)
+        frame = self.query(f"SELECT ts, {cols} FROM {DATABASE}.bars FINAL WHERE {where} ORDER BY ts", params)
+        frame = frame.set_index("ts")
+        frame.index = pd.DatetimeIndex(frame.index, name="ts").tz_convert("UTC")
+        empty_extras = [c for c in BAR_EXTRA if frame[c].isna().all()]
+        return frame.drop(columns=empty_extras).astype(float)
+
+    def inventory(self, tenant: str) -> pd.DataFrame:
+        """Per symbol and timeframe: rows and time range."""
+        return self.query(
+            f"""SELECT symbol, timeframe, count() AS rows, min(ts) AS ts_min, max(ts) AS ts_max
+                FROM {DATABASE}.bars FINAL WHERE tenant = {{tenant:String}}
+                GROUP BY symbol, timeframe ORDER BY symbol, timeframe""",
+            {"tenant": tenant},
+        )
+
+    # -- features and labels -----------------------------------------------------------
+    def write_features(self, matrix: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str,
+                       feature_set_version: str) -> int:
+        version = np.uint64(time.time_ns())
+        self.insert("feature_sets", pd.DataFrame({
+            "feature_set_version": [feature_set_version],
+            "names": [list(map(str, matrix.columns))],
+            "version": [version],
+        }))
+        frame = pd.DataFrame({
+            "tenant": tenant, "symbol": symbol, "timeframe": timeframe,
+            "ts": matrix.index, "feature_set_version": feature_set_version,
+            "values": list(matrix.to_numpy(dtype=np.float64)), "version": version,
+        })
+        return self.insert("ml_features", frame)
+
+    def read_features(self, *, tenant: str, symbol: str, timeframe: str, feature_set_version: str,
+                      start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
+        names = self.query(
+            f"SELECT names FROM {DATABASE}.feature_sets FINAL WHERE feature_set_version = {{v:String}}",
+            {"v": feature_set_version},
+        )
+        if names.empty:
+            raise WarehouseError(f"feature set {feature_set_version!r} is not in the warehouse")
+        columns = list(names["names"].iloc[0])
+        where, params = self._key_where(tenant, symbol, timeframe, start, end)
+        params["fsv"] = feature_set_version
+        table = self.backend.query_arrow(
+            f"""SELECT ts, values FROM {DATABASE}.ml_features FINAL
+                WHERE {where} AND feature_set_version = {{fsv:String}} ORDER BY ts""", params)
+        index = pd.DatetimeIndex(table.column("ts").to_pandas(), name="ts").tz_convert("UTC")
+        flat = table.column("values").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return pd.DataFrame(flat.reshape(len(index), len(columns)), index=index, columns=columns)
+
+    def write_labels(self, labels: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str) -> int:
+        long = labels.rename_axis("ts").reset_index().melt(id_vars="ts", var_name="label", value_name="value")
+        long = long.dropna(subset=["value"])
+        long.insert(0, "timeframe", timeframe)
+        long.insert(0, "symbol", symbol)
+        long.insert(0, "tenant", tenant)
+        long["version"] = np.uint64(time.time_ns())
+        return self.insert("ml_labels", long[["tenant", "symbol", "timeframe", "ts", "label", "value", "version"]])
+
+    def read_labels(self, *, tenant: str, symbol: str, timeframe: str, labels: Sequence[str]) -> pd.DataFrame:
+        where, params = self._key_where(tenant, symbol, timeframe, None, None)
+        long = self.query(
+            f"SELECT ts, label, value FROM {DATABASE}.ml_labels FINAL WHERE {where} ORDER BY ts", params)
+        long = long[long["label"].isin(list(labels))]
+        wide = long.pivot(index="ts", columns="label", values="value")
+        wide.index = pd.DatetimeIndex(wide.index, name="ts").tz_convert("UTC")
+        return wide.reindex(columns=list(labels))
+
+    # -- helpers -----------------------------------------------------------------------
+    @staticmethod
+    def _key_where(tenant: str, symbol: str, timeframe: str, start: pd.Timestamp | None,
+                   end: pd.Timestamp | None) -> tuple[str, dict[str, Any]]:
+        clauses = ["tenant = {tenant:String}", "symbol = {symbol:String}", "timeframe = {timeframe:String}"]
+        params: dict[str, Any] = {"tenant": tenant, "symbol": symbol, "timeframe": timeframe}
+        if start is not None:
+            clauses.append("ts >= {start:DateTime64(3, 'UTC')}")
+            params["start"] = pd.Timestamp(start).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        if end is not None:
+            clauses.append("ts <= {end:DateTime64(3, 'UTC')}")
+            params["end"] = pd.Timestamp(end).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        return " AND ".join(clauses), params
+
+
+def open_warehouse(settings: Any) -> Any:
+    """``Warehouse.open`` on the settings' URL or embedded path."""
+    return Warehouse.open(settings.clickhouse_url, settings.warehouse_path)

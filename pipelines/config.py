@@ -1,0 +1,120 @@
+"""Settings: one object chooses between the embedded defaults and the production stack.
+
+Every value can be set with an ``ALPHAOPS_`` environment variable (``ALPHAOPS_HOME``,
+``ALPHAOPS_MLFLOW_TRACKING_URI``, ``ALPHAOPS_CLICKHOUSE_URL``, ...). Nothing here forks on a
+"test mode": the embedded and production columns differ only in these URIs.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+FAMILY_ALL = "all"
+
+
+class Settings(BaseSettings):
+    """AlphaOps settings (env prefix ``ALPHAOPS_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ALPHAOPS_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path(".alphaops"), description="All embedded state lives here.")
+    tenant: str = Field(default="default", pattern=r"^[a-z][a-z0-9_]{0,31}$")
+
+    # Tracking and registry: sqlite under home unless a server URI is given.
+    mlflow_tracking_uri: str | None = None
+    mlflow_registry_uri: str | None = None
+    mlflow_artifact_root: str | None = Field(
+        default=None, description="e.g. s3://alphaops-artifacts (MinIO) in production."
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="MinIO / S3 endpoint for artifacts.")
+
+    # Warehouse: chDB under home unless a ClickHouse server URL is given.
+    clickhouse_url: str | None = Field(
+        default=None, description="e.g. http://default:@clickhouse:8123/alphaops"
+    )
+
+    # Airflow metadata DB: SQLite under home unless given.
+    airflow_sql_alchemy_conn: str | None = None
+
+    # Training defaults (the DAG params and `alphaops run` override them).
+    symbols: list[str] = Field(default_factory=lambda: ["SPX", "SYN1"])
+    families: list[str] = Field(default_factory=lambda: ["direction"])
+    trials: int = Field(default=8, ge=1)
+    holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
+    cv_folds: int = Field(default=4, ge=2)
+    seed: int = 42
+    top_k: int = Field(default=5, ge=1)
+    null_permutations: int = Field(default=20, ge=0)
+
+    # Trading costs used by validation (bps per side).
+    commission_bps: float = 1.0
+    spread_bps: float = 1.0
+
+    # Canary
+    canary_share: float = Field(default=0.1, ge=0.0, le=1.0)
+    canary_window_hours: float = 48.0
+
+    # Data quality
+    max_gap_bars: int = Field(default=5, ge=1)
+
+    @cached_property
+    def home_dir(self) -> Path:
+        path = self.home.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home_dir / "warehouse"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def registry_uri(self) -> str:
+        return self.mlflow_registry_uri or self.tracking_uri
+
+    @property
+    def artifact_root(self) -> str:
+        return self.mlflow_artifact_root or (self.home_dir / "mlartifacts").as_uri()
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home_dir / "airflow"
+
+    @property
+    def airflow_db_uri(self) -> str:
+        return self.airflow_sql_alchemy_conn or f"sqlite:///{self.airflow_home / 'airflow.db'}"
+
+    @property
+    def bundles_dir(self) -> Path:
+        return self.home_dir / "bundles"
+
+    def airflow_env(self, dags_folder: Path) -> dict[str, str]:
+        """Environment for an in-process or standalone Airflow on these settings."""
+        return {
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.airflow_db_uri,
+            "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "4"),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "ALPHAOPS_HOME": str(self.home_dir),
+        }
+
+    def apply_mlflow_env(self) -> None:
+        """Point MLflow (and boto3 for S3 artifacts) at these settings."""
+        if self.s3_endpoint_url:
+            os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", self.s3_endpoint_url)
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Fresh settings from the environment, with explicit overrides (no global state)."""
+    return Settings(**overrides)  # type: ignore[arg-type]
