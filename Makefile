@@ -1,0 +1,36 @@
+# AlphaOps: `make run` (the main job) and `make test` (the whole suite) set up everything they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test bench mlflow-ui airflow-ui clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/alphaops run
+
+# pytest's exit code 5 means no test ran: that is a failure here, never a pass.
+test: install
+	@$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+bench: install
+	$(BIN)/alphaops bench features
+	$(BIN)/alphaops bench serving
+
+mlflow-ui: install
+	$(BIN)/alphaops ui mlflow
+
+airflow-ui: install
+	$(BIN)/alphaops ui airflow
+
+clean:
+	rm -rf .alphaops

@@ -1,0 +1,1 @@
+"""Model families: scikit-learn estimators with a ``to_onnx()`` method."""

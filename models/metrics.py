@@ -1,0 +1,41 @@
+"""Scores shared by the search (CV) and validation (holdout)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def classifier_score(metric: str, y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> float:
+    """Primary classifier metric: ``auc`` (one-vs-rest macro when multiclass) or ``log_loss``."""
+    if metric == "auc":
+        if len(np.unique(y_true)) < 2:
+            return 0.5
+        if n_classes == 2:
+            return float(skm.roc_auc_score(y_true, proba[:, 1]))
+        present = np.unique(y_true).astype(int)
+        if len(present) < n_classes:  # a fold without some class: score the classes present
+            sub = proba[:, present] / proba[:, present].sum(axis=1, keepdims=True)
+            return float(skm.roc_auc_score(y_true, sub, multi_class="ovr", labels=present)) if len(present) > 2 \
+                else float(skm.roc_auc_score(y_true == present[1], sub[:, 1]))
+        return float(skm.roc_auc_score(y_true, proba, multi_class="ovr", labels=np.arange(n_classes)))
+    if metric == "log_loss":
+        return float(skm.log_loss(y_true, proba, labels=np.arange(n_classes)))
+    raise ValueError(f"unknown classifier metric {metric!r}")
+
+
+def regressor_score(metric: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    if metric == "rmse":
+        return float(np.sqrt(np.mean((y_true - y_pred) ** 2)))
+    if metric == "mae":
+        return float(np.mean(np.abs(y_true - y_pred)))
+    if metric == "qlike":
+        return qlike(y_true, y_pred)
+    raise ValueError(f"unknown regressor metric {metric!r}")
+
+
+def qlike(realized_var: np.ndarray, forecast_var: np.ndarray) -> float:
+    """QLIKE loss on variances (lower is better), robust to noisy volatility proxies."""
+    f = np.maximum(np.asarray(forecast_var, dtype=float), 1e-12)
+    r = np.maximum(np.asarray(realized_var, dtype=float), 1e-12)
+    return float(np.mean(r / f - np.log(r / f) - 1.0))

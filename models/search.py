@@ -1,0 +1,96 @@
+"""Optuna search on purged walk-forward CV, one nested MLflow run per trial."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.cv import PurgedWalkForward
+from models.metrics import classifier_score, regressor_score
+from models.specs import ModelSpec
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    best_params: dict[str, Any]
+    best_cv_score: float
+    n_trials: int
+    n_pruned: int
+    trials: list[dict[str, Any]]
+
+
+def cv_score(spec: ModelSpec, params: dict[str, Any], X: np.ndarray, y: np.ndarray,
+             cv: PurgedWalkForward, report: Callable[[int, float], bool] | None = None) -> list[float]:
+    """Score ``params`` on each purged fold; ``report(step, running_mean)`` returning True prunes."""
+    scores: list[float] = []
+    n_classes = len(spec.class_names) or 0
+    for step, (train_idx, test_idx) in enumerate(cv.split(len(X))):
+        model = spec.build(params)
+        if spec.task == "classifier":
+            model.fit(X[train_idx], y[train_idx])
+            proba = _full_proba(model, X[test_idx], n_classes)
+            scores.append(classifier_score(spec.metric, y[test_idx], proba, n_classes))
+        else:
+            model.fit(X[train_idx], y[train_idx])
+            scores.append(regressor_score(spec.metric, y[test_idx], model.predict(X[test_idx])))
+        if report is not None and report(step, float(np.mean(scores))):
+            break
+    return scores
+
+
+def _full_proba(model: Any, X: np.ndarray, n_classes: int) -> np.ndarray:
+    """Probabilities over all spec classes even when a training fold missed one."""
+    proba = model.predict_proba(X)
+    if proba.shape[1] == n_classes:
+        return proba
+    full = np.zeros((len(X), n_classes))
+    full[:, np.asarray(model.classes_, dtype=int)] = proba
+    return full
+
+
+def tune(spec: ModelSpec, X: np.ndarray, y: np.ndarray, *, n_trials: int, cv: PurgedWalkForward,
+         seed: int, log_trial: Callable[[int, dict[str, Any], float, str], None] | None = None,
+         ) -> SearchResult:
+    """One Optuna study (TPE, median pruner) over the spec's search space."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    direction = "maximize" if spec.greater_is_better else "minimize"
+    study = optuna.create_study(
+        direction=direction,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+    )
+    params_seed = {"random_state": seed}
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {**spec.search_space(trial), **params_seed}
+
+        def report(step: int, value: float) -> bool:
+            trial.report(value, step)
+            return trial.should_prune()
+
+        scores = cv_score(spec, params, X, y, cv, report)
+        value = float(np.mean(scores))
+        if len(scores) < cv.n_splits:
+            if log_trial:
+                log_trial(trial.number, params, value, "pruned")
+            raise optuna.TrialPruned()
+        if log_trial:
+            log_trial(trial.number, params, value, "complete")
+        return value
+
+    study.optimize(objective, n_trials=n_trials, show_progress_bar=False)
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        raise RuntimeError(f"every Optuna trial of {spec.name} was pruned or failed")
+    return SearchResult(
+        best_params={**study.best_params, **params_seed},
+        best_cv_score=float(study.best_value),
+        n_trials=len(study.trials),
+        n_pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+        trials=[{"number": t.number, "value": t.value, "state": t.state.name, **t.params} for t in study.trials],
+    )

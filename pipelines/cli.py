@@ -1,0 +1,301 @@
+"""The ``alphaops`` command line. Heavy libraries are imported inside commands only."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="AlphaOps: orchestrated MLOps for trading models.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks, printed as ratios against a baseline.")
+ui_app = typer.Typer(no_args_is_help=True, help="Open the Airflow or MLflow UI on this state.")
+app.add_typer(bench_app, name="bench")
+app.add_typer(ui_app, name="ui")
+console = Console(stderr=True)
+out = Console()
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+def _settings() -> Any:
+    from pipelines.config import get_settings
+
+    return get_settings()
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def _print_json(payload: Any) -> None:
+    out.print_json(json.dumps(payload, default=str))
+
+
+def _utc_now() -> Any:
+    import pandas as pd
+
+    return pd.Timestamp.now(tz="UTC")
+
+
+@app.command()
+def run(
+    symbols: list[str] = typer.Option(None, "--symbols", "-s", help="Symbols (comma-separated or repeated)."),
+    families: list[str] = typer.Option(None, "--families", "-f", help="Model families, or 'all'."),
+    trials: int = typer.Option(None, "--trials", min=1, help="Optuna trials per spec."),
+    holdout: float = typer.Option(None, "--holdout", min=0.05, max=0.8, help="Holdout fraction."),
+    reason: str = typer.Option("manual", help="Why this run was started (recorded on the runs)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Run the train_models DAG in process: extract → … → deploy, then list the registry."""
+    from models.specs import specs_for
+
+    settings = _settings()
+    conf = {
+        "symbols": _split(symbols) or settings.symbols,
+        "families": _split(families) or settings.families,
+        "trials": trials or settings.trials,
+        "holdout_fraction": holdout or settings.holdout_fraction,
+        "reason": reason,
+    }
+    specs_for(conf["families"])  # fail fast on an unknown family
+    _check_symbols(settings, conf["symbols"])
+    from pipelines.airflow_runner import run_dag
+
+    n_jobs = len(specs_for(conf["families"])) * len(conf["symbols"])
+    console.print(f"[bold]train_models[/] on {', '.join(conf['symbols'])} · families "
+                  f"{', '.join(conf['families'])} · {conf['trials']} trials · {n_jobs} train tasks "
+                  f"· home {settings.home_dir}")
+    with console.status("running the train_models DAG (Airflow dag.test, in process)…"):
+        state, run_id = run_dag(settings, "train_models", conf)
+    if state != "success":
+        raise CliError(f"DAG run {run_id} ended {state}; see the task logs above "
+                       f"(and under {settings.airflow_home / 'logs'})")
+    exported = _export_champions(settings)
+    from pipelines.report import list_versions
+
+    versions = list_versions(settings)
+    if as_json:
+        _print_json({"run_id": run_id, "state": state, "versions": versions,
+                     "bundles": {k: str(v) for k, v in exported.items()}})
+        return
+    _versions_table(versions)
+    _print_next_steps(settings, exported)
+
+
+def _check_symbols(settings: Any, symbols: list[str]) -> None:
+    from features.store import open_warehouse
+    from pipelines.sources import SAMPLE_SYMBOLS
+
+    unknown = [s for s in symbols if s not in SAMPLE_SYMBOLS]
+    if not unknown:
+        return
+    with open_warehouse(settings) as warehouse:
+        have = set(warehouse.inventory(settings.tenant)["symbol"])
+    missing = [s for s in unknown if s not in have]
+    if missing:
+        raise CliError(f"symbol {', '.join(missing)} has no data; ingest it with `alphaops ingest FILE "
+                       f"--symbol {missing[0]}` (sample symbols: {', '.join(SAMPLE_SYMBOLS)})")
+
+
+def _export_champions(settings: Any) -> dict[str, Path]:
+    from registry import CHAMPION, Registry
+
+    registry = Registry.from_settings(settings)
+    exported = {}
+    for name in registry.model_names():
+        if registry.alias_version(name, CHAMPION):
+            exported[name] = registry.load_bundle(name, CHAMPION, settings.bundles_dir / f"{name}@{CHAMPION}")
+    return exported
+
+
+def _versions_table(versions: list[dict[str, Any]]) -> None:
+    table = Table(title="Registered model versions (holdout metrics, out of sample)")
+    for col in ("model", "v", "aliases", "status", "AUC", "accuracy", "n_test", "null p", "Sharpe", "max DD",
+                "failed gates"):
+        table.add_column(col, justify="right" if col not in ("model", "aliases", "status", "failed gates") else "left")
+
+    def fmt(value: Any, spec: str = ".3f") -> str:
+        return "—" if value is None else format(value, spec)
+
+    for v in versions:
+        m = v["metrics"]
+        table.add_row(v["name"], v["version"], ",".join(v["aliases"]) or "—", v["validation_status"],
+                      fmt(m.get("auc")), fmt(m.get("accuracy")), fmt(m.get("n_test"), ".0f"),
+                      fmt(m.get("null_p_value")), fmt(m.get("trading_sharpe"), ".2f"),
+                      fmt(m.get("trading_max_drawdown"), ".1%"), v.get("failed_gates") or "—")
+    out.print(table)
+
+
+def _print_next_steps(settings: Any, exported: dict[str, Path]) -> None:
+    home = settings.home_dir
+    out.print("\n[bold]Open the UIs on this state[/]")
+    out.print(f"  MLflow UI : make mlflow-ui      (= ALPHAOPS_HOME={home} .venv/bin/alphaops ui mlflow)")
+    out.print(f"  Airflow UI: make airflow-ui     (= ALPHAOPS_HOME={home} .venv/bin/alphaops ui airflow)")
+    if exported:
+        out.print("\n[bold]Serving bundles (model.onnx + schema.json) of the champions[/]")
+        for name, path in exported.items():
+            out.print(f"  {name}: {path}")
+        out.print("  load with: python -c \"import serving; p = serving.Predictor.load('<bundle dir>')\"")
+    else:
+        out.print("\n[yellow]No champion: every version failed a validation gate (see failed gates).[/]")
+
+
+@app.command()
+def ingest(
+    file: Path = typer.Argument(..., help="CSV or Parquet file."),
+    symbol: str = typer.Option(..., "--symbol", help="Symbol to store the rows under."),
+    timeframe: str = typer.Option("1d", "--timeframe", help="Bar timeframe, e.g. 1m, 5m, 1h, 1d."),
+    kind: str = typer.Option("bars", help="bars, ticks or book."),
+    fmt: str = typer.Option(None, "--format", help="'binance' for Binance kline dumps."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Validate a file with the data-quality suite and upsert it (all-or-nothing, idempotent)."""
+    from pipelines.extract import IngestRejected, ingest_file
+
+    if not file.exists():
+        raise CliError(f"file not found: {file}")
+    settings = _settings()
+    try:
+        with console.status(f"validating and ingesting {file.name}…"):
+            result = ingest_file(file, symbol=symbol, timeframe=timeframe, settings=settings,
+                                 as_of=_utc_now(), kind=kind, fmt=fmt)
+    except IngestRejected as exc:
+        console.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    payload = result.to_dict()
+    if as_json:
+        _print_json(payload)
+    else:
+        out.print(f"ingested {symbol} {timeframe}: {payload['rows_in']} rows in, {payload['rows_new']} new, "
+                  f"{payload['rows_changed']} changed, {payload['rows_written']} written "
+                  f"(ingest {payload['ingest_id']})")
+        for warning in payload.get("warnings", []):
+            console.print(f"[yellow]warning:[/] {warning}")
+
+
+@app.command()
+def data(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Symbols and timeframes in the warehouse: rows, time range and the last ingest."""
+    from pipelines.extract import data_summary
+
+    rows = data_summary(_settings())
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="Warehouse bars")
+    for col in ("symbol", "timeframe", "rows", "from", "to", "last ingest"):
+        table.add_column(col)
+    for r in rows:
+        last = r.get("last_ingest") or {}
+        table.add_row(r["symbol"], r["timeframe"], str(r["rows"]), str(r["ts_min"]), str(r["ts_max"]),
+                      f"{last.get('status', '—')} {last.get('logged_at', '')}")
+    out.print(table)
+
+
+@app.command()
+def models(as_json: bool = typer.Option(False, "--json"),
+           history: bool = typer.Option(False, "--history", help="Show every alias change.")) -> None:
+    """Every registered version with aliases, validation status and holdout metrics."""
+    from pipelines.report import list_versions
+
+    versions = list_versions(_settings(), with_history=history or as_json)
+    if as_json:
+        _print_json(versions)
+        return
+    _versions_table(versions)
+    if history:
+        table = Table(title="Alias history")
+        for col in ("model", "at", "alias", "action", "version", "previous", "reason", "run"):
+            table.add_column(col)
+        for v in versions:
+            for e in v.get("alias_history", []):
+                table.add_row(v["name"], e["at"], e["alias"], e["action"], e["version"], str(e["previous"]),
+                              e["reason"], e.get("run_id", ""))
+        out.print(table)
+
+
+@app.command()
+def export(ref: str = typer.Argument(..., help="NAME@ALIAS or NAME@VERSION, e.g. direction_h1.SYN1@champion"),
+           directory: Path = typer.Argument(..., help="Directory to write model.onnx + schema.json into.")) -> None:
+    """Write a serving bundle for a registered model."""
+    from registry import Registry
+
+    if "@" not in ref:
+        raise CliError(f"expected NAME@ALIAS, got {ref!r}")
+    name, alias = ref.rsplit("@", 1)
+    registry = Registry.from_settings(_settings())
+    path = registry.load_bundle(registry.qualify(name), alias, directory)
+    out.print(f"wrote {path / 'model.onnx'} and {path / 'schema.json'}")
+
+
+@app.command()
+def promote(name: str, reason: str = typer.Option("manual promotion", help="Recorded in the history.")) -> None:
+    """Promote the challenger of NAME to champion."""
+    from registry import Registry
+
+    registry = Registry.from_settings(_settings())
+    version = registry.promote(registry.qualify(name), reason=reason, run_id="cli")
+    out.print(f"{registry.qualify(name)}: champion is now v{version}")
+
+
+@app.command()
+def rollback(name: str, reason: str = typer.Option("manual rollback", help="Recorded in the history.")) -> None:
+    """End NAME's canary (drop the challenger), or restore the previous champion."""
+    from registry import Registry
+
+    registry = Registry.from_settings(_settings())
+    version = registry.rollback(registry.qualify(name), reason=reason, run_id="cli")
+    out.print(f"{registry.qualify(name)}: champion is v{version}, no challenger")
+
+
+@ui_app.command("mlflow")
+def ui_mlflow(port: int = typer.Option(5000, help="Port to serve on.")) -> None:
+    """Serve the MLflow UI on this state's tracking store."""
+    settings = _settings()
+    mlflow = Path(sys.executable).with_name("mlflow")
+    os.execv(str(mlflow), [str(mlflow), "ui", "--backend-store-uri", settings.tracking_uri,
+                           "--default-artifact-root", settings.artifact_root, "--port", str(port)])
+
+
+@ui_app.command("airflow")
+def ui_airflow() -> None:
+    """Serve the Airflow UI (airflow standalone) on this state's DAGs and metadata DB (port 8080)."""
+    from pipelines.airflow_runner import airflow_environment, ensure_airflow_db
+
+    settings = _settings()
+    ensure_airflow_db(settings)
+    env = {**os.environ, **airflow_environment(settings)}
+    env.setdefault("AIRFLOW__CORE__PARALLELISM", "4")
+    console.print("Airflow UI on http://localhost:8080 (all users are admins locally: "
+                  "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True). Stop with Ctrl-C.")
+    airflow = Path(sys.executable).with_name("airflow")
+    os.execve(str(airflow), [str(airflow), "standalone"], env)
+
+
+def main() -> None:
+    """Entry point: known errors become one line and a non-zero exit, never a traceback."""
+    from features.store import WarehouseError
+
+    known: tuple[type[BaseException], ...] = (CliError, ValueError, FileNotFoundError, WarehouseError,
+                                             RuntimeError, KeyError)
+    try:
+        app()
+    except known as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        console.print(f"[red]error:[/] {message}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

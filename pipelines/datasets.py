@@ -1,0 +1,76 @@
+"""Training datasets assembled from the warehouse: features, one label, and a fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.store import Warehouse
+from models.cv import holdout_split
+from models.specs import ModelSpec
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Rows in time order; ``next_return`` is the close-to-close return of the following bar."""
+
+    X: np.ndarray
+    y: np.ndarray
+    index: pd.DatetimeIndex
+    feature_names: list[str]
+    next_return: np.ndarray
+    fingerprint: str
+    train_idx: np.ndarray
+    holdout_idx: np.ndarray
+
+    @property
+    def train_end(self) -> pd.Timestamp:
+        return self.index[self.train_idx[-1]]
+
+    @property
+    def holdout_start(self) -> pd.Timestamp:
+        return self.index[self.holdout_idx[0]]
+
+
+def usable_features(frame: pd.DataFrame, warmup: int) -> list[str]:
+    """Features that are finite on every row after the warm-up (degenerate ones are dropped)."""
+    tail = frame.iloc[warmup:]
+    finite = np.isfinite(tail.to_numpy(dtype=np.float64)).all(axis=0)
+    return [name for name, ok in zip(frame.columns, finite) if ok]
+
+
+def load_dataset(warehouse: Warehouse, spec: ModelSpec, *, tenant: str, symbol: str, timeframe: str,
+                 feature_set_version: str, as_of: pd.Timestamp, holdout_fraction: float,
+                 feature_names: list[str] | None = None) -> Dataset:
+    """The spec's dataset for ``symbol`` up to ``as_of``, split into train and a purged holdout."""
+    from features import WARMUP
+
+    feats = warehouse.read_features(tenant=tenant, symbol=symbol, timeframe=timeframe,
+                                    feature_set_version=feature_set_version, end=as_of)
+    if feats.empty:
+        raise ValueError(f"no features for {symbol} {timeframe} ({feature_set_version}); run the features step")
+    labels = warehouse.read_labels(tenant=tenant, symbol=symbol, timeframe=timeframe, labels=[spec.label])
+    closes = warehouse.read_bars(tenant=tenant, symbol=symbol, timeframe=timeframe, end=as_of)["close"]
+    next_return = closes.pct_change().shift(-1).reindex(feats.index)
+
+    names = feature_names or usable_features(feats, WARMUP)
+    frame = feats[names].iloc[WARMUP:].join(labels[spec.label]).assign(_next=next_return)
+    frame = frame.dropna()
+    if frame.empty:
+        raise ValueError(f"{symbol} {timeframe}: no rows with both features and label {spec.label!r}")
+    X = frame[names].to_numpy(dtype=np.float32)
+    y = frame[spec.label].to_numpy()
+    if spec.task == "classifier":
+        y = y.astype(np.int64)
+    train_idx, holdout_idx = holdout_split(len(frame), holdout_fraction, purge=spec.horizon)
+    digest = hashlib.sha256()
+    digest.update(frame.index.asi8.tobytes())
+    digest.update(np.ascontiguousarray(X).tobytes())
+    digest.update(np.ascontiguousarray(y).tobytes())
+    digest.update("\x1f".join(names).encode())
+    return Dataset(X=X, y=y, index=pd.DatetimeIndex(frame.index), feature_names=names,
+                   next_return=frame["_next"].to_numpy(dtype=np.float64),
+                   fingerprint=digest.hexdigest()[:16], train_idx=train_idx, holdout_idx=holdout_idx)

@@ -1,0 +1,99 @@
+"""The deploy step and the canary decision.
+
+Deploy: per trained model, the best version this run validated becomes ``challenger`` if it
+beats the current ``champion`` on a holdout both were scored on (rows after both training
+windows). With no champion yet, it becomes challenger and is promoted at once (first deploy).
+The canary DAG later promotes or rolls back (:func:`decide_canary`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.metrics import classifier_score
+from pipelines.config import Settings
+from pipelines.validate import bundle_scores, dataset_for_version
+from registry import CHALLENGER, CHAMPION, Registry
+
+log = logging.getLogger(__name__)
+
+
+def compare_on_shared_holdout(settings: Settings, registry: Registry, name: str, new: str, incumbent: str,
+                              as_of: pd.Timestamp) -> dict[str, Any]:
+    """Score both versions on holdout rows later than both training windows."""
+    spec, new_data, new_bundle = dataset_for_version(settings, registry, name, new, as_of, settings.holdout_fraction)
+    _, old_data, old_bundle = dataset_for_version(settings, registry, name, incumbent, as_of,
+                                                  settings.holdout_fraction)
+    start = max(new_data.train_end, old_data.train_end, new_data.holdout_start)
+    rows_new = new_data.holdout_idx[new_data.index[new_data.holdout_idx] > start]
+    shared = new_data.index[rows_new].intersection(old_data.index)
+    if len(shared) < 30:
+        return {"shared_rows": len(shared), "better": False,
+                "reason": f"only {len(shared)} holdout rows are unseen by both versions; keep the champion"}
+    new_rows = new_data.index.get_indexer(shared)
+    old_rows = old_data.index.get_indexer(shared)
+    y = new_data.y[new_rows]
+    n_classes = len(spec.class_names)
+    new_score = classifier_score(spec.metric, y, bundle_scores(new_bundle, new_data.X[new_rows]), n_classes)
+    old_score = classifier_score(spec.metric, y, bundle_scores(old_bundle, old_data.X[old_rows]), n_classes)
+    better = new_score > old_score if spec.greater_is_better else new_score < old_score
+    return {"shared_rows": int(len(shared)), "new_score": new_score, "champion_score": old_score,
+            "better": bool(better), "metric": spec.metric,
+            "reason": f"{spec.metric} {new_score:.4f} vs champion {old_score:.4f} on {len(shared)} shared rows"}
+
+
+def deploy_models(settings: Settings, *, ranking: list[dict[str, Any]], as_of: pd.Timestamp,
+                  run_id: str = "") -> list[dict[str, Any]]:
+    """Set ``challenger`` (or, on a first deploy, ``champion``) for each model ranked in this run."""
+    registry = Registry.from_settings(settings)
+    best: dict[str, dict[str, Any]] = {}
+    for row in ranking:
+        if row["kept"] and (row["model_name"] not in best or row["edge"] > best[row["model_name"]]["edge"]):
+            best[row["model_name"]] = row
+    actions = []
+    for name, row in sorted(best.items()):
+        version = row["version"]
+        champion = registry.alias_version(name, CHAMPION)
+        if champion == version or registry.alias_version(name, CHALLENGER) == version:
+            actions.append({"model_name": name, "version": version, "action": "none",
+                            "reason": "already deployed"})
+            continue
+        if champion is None:
+            registry.set_challenger(name, version, reason="first deploy", run_id=run_id)
+            registry.promote(name, reason="first deploy: no champion to compare with", run_id=run_id)
+            actions.append({"model_name": name, "version": version, "action": "champion",
+                            "reason": "first deploy"})
+            continue
+        verdict = compare_on_shared_holdout(settings, registry, name, version, champion, as_of)
+        if verdict["better"]:
+            registry.set_challenger(name, version, reason=f"canary: {verdict['reason']}", run_id=run_id)
+            actions.append({"model_name": name, "version": version, "action": "challenger", **verdict})
+        else:
+            registry.tag(name, version, not_deployed=verdict["reason"])
+            actions.append({"model_name": name, "version": version, "action": "kept_champion", **verdict})
+    for a in actions:
+        log.info("deploy %s v%s: %s (%s)", a["model_name"], a["version"], a["action"], a["reason"])
+    return actions
+
+
+def decide_canary(live_champion: dict[str, float], live_challenger: dict[str, float], *,
+                  min_outcomes: int = 30, max_error_rate: float = 0.01,
+                  max_latency_ratio: float = 1.5) -> tuple[str, str]:
+    """``promote`` / ``rollback`` / ``wait`` from the two arms' live metrics, with the reason."""
+    n = live_challenger.get("n_outcomes", 0)
+    if live_challenger.get("error_rate", 0.0) > max_error_rate:
+        return "rollback", f"challenger error rate {live_challenger['error_rate']:.2%} > {max_error_rate:.2%}"
+    champ_p50 = live_champion.get("latency_p50_us") or np.nan
+    chall_p50 = live_challenger.get("latency_p50_us") or np.nan
+    if np.isfinite(champ_p50) and np.isfinite(chall_p50) and chall_p50 > max_latency_ratio * champ_p50:
+        return "rollback", f"challenger p50 latency {chall_p50:.0f}us > {max_latency_ratio}x champion's"
+    if n < min_outcomes:
+        return "wait", f"only {n} challenger outcomes known (need {min_outcomes})"
+    hit_new, hit_old = live_challenger.get("hit_rate", 0.0), live_champion.get("hit_rate", 0.0)
+    if hit_new >= hit_old:
+        return "promote", f"challenger hit rate {hit_new:.3f} >= champion {hit_old:.3f} over {int(n)} outcomes"
+    return "rollback", f"challenger hit rate {hit_new:.3f} < champion {hit_old:.3f} over {int(n)} outcomes"

@@ -1,0 +1,133 @@
+"""Holdout metrics: classification, regression, trading after costs, baselines and the null test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn import metrics as skm
+
+from models.metrics import classifier_score, qlike
+
+
+def classification_metrics(y: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    n_classes = proba.shape[1]
+    if n_classes == 2:
+        pred = (proba[:, 1] >= threshold).astype(int)
+        average = "binary"
+    else:
+        pred = np.argmax(proba, axis=1)
+        average = "macro"
+    n = len(y)
+    accuracy = float(np.mean(pred == y))
+    low, high = wilson_interval(int(np.sum(pred == y)), n)
+    return {
+        "n_test": float(n),
+        "accuracy": accuracy,
+        "accuracy_ci95_low": low,
+        "accuracy_ci95_high": high,
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y, pred)),
+        "auc": classifier_score("auc", y, proba, n_classes),
+        "f1": float(skm.f1_score(y, pred, average=average, zero_division=0)),
+        "precision": float(skm.precision_score(y, pred, average=average, zero_division=0)),
+        "recall": float(skm.recall_score(y, pred, average=average, zero_division=0)),
+        "log_loss": float(skm.log_loss(y, np.clip(proba, 1e-7, 1.0), labels=np.arange(n_classes))),
+    }
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Binomial 95% interval (Wilson score) for a proportion."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return float(centre - half), float(centre + half)
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray, *, variance: bool = False) -> dict[str, float]:
+    out = {
+        "n_test": float(len(y)),
+        "rmse": float(np.sqrt(np.mean((y - pred) ** 2))),
+        "mae": float(np.mean(np.abs(y - pred))),
+        "r2": float(skm.r2_score(y, pred)),
+    }
+    if variance:
+        out["qlike"] = qlike(y ** 2, pred ** 2)
+    return out
+
+
+def periods_per_year(index: pd.DatetimeIndex) -> float:
+    """Bars per year as observed in ``index`` (252-ish for equities' daily bars)."""
+    years = (index[-1] - index[0]).total_seconds() / (365.25 * 86400)
+    return float(len(index) / years) if years > 0 else 252.0
+
+
+def trading_metrics(position: np.ndarray, next_return: np.ndarray, *, cost_per_turnover: float,
+                    bars_per_year: float) -> dict[str, float]:
+    """Metrics of holding ``position`` (−1..1) for one bar, after costs on every change of position."""
+    position = np.asarray(position, dtype=float)
+    turnover = np.abs(np.diff(np.concatenate([[0.0], position])))
+    pnl = position * next_return - cost_per_turnover * turnover
+    equity = np.cumprod(1.0 + pnl)
+    peak = np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]
+    drawdown = 1.0 - equity / peak
+    total = float(equity[-1] - 1.0) if len(equity) else 0.0
+    years = len(pnl) / bars_per_year
+    std = float(np.std(pnl))
+    active = pnl[position != 0]
+    gains, losses = active[active > 0].sum(), -active[active < 0].sum()
+    return {
+        "total_return": total,
+        "annual_return": float((1.0 + total) ** (1.0 / years) - 1.0) if years > 0 and total > -1 else -1.0,
+        "sharpe": float(np.mean(pnl) / std * np.sqrt(bars_per_year)) if std > 0 else 0.0,
+        "profit_factor": float(gains / losses) if losses > 0 else float("inf") if gains > 0 else 0.0,
+        "max_drawdown": float(drawdown.max()) if len(drawdown) else 0.0,
+        "win_rate": float(np.mean(active > 0)) if len(active) else 0.0,
+        "turnover": float(turnover.mean()),
+        "n_trades": float(np.count_nonzero(turnover)),
+    }
+
+
+def classifier_position(proba: np.ndarray) -> np.ndarray:
+    """Long when up is likelier than down, short otherwise (first class is down, last is up)."""
+    edge = proba[:, -1] - proba[:, 0]
+    return np.sign(edge)
+
+
+def block_permutation(y: np.ndarray, block: int, rng: np.random.Generator) -> np.ndarray:
+    """Shuffle contiguous blocks of ``y``: breaks the link to X, keeps the label's autocorrelation."""
+    starts = np.arange(0, len(y), block)
+    order = rng.permutation(len(starts))
+    return np.concatenate([y[starts[i]:starts[i] + block] for i in order])
+
+
+@dataclass(frozen=True)
+class NullTest:
+    real: float
+    null_scores: list[float]
+
+    @property
+    def p_value(self) -> float:
+        beats = sum(score >= self.real for score in self.null_scores)
+        return (1 + beats) / (1 + len(self.null_scores))
+
+    def as_metrics(self) -> dict[str, float]:
+        scores = np.asarray(self.null_scores)
+        return {"null_p_value": self.p_value, "null_mean": float(scores.mean()),
+                "null_q95": float(np.quantile(scores, 0.95)), "null_n": float(len(scores))}
+
+
+def stat_t_test_greater(a: np.ndarray, b: np.ndarray) -> float:
+    """One-sided paired t-test p-value that ``a`` > ``b`` (used for comparing live arms)."""
+    if len(a) < 3:
+        return 1.0
+    return float(stats.ttest_rel(a, b, alternative="greater").pvalue)
+
+
+def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()}

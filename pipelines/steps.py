@@ -1,0 +1,96 @@
+"""Adapters between Airflow tasks and the typed steps: plain, JSON-safe dicts in and out.
+
+DAG tasks call one function here each; the CLI calls the same functions. Settings come
+from the environment (``ALPHAOPS_*``), run parameters from the DAG params.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from pipelines.config import Settings, get_settings
+
+WAREHOUSE_POOL = "alphaops_warehouse"
+
+
+def as_timestamp(value: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def resolve_datasets(settings: Settings, symbols: list[str], as_of: pd.Timestamp) -> list[dict[str, Any]]:
+    """Ingest the bundled sample symbols (idempotent) and find every symbol's timeframes."""
+    from features.store import open_warehouse
+    from pipelines.extract import extract_samples
+    from pipelines.sources import SAMPLE_SYMBOLS
+
+    samples = [s for s in symbols if s in SAMPLE_SYMBOLS]
+    if samples:
+        extract_samples(settings, samples, as_of)
+    with open_warehouse(settings) as warehouse:
+        inventory = warehouse.inventory(settings.tenant)
+    datasets = []
+    for symbol in symbols:
+        rows = inventory[inventory["symbol"] == symbol]
+        if rows.empty:
+            known = ", ".join(sorted(set(inventory["symbol"]) | set(SAMPLE_SYMBOLS))) or "none"
+            raise ValueError(f"symbol {symbol!r} has no data; ingest it with `alphaops ingest` (known: {known})")
+        datasets += [{"symbol": symbol, "timeframe": tf} for tf in rows["timeframe"]]
+    return datasets
+
+
+def extract(params: dict[str, Any], as_of: Any) -> list[dict[str, Any]]:
+    return resolve_datasets(get_settings(), list(params["symbols"]), as_timestamp(as_of))
+
+
+def features(datasets: list[dict[str, Any]], as_of: Any) -> list[dict[str, Any]]:
+    from pipelines.build import build_features
+
+    settings = get_settings()
+    return [build_features(settings, symbol=d["symbol"], timeframe=d["timeframe"], as_of=as_timestamp(as_of))
+            for d in datasets]
+
+
+def label(feature_refs: list[dict[str, Any]], params: dict[str, Any], as_of: Any) -> list[dict[str, Any]]:
+    """Write the labels and return one train job per (spec, symbol, timeframe)."""
+    from models.specs import specs_for
+    from pipelines.build import build_labels
+
+    settings = get_settings()
+    specs = specs_for(list(params["families"]))
+    jobs = []
+    for ref in feature_refs:
+        build_labels(settings, symbol=ref["symbol"], timeframe=ref["timeframe"],
+                     spec_names=[s.name for s in specs], as_of=as_timestamp(as_of))
+        jobs += [{"spec_name": s.name, "symbol": ref["symbol"], "timeframe": ref["timeframe"],
+                  "feature_set_version": ref["feature_set_version"], "trials": int(params["trials"]),
+                  "holdout_fraction": float(params["holdout_fraction"]),
+                  "trigger": str(params.get("reason") or "schedule")} for s in specs]
+    return jobs
+
+
+def train(job: dict[str, Any], as_of: Any) -> dict[str, Any]:
+    from pipelines.train import train_spec
+
+    return train_spec(get_settings(), as_of=as_timestamp(as_of), **job)
+
+
+def validate(trained: dict[str, Any], params: dict[str, Any], as_of: Any) -> dict[str, Any]:
+    from pipelines.validate import validate_version
+
+    return validate_version(get_settings(), model_name=trained["model_name"], version=trained["version"],
+                            as_of=as_timestamp(as_of), holdout_fraction=float(params["holdout_fraction"]))
+
+
+def rank(validated: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from pipelines.rank import rank_models
+
+    return rank_models(get_settings(), validated=[v for v in validated if v["status"] == "validated"])
+
+
+def deploy(ranking: list[dict[str, Any]], as_of: Any, run_id: str) -> list[dict[str, Any]]:
+    from pipelines.deploy import deploy_models
+
+    return deploy_models(get_settings(), ranking=ranking, as_of=as_timestamp(as_of), run_id=run_id)

@@ -1,0 +1,143 @@
+"""The train step: Optuna on purged walk-forward CV, refit, ONNX export, MLflow run, registered version."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.store import open_warehouse
+from models.bundle import classifier_schema, write_bundle
+from models.cv import PurgedWalkForward
+from models.search import tune
+from models.specs import ModelSpec, spec_by_name
+from pipelines.config import Settings
+from pipelines.datasets import Dataset, load_dataset
+from pipelines.tracking import code_version, use_experiment
+from registry import Registry, model_name
+
+log = logging.getLogger(__name__)
+
+
+def onnx_outputs(onnx_bytes: bytes, X: np.ndarray) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: X.astype(np.float32)})
+
+
+def native_output(spec: ModelSpec, model: Any, X: np.ndarray) -> np.ndarray:
+    return model.predict_proba(X) if spec.task == "classifier" else np.asarray(model.predict(X)).reshape(-1)
+
+
+def onnx_primary_output(spec: ModelSpec, outputs: list[np.ndarray]) -> np.ndarray:
+    return outputs[1] if spec.task == "classifier" else np.asarray(outputs[0]).reshape(-1)
+
+
+def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: str, feature_set_version: str,
+               as_of: pd.Timestamp, trials: int | None = None, holdout_fraction: float | None = None,
+               trigger: str = "schedule") -> dict[str, Any]:
+    """Tune, refit on the whole training window, export and register one spec on one symbol."""
+    import mlflow
+
+    spec = spec_by_name(spec_name)
+    trials = trials or settings.trials
+    holdout_fraction = holdout_fraction or settings.holdout_fraction
+    with open_warehouse(settings) as warehouse:
+        data = load_dataset(warehouse, spec, tenant=settings.tenant, symbol=symbol, timeframe=timeframe,
+                            feature_set_version=feature_set_version, as_of=as_of,
+                            holdout_fraction=holdout_fraction)
+    X_train, y_train = data.X[data.train_idx], data.y[data.train_idx]
+    cv = PurgedWalkForward(n_splits=settings.cv_folds, purge=spec.horizon)
+    name = model_name(settings.tenant, spec.name, symbol)
+    experiment_id = use_experiment(settings, f"{settings.tenant}/{spec.family}")
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{spec.name}.{symbol}") as parent:
+        run_id = parent.info.run_id
+        mlflow.set_tags({
+            "tenant": settings.tenant, "family": spec.family, "spec": spec.name, "symbol": symbol,
+            "timeframe": timeframe, "feature_set_version": feature_set_version, "label": spec.label,
+            "data_fingerprint": data.fingerprint, "code_version": code_version(),
+            "as_of": as_of.isoformat(), "trigger": trigger,
+            "train_start": data.index[0].isoformat(), "train_end": data.train_end.isoformat(),
+            "holdout_start": data.holdout_start.isoformat(), "holdout_end": data.index[-1].isoformat(),
+        })
+        mlflow.log_params({"trials": trials, "cv_folds": cv.n_splits, "purge_bars": cv.purge,
+                           "holdout_fraction": holdout_fraction, "n_train": len(data.train_idx),
+                           "n_holdout": len(data.holdout_idx), "n_features": len(data.feature_names)})
+
+        def log_trial(number: int, params: dict[str, Any], value: float, state: str) -> None:
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"trial-{number:03d}", nested=True):
+                mlflow.log_params(params)
+                mlflow.log_metric(f"cv_{spec.metric}", value)
+                mlflow.set_tag("trial_state", state)
+
+        search = tune(spec, X_train, y_train, n_trials=trials, cv=cv, seed=settings.seed, log_trial=log_trial)
+        mlflow.log_params({f"best_{k}": v for k, v in search.best_params.items()})
+        mlflow.set_tag("best_params", json.dumps(search.best_params, sort_keys=True))
+        mlflow.log_metrics({f"cv_{spec.metric}": search.best_cv_score, "trials_pruned": search.n_pruned})
+
+        model = spec.build(search.best_params).fit(X_train, y_train)
+        onnx_model = model.to_onnx()
+        X_hold = data.X[data.holdout_idx]
+        parity = float(np.max(np.abs(
+            onnx_primary_output(spec, onnx_outputs(onnx_model.SerializeToString(), X_hold))
+            - native_output(spec, model, X_hold))))
+        mlflow.log_metrics({"onnx_max_abs_diff": parity, "onnx_parity_tolerance": spec.gates.max_onnx_abs_diff})
+
+        with tempfile.TemporaryDirectory() as tmp:
+            schema = classifier_schema(
+                model={"name": name, "family": spec.family, "spec": spec.name, "tenant": settings.tenant,
+                       "symbol": symbol, "timeframe": timeframe, "run_id": run_id, "version": ""},
+                feature_set_version=feature_set_version, features=data.feature_names,
+                class_names=list(spec.class_names),
+            )
+            bundle = write_bundle(Path(tmp) / "bundle", onnx_model, schema)
+            mlflow.log_artifacts(str(bundle), "bundle")
+            _log_importance(spec, model, data, Path(tmp))
+        version = Registry.from_settings(settings).register(name, run_id, tags={
+            "family": spec.family, "spec": spec.name, "symbol": symbol, "timeframe": timeframe,
+            "feature_set_version": feature_set_version, "data_fingerprint": data.fingerprint,
+            "train_end": data.train_end.isoformat(), "holdout_start": data.holdout_start.isoformat(),
+        })
+        mlflow.set_tag("registered_version", version)
+    log.info("trained %s v%s: cv %s=%.4f (%d trials, %d pruned), onnx parity %.2e",
+             name, version, spec.metric, search.best_cv_score, search.n_trials, search.n_pruned, parity)
+    return {"model_name": name, "version": version, "run_id": run_id, "spec": spec.name, "family": spec.family,
+            "symbol": symbol, "timeframe": timeframe, "feature_set_version": feature_set_version}
+
+
+def _log_importance(spec: ModelSpec, model: Any, data: Dataset, tmp: Path) -> None:
+    """Gain importance, and permutation importance on the holdout (explanation only: nothing is selected on it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+    from sklearn.inspection import permutation_importance
+
+    tail = data.holdout_idx
+    scoring = "roc_auc_ovr" if spec.task == "classifier" and len(spec.class_names) > 2 else \
+        ("roc_auc" if spec.task == "classifier" else "neg_root_mean_squared_error")
+    perm = permutation_importance(model, data.X[tail], data.y[tail], n_repeats=3,
+                                  random_state=0, scoring=scoring, n_jobs=1)
+    table = pd.DataFrame({"feature": data.feature_names, "permutation": perm.importances_mean})
+    if hasattr(model, "feature_importances_"):
+        table["gain"] = np.asarray(model.feature_importances_, dtype=float)
+    table = table.sort_values("permutation", ascending=False)
+    table.to_csv(tmp / "feature_importance.csv", index=False)
+    mlflow.log_artifact(str(tmp / "feature_importance.csv"), "importance")
+    top = table.head(20).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.barh(top["feature"], top["permutation"])
+    ax.set_title(f"{spec.name}: permutation importance (top 20)")
+    fig.tight_layout()
+    mlflow.log_figure(fig, "importance/permutation_top20.png")
+    plt.close(fig)

@@ -1,0 +1,215 @@
+"""The validate step: score a registered version on its purged holdout and gate it.
+
+Everything here is out of sample: the holdout is the last part of the window, after a purge
+gap of the label horizon, and tuning never saw it. The version's own ONNX bundle is what is
+scored, so the numbers describe what serving will run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.store import open_warehouse
+from models.specs import ModelSpec, spec_by_name
+from pipelines.config import Settings
+from pipelines.datasets import Dataset, load_dataset
+from pipelines.evaluation import (
+    NullTest,
+    block_permutation,
+    classification_metrics,
+    classifier_position,
+    json_safe,
+    periods_per_year,
+    trading_metrics,
+)
+from pipelines.tracking import use_experiment
+from pipelines.train import onnx_outputs
+from registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+def dataset_for_version(settings: Settings, registry: Registry, name: str, version: str,
+                        as_of: pd.Timestamp, holdout_fraction: float) -> tuple[ModelSpec, Dataset, Path]:
+    """Rebuild the version's dataset (its own feature list) and download its bundle."""
+    mv = registry.client.get_model_version(name, version)
+    spec = spec_by_name(mv.tags["spec"])
+    bundle = registry.load_bundle(name, version, Path(tempfile.mkdtemp(prefix="alphaops-bundle-")) / "b")
+    schema = json.loads((bundle / "schema.json").read_text())
+    with open_warehouse(settings) as warehouse:
+        data = load_dataset(warehouse, spec, tenant=settings.tenant, symbol=mv.tags["symbol"],
+                            timeframe=mv.tags["timeframe"], feature_set_version=schema["feature_set_version"],
+                            as_of=as_of, holdout_fraction=holdout_fraction, feature_names=schema["features"])
+    return spec, data, bundle
+
+
+def bundle_scores(bundle: Path, X: np.ndarray) -> np.ndarray:
+    """Class probabilities (or values) from the bundle's ONNX model."""
+    outputs = onnx_outputs((bundle / "model.onnx").read_bytes(), X)
+    return outputs[1] if len(outputs) > 1 else np.asarray(outputs[0]).reshape(-1)
+
+
+def one_row_latency_us(bundle: Path, X: np.ndarray, n: int = 300) -> float:
+    """p50 of one-row ``serving.Predictor.predict`` calls on holdout rows."""
+    import serving
+
+    predictor = serving.Predictor.load(bundle)
+    rows = X[np.arange(n) % len(X)]
+    timings = np.empty(n)
+    for i, row in enumerate(rows):
+        start = time.perf_counter_ns()
+        predictor.predict(row)
+        timings[i] = (time.perf_counter_ns() - start) / 1e3
+    return float(np.median(timings))
+
+
+def null_test(spec: ModelSpec, data: Dataset, params: dict[str, Any], real: float, n: int, seed: int) -> NullTest:
+    """Retrain the spec on block-permuted training labels; score each on the same holdout."""
+    from models.metrics import classifier_score
+
+    rng = np.random.default_rng(seed)
+    block = max(20, 5 * spec.horizon)
+    X_train, y_train = data.X[data.train_idx], data.y[data.train_idx]
+    X_hold, y_hold = data.X[data.holdout_idx], data.y[data.holdout_idx]
+    n_classes = len(spec.class_names)
+    scores = []
+    for _ in range(n):
+        model = spec.build(params).fit(X_train, block_permutation(y_train, block, rng))
+        proba = model.predict_proba(X_hold)
+        if proba.shape[1] < n_classes:
+            full = np.zeros((len(X_hold), n_classes))
+            full[:, np.asarray(model.classes_, dtype=int)] = proba
+            proba = full
+        scores.append(classifier_score(spec.metric, y_hold, proba, n_classes))
+    return NullTest(real=real, null_scores=scores)
+
+
+def evaluate_classifier(settings: Settings, spec: ModelSpec, data: Dataset, proba: np.ndarray) -> dict[str, float]:
+    """Holdout metrics, baselines and trading metrics after costs for a classifier's probabilities."""
+    hold = data.holdout_idx
+    y = data.y[hold]
+    metrics = classification_metrics(y, proba)
+    majority = np.bincount(data.y[data.train_idx].astype(int), minlength=proba.shape[1]).argmax()
+    metrics["baseline_majority_accuracy"] = float(np.mean(y == majority))
+    metrics["baseline_coin_flip_auc"] = 0.5
+    metrics["baseline_majority_auc"] = 0.5  # a constant score ranks nothing
+    cost = (settings.commission_bps + settings.spread_bps) / 1e4
+    bars_per_year = periods_per_year(data.index[hold])
+    trade = trading_metrics(classifier_position(proba), data.next_return[hold],
+                            cost_per_turnover=cost, bars_per_year=bars_per_year)
+    hold_and_buy = trading_metrics(np.ones(len(hold)), data.next_return[hold],
+                                   cost_per_turnover=cost, bars_per_year=bars_per_year)
+    metrics.update({f"trading_{k}": v for k, v in trade.items()})
+    metrics.update({f"baseline_buy_hold_{k}": v for k, v in hold_and_buy.items()})
+    return metrics
+
+
+def gate_results(spec: ModelSpec, metrics: dict[str, float]) -> dict[str, bool]:
+    gates = spec.gates
+    primary = metrics[spec.metric]
+    baselines = [v for k, v in metrics.items() if k.startswith("baseline_") and k.endswith(f"_{spec.metric}")]
+    beats = all(primary > b for b in baselines) if spec.greater_is_better else all(primary < b for b in baselines)
+    return {
+        "gate_beats_baselines": beats or not gates.must_beat_baselines,
+        "gate_null_test": metrics["null_p_value"] < gates.max_null_p_value,
+        "gate_max_drawdown": metrics.get("trading_max_drawdown", 0.0) <= gates.max_drawdown,
+        "gate_onnx_parity": metrics["onnx_max_abs_diff"] <= gates.max_onnx_abs_diff,
+        "gate_latency": metrics["latency_p50_us"] <= gates.max_latency_p50_us,
+    }
+
+
+def validate_version(settings: Settings, *, model_name: str, version: str, as_of: pd.Timestamp,
+                     holdout_fraction: float | None = None) -> dict[str, Any]:
+    """Score, null-test and gate one version; tag it ``validated`` or ``rejected``."""
+    import mlflow
+
+    holdout_fraction = holdout_fraction or settings.holdout_fraction
+    registry = Registry.from_settings(settings)
+    spec, data, bundle = dataset_for_version(settings, registry, model_name, version, as_of, holdout_fraction)
+    mv = registry.client.get_model_version(model_name, version)
+    run = registry.client.get_run(mv.run_id)
+    params = json.loads(run.data.tags["best_params"])
+    if run.data.tags.get("data_fingerprint") != data.fingerprint:
+        raise RuntimeError(f"{model_name} v{version}: the warehouse slice changed since training "
+                           f"(fingerprint {data.fingerprint} != {run.data.tags.get('data_fingerprint')})")
+    X_hold = data.X[data.holdout_idx]
+    proba = bundle_scores(bundle, X_hold)
+    metrics = evaluate_classifier(settings, spec, data, proba)
+    metrics.update(null_test(spec, data, params, metrics[spec.metric], settings.null_permutations,
+                             settings.seed).as_metrics())
+    metrics["onnx_max_abs_diff"] = float(run.data.metrics["onnx_max_abs_diff"])
+    metrics["latency_p50_us"] = one_row_latency_us(bundle, X_hold)
+    gates = gate_results(spec, metrics)
+    status = "validated" if all(gates.values()) else "rejected"
+    failed = [g.removeprefix("gate_") for g, ok in gates.items() if not ok]
+
+    use_experiment(settings, f"{settings.tenant}/{spec.family}")
+    with mlflow.start_run(run_id=mv.run_id):
+        mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if np.isfinite(v)})
+        mlflow.log_metrics({k: float(v) for k, v in gates.items()})
+        mlflow.set_tag("validation_status", status)
+        mlflow.log_text(model_card(model_name, version, spec, data, metrics, gates, run.data.tags),
+                        "model_card.md")
+    # Tag the status first, then (in deploy) move aliases.
+    registry.tag(model_name, version, validation_status=status,
+                 lifecycle="validated" if status == "validated" else "rejected",
+                 failed_gates=",".join(failed) or "none",
+                 holdout_score=f"{metrics[spec.metric]:.6f}", primary_metric=spec.metric)
+    log.info("%s v%s %s: %s=%.4f null p=%.3f gates failed=%s", model_name, version, status, spec.metric,
+             metrics[spec.metric], metrics["null_p_value"], failed or "none")
+    return {"model_name": model_name, "version": version, "status": status, "family": spec.family,
+            "symbol": mv.tags["symbol"], "spec": spec.name, "metric": spec.metric,
+            "score": metrics[spec.metric], "failed_gates": failed,
+            "metrics": json_safe({k: metrics[k] for k in ("accuracy", "auc", "n_test", "null_p_value")})}
+
+
+def model_card(name: str, version: str, spec: ModelSpec, data: Dataset, metrics: dict[str, float],
+               gates: dict[str, bool], tags: dict[str, str]) -> str:
+    rows = "\n".join(f"| {k} | {v:.6g} |" for k, v in sorted(metrics.items()) if not k.startswith("baseline_"))
+    base = "\n".join(f"| {k.removeprefix('baseline_')} | {v:.6g} |" for k, v in sorted(metrics.items())
+                     if k.startswith("baseline_"))
+    gate_rows = "\n".join(f"| {g.removeprefix('gate_')} | {'pass' if ok else 'FAIL'} |" for g, ok in gates.items())
+    return f"""# Model card: {name} v{version}
+
+- Family / spec: `{spec.family}` / `{spec.name}` — {spec.description}
+- Label: `{spec.label}` (horizon {spec.horizon} bars; CV purge = horizon)
+- Data window: {data.index[0]} → {data.index[-1]}; train ends {data.train_end}, holdout starts {data.holdout_start}
+- Rows: train {len(data.train_idx)}, holdout {len(data.holdout_idx)}; features: {len(data.feature_names)}
+  (feature set `{tags.get('feature_set_version')}`)
+- Lineage: run `{tags.get('mlflow.runName', '')}`, data fingerprint `{tags.get('data_fingerprint')}`,
+  code `{tags.get('code_version')}`, as of {tags.get('as_of')}
+
+## Holdout metrics (out of sample)
+
+| metric | value |
+|---|---|
+{rows}
+
+## Baselines on the same holdout
+
+| baseline | value |
+|---|---|
+{base}
+
+## Null test
+
+Labels permuted in blocks, the spec retrained {int(metrics['null_n'])} times: null mean
+{metrics['null_mean']:.4f}, 95th percentile {metrics['null_q95']:.4f}; the real model's p-value is
+{metrics['null_p_value']:.4f}.
+
+## Gates
+
+| gate | result |
+|---|---|
+{gate_rows}
+
+Features: {', '.join(data.feature_names)}
+"""

@@ -1,0 +1,35 @@
+"""Test session set-up: every run gets a fresh ALPHAOPS_HOME (warehouse, MLflow, Airflow).
+
+The environment is set at import time, before any test module imports Airflow (which reads
+its configuration once, on first import).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(tempfile.mkdtemp(prefix="alphaops-test-"))
+os.environ["ALPHAOPS_HOME"] = str(_HOME)
+os.environ.setdefault("ALPHAOPS_TENANT", "default")
+for _key in [k for k in os.environ if k.startswith("ALPHAOPS_") and k not in ("ALPHAOPS_HOME", "ALPHAOPS_TENANT")]:
+    if _key != "ALPHAOPS_CLICKHOUSE_URL":
+        os.environ.pop(_key)
+
+from pipelines.airflow_runner import airflow_environment  # noqa: E402
+from pipelines.config import get_settings  # noqa: E402
+
+airflow_environment(get_settings())
+
+
+@pytest.fixture(scope="session")
+def alphaops_home() -> Path:
+    return _HOME
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_HOME, ignore_errors=True)

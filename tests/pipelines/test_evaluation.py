@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from pipelines.evaluation import (
+    NullTest,
+    block_permutation,
+    classification_metrics,
+    trading_metrics,
+    wilson_interval,
+)
+
+
+def test_wilson_interval_brackets_the_proportion():
+    low, high = wilson_interval(55, 100)
+    assert low < 0.55 < high
+    assert high - low == pytest.approx(0.19, abs=0.01)
+
+
+def test_classification_metrics_on_a_perfect_and_a_useless_model():
+    y = np.array([0, 1] * 50)
+    perfect = np.column_stack([1 - y, y]).astype(float)
+    m = classification_metrics(y, perfect)
+    assert m["accuracy"] == 1.0 and m["auc"] == 1.0 and m["n_test"] == 100
+    flat = np.full((100, 2), 0.5)
+    assert classification_metrics(y, flat)["auc"] == 0.5
+
+
+def test_trading_metrics_charge_costs_on_every_change_of_position():
+    returns = np.full(10, 0.01)
+    always_long = trading_metrics(np.ones(10), returns, cost_per_turnover=0.001, bars_per_year=252)
+    assert always_long["n_trades"] == 1
+    assert always_long["total_return"] == pytest.approx(1.01 ** 9 * (1.01 - 0.001) - 1, rel=1e-9)
+    flipping = trading_metrics(np.array([1, -1] * 5), returns, cost_per_turnover=0.001, bars_per_year=252)
+    assert flipping["n_trades"] == 10
+    assert flipping["max_drawdown"] > 0
+    assert flipping["total_return"] < 0
+
+
+def test_block_permutation_keeps_values_and_blocks():
+    y = np.arange(100)
+    permuted = block_permutation(y, 10, np.random.default_rng(0))
+    assert sorted(permuted) == list(y)
+    assert not np.array_equal(permuted, y)
+    assert all(np.all(np.diff(permuted[i:i + 10]) == 1) for i in range(0, 100, 10))
+
+
+def test_null_p_value_counts_null_scores_at_least_as_good():
+    assert NullTest(real=0.6, null_scores=[0.5] * 20).p_value == pytest.approx(1 / 21)
+    assert NullTest(real=0.5, null_scores=[0.55] * 19 + [0.4]).p_value == pytest.approx(20 / 21)
