@@ -49,7 +49,7 @@ def load_dag(settings: Settings, dag_id: str) -> Any:
     airflow_environment(settings)
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(DAGS_FOLDER), include_examples=False)
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     if dag_id not in bag.dags:
