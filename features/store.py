@@ -29,6 +29,7 @@ DATABASE = "alphaops"
 OHLCV = ["open", "high", "low", "close", "volume"]
 BAR_EXTRA = ["buy_volume", "sell_volume", "bid_size", "ask_size", "spread", "n_trades",
              "funding_rate", "liquidations"]
+BOOK = ["bid_price", "bid_size", "ask_price", "ask_size", "bid_depth", "ask_depth"]
 
 _KEY = "tenant LowCardinality(String), symbol LowCardinality(String), timeframe LowCardinality(String)"
 _MERGE = "ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(ts) ORDER BY (tenant, symbol, timeframe, ts)"
@@ -89,6 +90,11 @@ DDL: dict[str, str] = {
         ts_min Nullable(DateTime64(3, 'UTC')), ts_max Nullable(DateTime64(3, 'UTC')),
         report String, logged_at DateTime64(3, 'UTC')
     ) ENGINE = MergeTree ORDER BY (tenant, logged_at, ingest_id)""",
+    "market_events": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.market_events (
+        tenant LowCardinality(String), symbol LowCardinality(String), ts DateTime64(3, 'UTC'),
+        type LowCardinality(String), n_bars UInt32, source LowCardinality(String), version UInt64
+    ) ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(ts)
+      ORDER BY (tenant, symbol, ts, type)""",
     "monitor_history": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.monitor_history (
         tenant LowCardinality(String), model LowCardinality(String), model_version String,
         checked_at DateTime64(3, 'UTC'), drift_share Float64, drifted UInt8,
@@ -283,6 +289,77 @@ class Warehouse:
             {"tenant": tenant},
         )
 
+    # -- ticks, book snapshots and market events -----------------------------------------
+    def write_ticks(self, ticks: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str,
+                    source: str, ingest_id: str) -> int:
+        """Upsert trades indexed by UTC ``ts`` with ``price, qty, side, trade_id``."""
+        frame = pd.DataFrame({
+            "tenant": tenant, "symbol": symbol, "timeframe": timeframe,
+            "ts": ticks.index, "trade_id": ticks["trade_id"].astype(str).to_numpy(),
+            "price": ticks["price"].astype(float).to_numpy(), "qty": ticks["qty"].astype(float).to_numpy(),
+            "side": ticks["side"].astype(np.int8).to_numpy(),
+            "source": source, "ingest_id": ingest_id, "version": np.uint64(time.time_ns()),
+        })
+        return self.insert("ticks", frame)
+
+    def read_ticks(self, *, tenant: str, symbol: str, timeframe: str,
+                   start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
+        """Trades as a frame indexed by UTC ``ts`` (``price, qty, side, trade_id``)."""
+        where, params = self._key_where(tenant, symbol, timeframe, None, None)
+        where += self._range_where(params, start, end, precision=6)
+        frame = self.query(f"""SELECT ts, price, qty, side, trade_id FROM {DATABASE}.ticks FINAL
+                               WHERE {where} ORDER BY ts, trade_id""", params)
+        frame = frame.set_index("ts")
+        frame.index = pd.DatetimeIndex(frame.index, name="ts").tz_convert("UTC")
+        return frame
+
+    def write_book(self, book: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str,
+                   source: str, ingest_id: str) -> int:
+        """Upsert top-of-book snapshots indexed by UTC ``ts``."""
+        frame = pd.DataFrame(index=book.index)
+        for col in BOOK:
+            frame[col] = book[col].astype(float)
+        frame = frame.reset_index(names="ts")
+        frame.insert(0, "timeframe", timeframe)
+        frame.insert(0, "symbol", symbol)
+        frame.insert(0, "tenant", tenant)
+        frame["source"] = source
+        frame["ingest_id"] = ingest_id
+        frame["version"] = np.uint64(time.time_ns())
+        return self.insert("book", frame)
+
+    def read_book(self, *, tenant: str, symbol: str, timeframe: str,
+                  start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
+        """Book snapshots as a frame indexed by UTC ``ts``."""
+        where, params = self._key_where(tenant, symbol, timeframe, None, None)
+        where += self._range_where(params, start, end, precision=6)
+        frame = self.query(f"SELECT ts, {', '.join(BOOK)} FROM {DATABASE}.book FINAL WHERE {where} ORDER BY ts",
+                           params)
+        frame = frame.set_index("ts")
+        frame.index = pd.DatetimeIndex(frame.index, name="ts").tz_convert("UTC")
+        return frame.astype(float)
+
+    def write_market_events(self, events: pd.DataFrame, *, tenant: str, symbol: str, source: str) -> int:
+        """Upsert known market events (``ts``, ``type``, optional ``n_bars``), e.g. the anomalies
+        injected by the synthetic market, so anomaly detectors can be scored against them."""
+        frame = pd.DataFrame({
+            "tenant": tenant, "symbol": symbol, "ts": pd.DatetimeIndex(events["ts"]),
+            "type": events["type"].astype(str).to_numpy(),
+            "n_bars": (events["n_bars"] if "n_bars" in events else pd.Series(1, index=events.index))
+            .astype(np.uint32).to_numpy(),
+            "source": source, "version": np.uint64(time.time_ns()),
+        })
+        return self.insert("market_events", frame)
+
+    def read_market_events(self, *, tenant: str, symbol: str) -> pd.DataFrame:
+        """Known market events for a symbol: ``ts, type, n_bars, source``, ordered by ts."""
+        out = self.query(
+            f"""SELECT ts, type, n_bars, source FROM {DATABASE}.market_events FINAL
+                WHERE tenant = {{tenant:String}} AND symbol = {{symbol:String}} ORDER BY ts, type""",
+            {"tenant": tenant, "symbol": symbol})
+        out["ts"] = pd.DatetimeIndex(out["ts"]).tz_convert("UTC")
+        return out
+
     # -- features and labels -----------------------------------------------------------
     def write_features(self, matrix: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str,
                        feature_set_version: str) -> int:
@@ -348,6 +425,19 @@ class Warehouse:
             clauses.append("ts <= {end:DateTime64(3, 'UTC')}")
             params["end"] = pd.Timestamp(end).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         return " AND ".join(clauses), params
+
+
+    @staticmethod
+    def _range_where(params: dict[str, Any], start: pd.Timestamp | None, end: pd.Timestamp | None,
+                     precision: int) -> str:
+        """`` AND ts >= start AND ts <= end`` at ``precision`` sub-second digits (ticks, book)."""
+        clauses = ""
+        for name, op, value in (("start", ">=", start), ("end", "<=", end)):
+            if value is not None:
+                clauses += f" AND ts {op} {{{name}:DateTime64({precision}, 'UTC')}}"
+                text = pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S.%f")
+                params[name] = text[: len(text) - (6 - precision)] if precision < 6 else text
+        return clauses
 
 
 def open_warehouse(settings: Any) -> Any:
