@@ -45,6 +45,13 @@ class ModelSpec:
     class_names: tuple[str, ...] = ()
     gates: Gates = field(default_factory=Gates)
     description: str = ""
+    # Sequence models: rows become windows of this many consecutive feature vectors, X [n, window, f].
+    window: int = 0
+    # Extra fields for schema.json (thresholds, fallback rule, output meanings, ...).
+    schema_extras: dict[str, Any] = field(default_factory=dict)
+    # Named baseline predictions on the holdout, fitted on the training window only:
+    # (y_train, y_holdout, train_returns, holdout_returns) -> {"garch": array, ...}
+    baselines: Callable[..., dict[str, np.ndarray]] | None = None
 
     def label_for(self, bars: pd.DataFrame) -> pd.Series:
         return self.make_label(bars).rename(self.label)
