@@ -154,7 +154,8 @@ class _ChdbBackend:
         arrow_batch = data  # noqa: F841  (read by chDB's Python() table function)
         with self._lock:
             self._session.query(
-                f"INSERT INTO {DATABASE}.{table} ({columns}) SELECT {columns} FROM Python(arrow_batch)"
+                f"INSERT INTO {DATABASE}.{table} ({columns}) SELECT {columns} FROM Python(arrow_batch) "
+                "SETTINGS max_partitions_per_insert_block = 0"  # 20 years of daily bars = 240 partitions
             )
 
     def close(self) -> None:
@@ -182,7 +183,8 @@ class _ClickHouseBackend:
         self._client.command(sql, parameters=params or {})
 
     def insert_arrow(self, table: str, data: pa.Table) -> None:
-        self._client.insert_arrow(f"{DATABASE}.{table}", data)
+        self._client.insert_arrow(f"{DATABASE}.{table}", data,
+                                  settings={"max_partitions_per_insert_block": 0})
 
     def close(self) -> None:
         self._client.close()

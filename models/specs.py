@@ -126,12 +126,22 @@ def family_names() -> list[str]:
 
 
 def specs_for(families: Sequence[str]) -> list[ModelSpec]:
-    """Specs of the named families (``all`` for every family); unknown names raise ValueError."""
+    """Specs of the named families (``all`` for every family) or single specs by name.
+
+    Unknown names raise ValueError listing what is known.
+    """
     names = family_names() if "all" in families else list(dict.fromkeys(families))
-    unknown = [f for f in names if f not in FAMILIES]
+    by_spec = {spec.name: spec for build in FAMILIES.values() for spec in build()}
+    unknown = [n for n in names if n not in FAMILIES and n not in by_spec]
     if unknown:
-        raise ValueError(f"unknown model family {', '.join(unknown)!s}; known: {', '.join(family_names())}, all")
-    return [spec for name in names for spec in FAMILIES[name]()]
+        raise ValueError(f"unknown model family {', '.join(unknown)}; known families: "
+                         f"{', '.join(family_names())}, all (or a spec name such as direction_h1)")
+    chosen: list[ModelSpec] = []
+    for name in names:
+        for spec in FAMILIES[name]() if name in FAMILIES else [by_spec[name]]:
+            if spec.name not in {c.name for c in chosen}:
+                chosen.append(spec)
+    return chosen
 
 
 def spec_by_name(name: str) -> ModelSpec:

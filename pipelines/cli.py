@@ -155,7 +155,8 @@ def _print_next_steps(settings: Any, exported: dict[str, Path]) -> None:
 def ingest(
     file: Path = typer.Argument(..., help="CSV or Parquet file."),
     symbol: str = typer.Option(..., "--symbol", help="Symbol to store the rows under."),
-    timeframe: str = typer.Option("1d", "--timeframe", help="Bar timeframe, e.g. 1m, 5m, 1h, 1d."),
+    timeframe: str = typer.Option(None, "--timeframe",
+                                  help="Bar timeframe, e.g. 1m, 5m, 1h, 1d (inferred from the timestamps if omitted)."),
     kind: str = typer.Option("bars", help="bars, ticks or book."),
     fmt: str = typer.Option(None, "--format", help="'binance' for Binance kline dumps."),
     as_json: bool = typer.Option(False, "--json"),
@@ -257,6 +258,41 @@ def rollback(name: str, reason: str = typer.Option("manual rollback", help="Reco
     registry = Registry.from_settings(_settings())
     version = registry.rollback(registry.qualify(name), reason=reason, run_id="cli")
     out.print(f"{registry.qualify(name)}: champion is v{version}, no challenger")
+
+
+@bench_app.command("features")
+def bench_features(n_bars: int = typer.Option(1_000_000, help="Synthetic 1-minute bars."),
+                   as_json: bool = typer.Option(False, "--json")) -> None:
+    """Full feature set vs plain TA-Lib on the same arrays, and one compute_latest call."""
+    from features.bench import run_feature_bench
+
+    with console.status(f"computing features on {n_bars:,} bars…"):
+        figures = run_feature_bench(n_bars=n_bars)
+    _print_figures("Feature benchmark (one process)", figures, as_json)
+
+
+@bench_app.command("serving")
+def bench_serving(n_calls: int = typer.Option(20_000, help="One-row calls per method."),
+                  as_json: bool = typer.Option(False, "--json")) -> None:
+    """Predictor.predict vs raw onnxruntime session.run vs MLflow pyfunc, same LightGBM model."""
+    from pipelines.bench import serving_bench
+
+    with console.status("benchmarking a 300-tree, 64-feature LightGBM direction model…"):
+        figures = serving_bench(n_calls=n_calls)
+    _print_figures("Serving benchmark (one process, one thread)", figures, as_json)
+
+
+def _print_figures(title: str, figures: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(figures)
+        return
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
+        table.add_row(key, shown)
+    out.print(table)
 
 
 @ui_app.command("mlflow")

@@ -114,6 +114,20 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
             "symbol": symbol, "timeframe": timeframe, "feature_set_version": feature_set_version}
 
 
+PERMUTATION_TOP = 20      # permutation importance for the top features by gain
+PERMUTATION_REPEATS = 2
+
+
+def _score(spec: ModelSpec, model: Any, X: np.ndarray, y: np.ndarray) -> float:
+    """Primary metric, oriented so that higher is better."""
+    from models.metrics import classifier_score, regressor_score
+
+    if spec.task == "classifier":
+        return classifier_score(spec.metric, y, native_output(spec, model, X), len(spec.class_names))
+    value = regressor_score(spec.metric, y, native_output(spec, model, X))
+    return value if spec.greater_is_better else -value
+
+
 def _log_importance(spec: ModelSpec, model: Any, data: Dataset, tmp: Path) -> None:
     """Gain importance, and permutation importance on the holdout (explanation only: nothing is selected on it)."""
     import matplotlib
@@ -121,22 +135,28 @@ def _log_importance(spec: ModelSpec, model: Any, data: Dataset, tmp: Path) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import mlflow
-    from sklearn.inspection import permutation_importance
 
-    tail = data.holdout_idx
-    scoring = "roc_auc_ovr" if spec.task == "classifier" and len(spec.class_names) > 2 else \
-        ("roc_auc" if spec.task == "classifier" else "neg_root_mean_squared_error")
-    perm = permutation_importance(model, data.X[tail], data.y[tail], n_repeats=3,
-                                  random_state=0, scoring=scoring, n_jobs=1)
-    table = pd.DataFrame({"feature": data.feature_names, "permutation": perm.importances_mean})
-    if hasattr(model, "feature_importances_"):
-        table["gain"] = np.asarray(model.feature_importances_, dtype=float)
+    hold = data.holdout_idx
+    X_hold, y_hold = data.X[hold], data.y[hold]
+    gain = np.asarray(getattr(model, "feature_importances_", np.ones(X_hold.shape[1])), dtype=float)
+    top = np.argsort(gain)[::-1][:PERMUTATION_TOP]
+    rng = np.random.default_rng(0)
+    base = _score(spec, model, X_hold, y_hold)
+    drops = np.zeros(len(data.feature_names))
+    for column in top:
+        shuffled = X_hold.copy()
+        losses = []
+        for _ in range(PERMUTATION_REPEATS):
+            shuffled[:, column] = rng.permutation(X_hold[:, column])
+            losses.append(base - _score(spec, model, shuffled, y_hold))
+        drops[column] = float(np.mean(losses))
+    table = pd.DataFrame({"feature": data.feature_names, "gain": gain, "permutation": drops})
     table = table.sort_values("permutation", ascending=False)
     table.to_csv(tmp / "feature_importance.csv", index=False)
     mlflow.log_artifact(str(tmp / "feature_importance.csv"), "importance")
-    top = table.head(20).iloc[::-1]
+    shown = table.head(PERMUTATION_TOP).iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, 6))
-    ax.barh(top["feature"], top["permutation"])
+    ax.barh(shown["feature"], shown["permutation"])
     ax.set_title(f"{spec.name}: permutation importance (top 20)")
     fig.tight_layout()
     mlflow.log_figure(fig, "importance/permutation_top20.png")

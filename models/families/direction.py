@@ -15,7 +15,7 @@ class DirectionClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, n_estimators: int = 200, learning_rate: float = 0.05, num_leaves: int = 15,
                  min_child_samples: int = 50, subsample: float = 0.8, colsample_bytree: float = 0.7,
-                 reg_lambda: float = 1.0, random_state: int = 0, n_jobs: int = 2) -> None:
+                 reg_lambda: float = 1.0, max_bin: int = 63, random_state: int = 0, n_jobs: int = 1) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
@@ -23,6 +23,7 @@ class DirectionClassifier(ClassifierMixin, BaseEstimator):
         self.subsample = subsample
         self.colsample_bytree = colsample_bytree
         self.reg_lambda = reg_lambda
+        self.max_bin = max_bin
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -38,7 +39,7 @@ class DirectionClassifier(ClassifierMixin, BaseEstimator):
             n_estimators=self.n_estimators, learning_rate=self.learning_rate,
             num_leaves=self.num_leaves, min_child_samples=self.min_child_samples,
             subsample=self.subsample, subsample_freq=1, colsample_bytree=self.colsample_bytree,
-            reg_lambda=self.reg_lambda, random_state=self.random_state, n_jobs=self.n_jobs,
+            reg_lambda=self.reg_lambda, max_bin=self.max_bin, random_state=self.random_state, n_jobs=self.n_jobs,
             deterministic=True, force_row_wise=True, verbosity=-1,
         ).fit(X, np.searchsorted(self.classes_, y))
         self.n_features_in_ = X.shape[1]
