@@ -1,0 +1,442 @@
+"""Extract: idempotent ingestion of bars, ticks and book snapshots, gated by Great Expectations.
+
+One code path serves the Airflow extract task (``extract_samples``) and ``alphaops ingest``
+(``ingest_file``); both end in ``ingest``:
+
+1. read the source (rows in the order the source delivers them);
+2. validate the whole batch with the GX suite (``pipelines.quality``);
+3. on any failure: log a ``rejected`` row in ``ingest_log`` (with the rendered report) and
+   raise ``IngestRejected``. Nothing is written to the data tables: all or nothing;
+4. otherwise compare with what the warehouse already holds for the key (tenant, symbol,
+   timeframe) over the batch's time range: rows whose timestamp is new are ``rows_new``,
+   rows whose values differ are ``rows_changed`` (late corrections), the rest are skipped.
+   New and changed rows go in one insert per 100 monthly partitions (ClickHouse's limit per
+   INSERT block; a batch of up to 100 months is one insert), ReplacingMergeTree keeps the
+   latest version, then an ``ok`` row is logged.
+
+Re-ingesting the same data therefore writes nothing (``rows_new == rows_changed == 0``), and a
+correction replaces the value while the row count stays the same. An ingest never deletes:
+rows the warehouse holds that a batch lacks stay as they are. If a write fails, a ``failed``
+row is logged and the error propagates; running the ingest again writes what is missing.
+
+``as_of`` is explicit: it is the "now" of the quality rules (no timestamp may be later). The
+ingest log's ``logged_at`` is the only wall-clock value, as an audit fact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import Settings
+from pipelines.quality import QualityReport, failure_report, validate
+from pipelines.sources import (
+    BAR_EXTRA,
+    BOOK_COLUMNS,
+    OHLCV,
+    SAMPLE_SYMBOLS,
+    BinanceKlineSource,
+    BookFileSource,
+    Kind,
+    OhlcvFileSource,
+    Source,
+    SourceError,
+    SyntheticSource,
+    TickFileSource,
+    infer_timeframe,
+    sample_timeframe,
+)
+
+if TYPE_CHECKING:
+    from features.store import Warehouse
+
+DEFAULT_TIMEFRAME = {"bars": "1d", "ticks": "tick", "book": "book"}
+MAX_PARTITIONS_PER_INSERT = 100  # ClickHouse's default max_partitions_per_insert_block
+
+
+class IngestRejected(ValueError):
+    """The quality gate rejected a batch; ``report`` says which rules failed and where."""
+
+    def __init__(self, report: QualityReport, ingest_id: str = "") -> None:
+        super().__init__(report.render())
+        self.report = report
+        self.ingest_id = ingest_id
+
+    def __str__(self) -> str:
+        return self.report.render()
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (e.g. across process boundaries)
+        return (type(self), (self.report, self.ingest_id))
+
+
+@dataclass
+class IngestResult:
+    """What one successful ingest did (JSON-safe through ``to_dict``)."""
+
+    ingest_id: str
+    tenant: str
+    symbol: str
+    timeframe: str
+    kind: str
+    source: str
+    rows_in: int
+    rows_written: int
+    rows_rejected: int
+    rows_new: int
+    rows_changed: int
+    checksum: str
+    ts_min: pd.Timestamp | None
+    ts_max: pd.Timestamp | None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("ts_min", "ts_max"):
+            out[key] = None if out[key] is None or pd.isna(out[key]) else pd.Timestamp(out[key]).isoformat()
+        for key in ("rows_in", "rows_written", "rows_rejected", "rows_new", "rows_changed"):
+            out[key] = int(out[key])
+        return out
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
+    stamp = pd.Timestamp(ts)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _new_ingest_id(as_of: pd.Timestamp) -> str:
+    return f"ing-{as_of.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:10]}"
+
+
+def _value_columns(kind: str, frame: pd.DataFrame) -> list[str]:
+    if kind == "bars":
+        return OHLCV + [c for c in BAR_EXTRA if c in frame.columns]
+    if kind == "ticks":
+        return ["price", "qty", "side"]
+    return list(BOOK_COLUMNS)
+
+
+def _canonical(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Validated frame → sorted, typed, only the columns the warehouse stores."""
+    cols = _value_columns(kind, frame)
+    out = frame[cols + (["trade_id"] if kind == "ticks" else [])].copy()
+    for col in cols:
+        out[col] = out[col].astype(float)
+    if kind == "ticks":
+        out["trade_id"] = out["trade_id"].astype(str)
+        return out.sort_values(["trade_id"], kind="stable").sort_index(kind="stable")
+    return out.sort_index(kind="stable")
+
+
+def checksum(frame: pd.DataFrame) -> str:
+    """sha256 over the canonical frame: column names, ts (int64 ns) and each column's values."""
+    digest = hashlib.sha256()
+    digest.update(",".join(map(str, frame.columns)).encode())
+    digest.update(np.ascontiguousarray(frame.index.asi8).tobytes())
+    for col in frame.columns:
+        values = frame[col]
+        if pd.api.types.is_float_dtype(values.dtype):
+            digest.update(np.ascontiguousarray(values.to_numpy(dtype=np.float64)).tobytes())
+        else:
+            digest.update("\x1f".join(values.astype(str)).encode())
+    return digest.hexdigest()
+
+
+def _changes(new: pd.DataFrame, old: pd.DataFrame, cols: list[str], key: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(is_new, is_changed) per row of ``new``; NaN equals NaN."""
+    if old.empty:
+        return np.ones(len(new), dtype=bool), np.zeros(len(new), dtype=bool)
+
+    def keyed(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.copy()
+        frame.index = pd.DatetimeIndex(frame.index).as_unit("ns")
+        if key:
+            frame = frame.set_index(key, append=True)
+        return frame[~frame.index.duplicated(keep="last")]
+
+    new_k, old_k = keyed(new), keyed(old)
+    present = new_k.index.isin(old_k.index)
+    a = new_k[cols].to_numpy(dtype=float)
+    b = old_k.reindex(columns=cols).reindex(new_k.index).to_numpy(dtype=float)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    return ~present, present & ~same.all(axis=1)
+
+
+def _existing(warehouse: "Warehouse", kind: str, *, tenant: str, symbol: str, timeframe: str,
+              start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    args = {"tenant": tenant, "symbol": symbol, "timeframe": timeframe, "start": start, "end": end}
+    if kind == "bars":
+        return warehouse.read_bars(**args)
+    if kind == "ticks":
+        return warehouse.read_ticks(**args)
+    return warehouse.read_book(**args)
+
+
+def _partition_chunks(frame: pd.DataFrame) -> list[pd.DataFrame]:
+    """Split a sorted frame into inserts that each touch at most ``MAX_PARTITIONS_PER_INSERT``
+    monthly partitions.
+
+    The tables are partitioned by month and ClickHouse refuses an INSERT block that touches
+    more than 100 partitions (``max_partitions_per_insert_block``), so 20 years of daily bars
+    cannot go in one insert. A batch spanning at most 100 months is still one insert. If a
+    later chunk failed, re-running the ingest writes exactly the missing rows (the diff
+    against the warehouse is what decides what to write).
+    """
+    if frame.empty:
+        return []
+    month = np.asarray(frame.index.year * 12 + frame.index.month)
+    codes = np.unique(month, return_inverse=True)[1]  # 0.. for each distinct month, in order
+    group = codes // MAX_PARTITIONS_PER_INSERT
+    return [frame[group == g] for g in np.unique(group)]
+
+
+def _log(warehouse: "Warehouse", *, ingest_id: str, tenant: str, symbol: str, timeframe: str, kind: str,
+         source: str, status: str, rows_in: int, rows_written: int, rows_rejected: int, rows_new: int,
+         rows_changed: int, checksum_: str, ts_min: pd.Timestamp | None, ts_max: pd.Timestamp | None,
+         report: str) -> None:
+    def stamp(value: pd.Timestamp | None) -> pd.Series:
+        return pd.Series(pd.DatetimeIndex([value if value is not None and not pd.isna(value) else pd.NaT], tz="UTC"))
+
+    row = pd.DataFrame({
+        "ingest_id": [ingest_id], "tenant": [tenant], "symbol": [symbol], "timeframe": [timeframe],
+        "kind": [kind], "source": [source], "status": [status],
+        "rows_in": np.array([rows_in], dtype=np.uint64), "rows_written": np.array([rows_written], dtype=np.uint64),
+        "rows_rejected": np.array([rows_rejected], dtype=np.uint64),
+        "rows_new": np.array([rows_new], dtype=np.uint64), "rows_changed": np.array([rows_changed], dtype=np.uint64),
+        "checksum": [checksum_], "ts_min": stamp(ts_min), "ts_max": stamp(ts_max), "report": [report],
+        "logged_at": pd.Series(pd.DatetimeIndex([pd.Timestamp.now(tz="UTC")])),  # audit time, not an input
+    })
+    warehouse.insert("ingest_log", row)
+
+
+def _warning_lines(report: QualityReport) -> list[str]:
+    lines = []
+    for w in report.warnings:
+        where = ""
+        if w.examples:
+            first = w.examples[0]
+            where = f"; first at row {first['row']} ({pd.Timestamp(first['ts']).isoformat()})"
+        lines.append(f"{w.rule}: {w.detail or f'{w.rows} rows'}{where}")
+    return lines
+
+
+# -- the one code path ----------------------------------------------------------------------
+
+def ingest(source: Source, *, symbol: str, timeframe: str, settings: Settings, as_of: pd.Timestamp,
+           warehouse: "Warehouse | None" = None) -> IngestResult:
+    """Read, validate, and write the batch if (and only if) every rule passes; see the module doc.
+
+    Raises ``IngestRejected`` (a ``ValueError``) after logging a ``rejected`` row when a rule
+    fails or the source cannot be read; the data tables are untouched then.
+    """
+    if warehouse is None:
+        from features.store import open_warehouse
+
+        with open_warehouse(settings) as opened:
+            return ingest(source, symbol=symbol, timeframe=timeframe, settings=settings, as_of=as_of,
+                          warehouse=opened)
+    as_of = _utc(as_of)
+    kind: Kind = source.kind
+    tenant = settings.tenant
+    ingest_id = _new_ingest_id(as_of)
+    label = f"{symbol} {timeframe} from {source.name}"
+    common = {"ingest_id": ingest_id, "tenant": tenant, "symbol": symbol, "timeframe": timeframe,
+              "kind": kind, "source": source.name}
+
+    try:
+        frame = source.read()
+        if isinstance(frame.index, pd.DatetimeIndex):  # the warehouse keeps ms (bars) / µs (ticks, book)
+            frame.index = frame.index.floor("ms" if kind == "bars" else "us").rename("ts")
+        report = validate(frame, kind=kind, timeframe=timeframe, as_of=as_of,
+                          max_gap_bars=settings.max_gap_bars, label=label)
+    except SourceError as exc:
+        frame = pd.DataFrame()
+        report = failure_report(kind, exc.rule, str(exc), as_of=as_of, label=label, read=False)
+    if not report.ok:
+        valid_ts = frame.index[~frame.index.isna()] if isinstance(frame.index, pd.DatetimeIndex) else []
+        _log(warehouse, **common, status="rejected", rows_in=len(frame), rows_written=0,
+             rows_rejected=len(frame), rows_new=0, rows_changed=0, checksum_="",
+             ts_min=min(valid_ts) if len(valid_ts) else None, ts_max=max(valid_ts) if len(valid_ts) else None,
+             report=report.render())
+        raise IngestRejected(report, ingest_id)
+
+    canonical = _canonical(frame, kind)
+    digest = checksum(canonical)
+    ts_min, ts_max = canonical.index.min(), canonical.index.max()
+    cols = _value_columns(kind, canonical)
+    compare_cols = OHLCV + BAR_EXTRA if kind == "bars" else cols
+    old = _existing(warehouse, kind, tenant=tenant, symbol=symbol, timeframe=timeframe, start=ts_min, end=ts_max)
+    new = canonical.reindex(columns=compare_cols + (["trade_id"] if kind == "ticks" else []))
+    is_new, is_changed = _changes(new, old, compare_cols, ["trade_id"] if kind == "ticks" else [])
+    to_write = canonical[is_new | is_changed]
+    write = {"bars": warehouse.write_bars, "ticks": warehouse.write_ticks, "book": warehouse.write_book}[kind]
+    written = 0
+    try:
+        for chunk in _partition_chunks(to_write):
+            written += write(chunk, tenant=tenant, symbol=symbol, timeframe=timeframe, source=source.name,
+                             ingest_id=ingest_id)
+    except Exception as exc:  # record the attempt, then let the task fail (and retry: it is idempotent)
+        _log(warehouse, **common, status="failed", rows_in=len(canonical), rows_written=written,
+             rows_rejected=0, rows_new=int(is_new.sum()), rows_changed=int(is_changed.sum()), checksum_=digest,
+             ts_min=ts_min, ts_max=ts_max, report=f"write failed after {written} rows: {exc}")
+        raise
+    _log(warehouse, **common, status="ok", rows_in=len(canonical), rows_written=written, rows_rejected=0,
+         rows_new=int(is_new.sum()), rows_changed=int(is_changed.sum()), checksum_=digest,
+         ts_min=ts_min, ts_max=ts_max, report=report.render())
+    return IngestResult(ingest_id=ingest_id, tenant=tenant, symbol=symbol, timeframe=timeframe, kind=kind,
+                        source=source.name, rows_in=len(canonical), rows_written=int(written), rows_rejected=0,
+                        rows_new=int(is_new.sum()), rows_changed=int(is_changed.sum()), checksum=digest,
+                        ts_min=ts_min, ts_max=ts_max, warnings=_warning_lines(report))
+
+
+class _Preread:
+    """A source read once (to infer the timeframe); replays the frame or the read error."""
+
+    def __init__(self, source: Source) -> None:
+        self.name = source.name
+        self.kind: Kind = source.kind
+        self._frame: pd.DataFrame | None = None
+        self._error: SourceError | None = None
+        try:
+            self._frame = source.read()
+        except SourceError as exc:
+            self._error = exc
+
+    def read(self) -> pd.DataFrame:
+        if self._error is not None:
+            raise self._error
+        assert self._frame is not None
+        return self._frame.copy()
+
+    def inferred_timeframe(self) -> str:
+        if self._frame is None or self.kind != "bars":
+            return DEFAULT_TIMEFRAME[self.kind]
+        try:
+            return infer_timeframe(self._frame.index)
+        except ValueError:
+            return DEFAULT_TIMEFRAME["bars"]
+
+
+def file_source(path: str | Path, *, kind: Kind = "bars", fmt: Literal["binance"] | str | None = None) -> Source:
+    """The source class for a file: bars (OHLCV CSV/Parquet, or ``fmt="binance"`` klines), ticks, book."""
+    if kind == "bars":
+        if fmt == "binance":
+            return BinanceKlineSource(path)
+        if fmt not in (None, "csv", "parquet", "ohlcv"):
+            raise ValueError(f"unknown format {fmt!r} for bars; use None (CSV/Parquet by suffix) or 'binance'")
+        return OhlcvFileSource(path)
+    if fmt not in (None, "csv", "parquet"):
+        raise ValueError(f"format {fmt!r} is only for bars")
+    if kind == "ticks":
+        return TickFileSource(path)
+    if kind == "book":
+        return BookFileSource(path)
+    raise ValueError(f"unknown kind {kind!r}; use bars, ticks or book")
+
+
+def ingest_file(path: str | Path, *, symbol: str, settings: Settings, as_of: pd.Timestamp,
+                timeframe: str | None = None, kind: Kind = "bars", fmt: str | None = None,
+                warehouse: "Warehouse | None" = None) -> IngestResult:
+    """Ingest one file. ``timeframe=None`` infers it for bars from the median spacing
+    (falls back to ``1d``); ticks default to ``tick`` and book snapshots to ``book``."""
+    source: Source = file_source(path, kind=kind, fmt=fmt)
+    if timeframe is None:
+        pre = _Preread(source)
+        timeframe, source = pre.inferred_timeframe(), pre
+    return ingest(source, symbol=symbol, timeframe=timeframe, settings=settings, as_of=as_of, warehouse=warehouse)
+
+
+def _sync_events(warehouse: "Warehouse", source: SyntheticSource, *, tenant: str, symbol: str) -> int:
+    """Write the synthetic market's injected events that the warehouse does not hold yet."""
+    events = source.events()
+    known = warehouse.read_market_events(tenant=tenant, symbol=symbol)
+    if not known.empty:
+        have = set(zip(pd.DatetimeIndex(known["ts"]).as_unit("ns"), known["type"]))
+        stamps = pd.DatetimeIndex(events["ts"]).as_unit("ns")
+        keep = [(pd.Timestamp(t), k) not in have for t, k in zip(stamps, events["type"])]
+        events = events[np.asarray(keep, dtype=bool)]
+    return warehouse.write_market_events(events, tenant=tenant, symbol=symbol, source=source.name) if len(events) else 0
+
+
+def extract_samples(settings: Settings, symbols: list[str], as_of: pd.Timestamp,
+                    warehouse: "Warehouse | None" = None) -> list[dict[str, Any]]:
+    """Ingest bundled sample symbols (SPX, VIX, WTI, CRUDE, SYN1, SYN2); the DAG's extract task.
+
+    Idempotent: running it again writes nothing unless the data changed. Synthetic symbols
+    also store their injected anomalies in ``market_events``. Returns small JSON-safe dicts.
+    """
+    unknown = [s for s in symbols if s not in SAMPLE_SYMBOLS]
+    if unknown:
+        raise ValueError(f"unknown sample symbol(s) {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(SAMPLE_SYMBOLS)}")
+    if warehouse is None:
+        from features.store import open_warehouse
+
+        with open_warehouse(settings) as opened:
+            return extract_samples(settings, symbols, as_of, warehouse=opened)
+    out = []
+    for symbol in symbols:
+        source = SAMPLE_SYMBOLS[symbol]()
+        timeframe = sample_timeframe(symbol)
+        result = ingest(source, symbol=symbol, timeframe=timeframe, settings=settings, as_of=as_of,
+                        warehouse=warehouse)
+        events = 0
+        if isinstance(source, SyntheticSource):
+            events = _sync_events(warehouse, source, tenant=settings.tenant, symbol=symbol)
+        out.append({"symbol": symbol, "timeframe": timeframe, "rows": result.rows_in,
+                    "rows_new": result.rows_new, "rows_changed": result.rows_changed,
+                    "rows_written": result.rows_written, "events_written": int(events),
+                    "ingest_id": result.ingest_id})
+    return out
+
+
+def data_summary(settings: Settings, warehouse: "Warehouse | None" = None) -> list[dict[str, Any]]:
+    """Per kind, symbol and timeframe: rows, ts_min, ts_max and the last ingest
+    (``{"id", "status", "rows_written", "logged_at"}``), for ``alphaops data --json``.
+    Keys that were only ever rejected appear with ``rows = 0``."""
+    if warehouse is None:
+        from features.store import open_warehouse
+
+        with open_warehouse(settings) as opened:
+            return data_summary(settings, warehouse=opened)
+    from features.store import DATABASE
+
+    params = {"tenant": settings.tenant}
+    parts = []
+    for kind in ("bars", "ticks", "book"):
+        inv = warehouse.query(
+            f"""SELECT symbol, timeframe, count() AS rows, min(ts) AS ts_min, max(ts) AS ts_max
+                FROM {DATABASE}.{kind} FINAL WHERE tenant = {{tenant:String}}
+                GROUP BY symbol, timeframe""", params)
+        inv.insert(0, "kind", kind)
+        parts.append(inv)
+    inventory = pd.concat(parts, ignore_index=True)
+    last = warehouse.query(
+        f"""SELECT kind, symbol, timeframe, argMax(ingest_id, logged_at) AS last_id,
+                   argMax(status, logged_at) AS last_status,
+                   argMax(rows_written, logged_at) AS last_rows_written, max(logged_at) AS last_logged_at
+            FROM {DATABASE}.ingest_log WHERE tenant = {{tenant:String}}
+            GROUP BY kind, symbol, timeframe""", params)
+    merged = inventory.merge(last, on=["kind", "symbol", "timeframe"], how="outer")
+    merged = merged.sort_values(["kind", "symbol", "timeframe"], kind="stable")
+
+    def iso(value: Any) -> str | None:
+        return None if value is None or pd.isna(value) else _utc(value).isoformat()
+
+    out = []
+    for row in merged.itertuples(index=False):
+        last_ingest = None
+        if isinstance(row.last_id, str):
+            last_ingest = {"id": row.last_id, "status": row.last_status,
+                           "rows_written": int(row.last_rows_written), "logged_at": iso(row.last_logged_at)}
+        out.append({"kind": row.kind, "symbol": row.symbol, "timeframe": row.timeframe,
+                    "rows": 0 if pd.isna(row.rows) else int(row.rows),
+                    "ts_min": iso(row.ts_min), "ts_max": iso(row.ts_max), "last_ingest": last_ingest})
+    return out
