@@ -412,7 +412,9 @@ SAMPLE_SYMBOLS: dict[str, Callable[[], Source]] = {
     "VIX": lambda: ArchSampleSource("vix"),
     "WTI": lambda: ArchSampleSource("wti"),
     "CRUDE": lambda: ArchSampleSource("crude"),
-    "SYN1": lambda: SyntheticSource(seed=1),
+    # SYN1 carries a stronger book-imbalance edge (0.15) so the sample run has a signal an
+    # honest model can find; SYN2 keeps the simulator's default weak edge (0.05).
+    "SYN1": lambda: SyntheticSource(seed=1, n_bars=20_000, imbalance_coef=0.15),
     "SYN2": lambda: SyntheticSource(seed=2),
 }
 

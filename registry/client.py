@@ -175,6 +175,11 @@ class Registry:
             tracking_uri=self.client._tracking_client.tracking_uri))
         if not (local / "model.onnx").exists() or not (local / "schema.json").exists():
             raise RegistryError(f"{name} v{version} has no complete bundle (model.onnx + schema.json)")
+        schema_path = local / "schema.json"
+        schema = json.loads(schema_path.read_text())
+        if isinstance(schema.get("model"), dict):  # the version is only known once registered
+            schema["model"].update({"name": name, "version": str(version)})
+            schema_path.write_text(json.dumps(schema, indent=2, sort_keys=True))
         shutil.rmtree(dst, ignore_errors=True)
         dst.parent.mkdir(parents=True, exist_ok=True)
         local.rename(dst)
