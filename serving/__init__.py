@@ -1,0 +1,28 @@
+"""AlphaOps serving: a thin, safe onnxruntime runtime for model bundles.
+
+Imports only the standard library, numpy and onnxruntime, so a trading runtime can use it
+without Airflow, MLflow or pandas. The REST app lives in :mod:`serving.http` (needs fastapi)
+and is not imported here.
+"""
+
+from serving.errors import BundleError, InputError
+from serving.log import PredictionLog
+from serving.predictor import Predictor
+from serving.results import AnomalyPrediction, MultiPrediction, Prediction, ValuePrediction
+from serving.router import CanaryRouter
+from serving.schema import Schema
+from serving.watcher import AliasWatcher
+
+__all__ = [
+    "AliasWatcher",
+    "AnomalyPrediction",
+    "BundleError",
+    "CanaryRouter",
+    "InputError",
+    "MultiPrediction",
+    "Prediction",
+    "PredictionLog",
+    "Predictor",
+    "Schema",
+    "ValuePrediction",
+]

@@ -1,0 +1,821 @@
+"""``Predictor``: a thin, safe onnxruntime runtime for one bundle (model.onnx + schema.json).
+
+Everything that can be checked is checked once, when the bundle is loaded: the schema against
+the ONNX graph, plus a probe run. A call then does only cheap checks (type, shape, dtype,
+finiteness) before ``session.run``. The loaded model is one immutable object; ``reload``
+builds a new one and swaps the reference, and every call reads the reference exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from serving.errors import BundleError, InputError
+from serving.log import PredictionLog
+from serving.results import AnomalyPrediction, MultiPrediction, Prediction, ValuePrediction
+from serving.schema import Schema
+
+logger = logging.getLogger(__name__)
+
+_F32 = np.dtype(np.float32)
+_F32_MAX = float(np.finfo(np.float32).max)
+_NUMERIC_KINDS = frozenset("fiub")
+_perf_ns = time.perf_counter_ns
+_MAX_LISTED = 5
+
+
+def session_options(intra_op_num_threads: int = 1) -> ort.SessionOptions:
+    """The session options every AlphaOps session uses (also used by the benchmark)."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = intra_op_num_threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Converters declare some outputs with a static batch of 1 (onnxmltools' `label`);
+    # onnxruntime would then warn on every batch call.
+    so.log_severity_level = 3
+    return so
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(n) for n in list(names)[:_MAX_LISTED])
+    more = len(names) - _MAX_LISTED
+    return shown + (f" (+{more} more)" if more > 0 else "")
+
+
+# ---------------------------------------------------------------------------------------
+# The loaded model: session + schema + everything precomputed for the call path.
+# ---------------------------------------------------------------------------------------
+class _Model:
+    """One bundle, loaded and checked. Immutable after ``__init__``."""
+
+    __slots__ = tuple(
+        "path schema session run input_name fetch n names index getter ones name version one "
+        "batch classes class_names classes_arr names_arr prob_i label_i label_index threshold "
+        "value_i score_i multi anomaly_threshold".split()
+    )
+
+    def __init__(self, path: str | Path, intra_op_num_threads: int = 1):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise BundleError(f"bundle directory not found: {self.path}")
+        self.schema = s = Schema.read(self.path)
+        onnx_path = self.path / "model.onnx"
+        if not onnx_path.is_file():
+            raise BundleError(f"model.onnx not found in {self.path}")
+        try:
+            self.session = ort.InferenceSession(
+                str(onnx_path),
+                sess_options=session_options(intra_op_num_threads),
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise BundleError(f"model.onnx in {self.path} cannot be loaded: {e}") from e
+
+        self.name, self.version = s.model_name, s.model_version
+        self.names = s.features
+        self.n = n = len(s.features)
+        self.index = {f: i for i, f in enumerate(s.features)}
+        self.getter = operator.itemgetter(*s.features) if n > 1 else (lambda d: (d[s.features[0]],))
+        self.ones = np.ones(n, dtype=_F32)
+        self._check_graph()
+
+        # task-specific decoding
+        self.prob_i = self.label_i = self.value_i = self.score_i = -1
+        self.threshold = self.anomaly_threshold = None
+        self.classes = self.class_names = self.classes_arr = self.names_arr = None
+        self.label_index = None
+        self.multi = ()
+        fetch: list[str] = []
+
+        def want(out_name: str) -> int:
+            fetch.append(out_name)
+            return len(fetch) - 1
+
+        if s.task == "classifier":
+            assert s.classes is not None and s.class_names is not None
+            self.classes, self.class_names = s.classes, s.class_names
+            self.classes_arr, self.names_arr = np.array(s.classes), np.array(s.class_names)
+            self.prob_i = want(s.outputs_of("probabilities")[0].name)
+            if len(s.classes) == 2 and "decision" in s.thresholds:
+                self.threshold = float(s.thresholds["decision"])
+            elif s.outputs_of("label"):
+                self.label_i = want(s.outputs_of("label")[0].name)
+                self.label_index = {c: i for i, c in enumerate(s.classes)}
+            self.one, self.batch = self._one_classifier, self._batch_classifier
+        elif s.task == "regressor":
+            self.value_i = want(s.outputs_of("value")[0].name)
+            self.one, self.batch = self._one_value, self._batch_value
+        elif s.task == "anomaly":
+            self.score_i = want(s.outputs_of("score")[0].name)
+            if "anomaly_score" in s.thresholds:
+                self.anomaly_threshold = float(s.thresholds["anomaly_score"])
+            else:
+                self.label_i = want(s.outputs_of("label")[0].name)
+            self.one, self.batch = self._one_anomaly, self._batch_anomaly
+        else:
+            self.multi = tuple((o.meaning or o.name, want(o.name)) for o in s.outputs_of("value"))
+            self.one, self.batch = self._one_multi, self._batch_multi
+        self.fetch = fetch
+        self.input_name = s.input_name
+        self.run = self.session.run
+        self._probe()
+
+    # -- load-time checks ----------------------------------------------------------------
+    def _check_graph(self) -> None:
+        s, sess = self.schema, self.session
+        inputs = sess.get_inputs()
+        if len(inputs) != 1:
+            raise BundleError(f"model.onnx must have exactly one input, has {len(inputs)}")
+        inp = inputs[0]
+        if inp.name != s.input_name:
+            raise BundleError(
+                f"schema input.name {s.input_name!r} is not the graph's input {inp.name!r}"
+            )
+        if inp.type != "tensor(float)":
+            raise BundleError(f"graph input {inp.name!r} is {inp.type}, expected tensor(float)")
+        shape = inp.shape
+        if len(shape) != 2:
+            raise BundleError(f"graph input {inp.name!r} has shape {shape}, expected [N, {self.n}]")
+        if isinstance(shape[1], int) and shape[1] != self.n:
+            raise BundleError(
+                f"schema lists {self.n} features but the graph input {inp.name!r} takes {shape[1]}"
+            )
+        if isinstance(shape[0], int) and shape[0] != 1:
+            raise BundleError(f"graph input {inp.name!r} has a fixed batch size {shape[0]}")
+        graph_out = {o.name: o for o in sess.get_outputs()}
+        for o in s.outputs:
+            if o.name not in graph_out:
+                raise BundleError(
+                    f"schema output {o.name!r} is not a graph output ({_names(list(graph_out))})"
+                )
+        if s.task == "classifier":
+            assert s.classes is not None
+            pshape = graph_out[s.outputs_of("probabilities")[0].name].shape
+            if len(pshape) == 2 and isinstance(pshape[1], int) and pshape[1] != len(s.classes):
+                raise BundleError(
+                    f"schema lists {len(s.classes)} classes but the probabilities output has "
+                    f"{pshape[1]} columns"
+                )
+
+    def _probe(self) -> None:
+        """Run two rows of zeros once: warms the session and checks output shapes."""
+        try:
+            outs = self.run(self.fetch, {self.input_name: np.zeros((2, self.n), _F32)})
+        except Exception as e:
+            raise BundleError(f"model.onnx in {self.path} fails on a probe batch: {e}") from e
+        for name, arr in zip(self.fetch, outs):
+            if not isinstance(arr, np.ndarray) or arr.ndim == 0 or arr.shape[0] != 2:
+                raise BundleError(
+                    f"output {name!r} is not batched along axis 0 (shape "
+                    f"{getattr(arr, 'shape', None)} for a batch of 2)"
+                )
+        if self.prob_i >= 0:
+            assert self.classes is not None
+            p = outs[self.prob_i]
+            if p.ndim != 2 or p.shape[1] != len(self.classes):
+                raise BundleError(
+                    f"probabilities output has shape {p.shape}, expected [N, {len(self.classes)}]"
+                )
+        if self.label_index is not None:
+            for v in outs[self.label_i].reshape(-1).tolist():
+                if v not in self.label_index:
+                    raise BundleError(f"model returned label {v!r}, not in schema classes")
+        for i in (self.value_i, self.score_i):
+            if i >= 0 and outs[i].size != 2:
+                raise BundleError(f"output {self.fetch[i]!r} must hold one value per row")
+        try:
+            self.one(outs)
+            self.batch(outs, 2)
+        except Exception as e:
+            raise BundleError(f"outputs of model.onnx in {self.path} cannot be decoded: {e}") from e
+
+    # -- input: the fast path ------------------------------------------------------------
+    def fast(self, x: Any) -> tuple[np.ndarray, bool] | None:
+        """Return (float32 C-contiguous [N, n] array, single_row) for well-formed input, or
+        None to let the slow path diagnose it. Never raises."""
+        n = self.n
+        try:
+            t = type(x)
+            if t is np.ndarray:
+                a = x
+            elif t is dict:
+                if len(x) != n:
+                    return None
+                a = np.array(self.getter(x))  # dtype inferred: strings/None/lists show up
+            elif t is list or t is tuple:
+                a = np.array(x)
+            else:
+                return None
+            dt = a.dtype
+            if dt is not _F32 and dt.kind not in _NUMERIC_KINDS:
+                return None
+            if a.ndim == 1:
+                if a.shape[0] != n:
+                    return None
+                if dt is not _F32:
+                    a = a.astype(_F32)  # values beyond float32 range become inf (and warn)
+                elif not a.flags.c_contiguous:
+                    a = np.ascontiguousarray(a)
+                # one BLAS dot instead of isfinite().all(): NaN/inf propagate into the sum;
+                # an overflowing sum of finite values is re-checked exactly.
+                if not math.isfinite(a.dot(self.ones)) and not np.isfinite(a).all():
+                    return None
+                return a.reshape(1, n), True
+            if a.ndim == 2 and a.shape[1] == n and a.shape[0] > 0:
+                a = np.ascontiguousarray(a, dtype=_F32)
+                if not np.isfinite(a).all():
+                    return None
+                return a, False
+            return None
+        except Exception:  # odd inputs (ragged lists, overflow warnings as errors, ...)
+            return None
+
+    # -- input: the slow path (diagnosis, per-row checks for fallback) -------------------
+    @staticmethod
+    def split_rows(x: Any) -> tuple[bool, list[Any]]:
+        """(single, rows): a batch is a 2-D array or a list/tuple of rows (lists, tuples,
+        arrays or dicts); anything else is one row."""
+        if isinstance(x, np.ndarray):
+            if x.ndim == 2:
+                return False, list(x)
+            return True, [x]
+        if (
+            isinstance(x, (list, tuple))
+            and x
+            and all(isinstance(r, (list, tuple, np.ndarray, dict)) for r in x)
+        ):
+            return False, list(x)
+        return True, [x]
+
+    def check_row(self, row: Any, i: int | None) -> np.ndarray:
+        """Validate one row exactly; return it as float32 [n] or raise a precise InputError."""
+        at = "" if i is None else f"row {i}: "
+        if isinstance(row, Mapping):
+            unknown = [k for k in row if k not in self.index]
+            if unknown:
+                raise InputError(
+                    f"{at}unknown feature(s) {_names([str(k) for k in unknown])}",
+                    feature=str(unknown[0]),
+                    row=i,
+                )
+            missing = [f for f in self.names if f not in row]
+            if missing:
+                raise InputError(
+                    f"{at}missing feature(s) {_names(missing)} ({len(missing)} of {self.n})",
+                    feature=missing[0],
+                    row=i,
+                )
+            values = [row[f] for f in self.names]
+        elif isinstance(row, np.ndarray) or (
+            isinstance(row, Sequence) and not isinstance(row, (str, bytes))
+        ):
+            values = list(row) if not isinstance(row, np.ndarray) or row.ndim == 1 else None
+            if values is None:
+                raise InputError(
+                    f"{at}expected {self.n} features in schema order, got an array of shape "
+                    f"{row.shape}",
+                    row=i,
+                )
+            if len(values) != self.n:
+                if len(values) < self.n:
+                    miss = self.names[len(values) :]
+                    detail = f"missing {_names(miss)}"
+                    feat = miss[0]
+                else:
+                    detail = f"{len(values) - self.n} extra value(s) after {self.names[-1]!r}"
+                    feat = None
+                raise InputError(
+                    f"{at}expected {self.n} features in schema order, got {len(values)}: {detail}",
+                    feature=feat,
+                    row=i,
+                )
+        else:
+            raise InputError(
+                f"{at}expected a dict keyed by feature name or a sequence of {self.n} numbers, "
+                f"got {type(row).__name__}",
+                row=i,
+            )
+        out = np.empty(self.n, dtype=_F32)
+        for j, (f, v) in enumerate(zip(self.names, values)):
+            out[j] = _number(v, f, at, i)
+        return out
+
+    def valid_values(self, row: Any) -> dict[str, float]:
+        """The row's valid feature values by name (for fallback rules); never raises."""
+        if isinstance(row, Mapping):
+            pairs = [(f, row[f]) for f in self.names if f in row]
+        elif isinstance(row, (list, tuple)) or (isinstance(row, np.ndarray) and row.ndim == 1):
+            if len(row) != self.n:
+                return {}
+            pairs = list(zip(self.names, row))
+        else:
+            return {}
+        values = {}
+        for f, v in pairs:
+            try:
+                values[f] = _number(v, f, "", None)
+            except InputError:
+                pass
+        return values
+
+    # -- output decoding -----------------------------------------------------------------
+    def _one_classifier(self, outs: list) -> Prediction:
+        probs = outs[self.prob_i][0]
+        p = probs.tolist()
+        if self.threshold is not None:
+            k = 1 if p[1] >= self.threshold else 0
+        elif self.label_index is not None:
+            k = self.label_index[outs[self.label_i].item(0)]
+        else:
+            k = p.index(max(p))
+        return Prediction(
+            self.classes[k],
+            self.class_names[k],
+            probs,
+            p[k],
+            self.name,
+            self.version,  # type: ignore[index]
+        )
+
+    def _batch_classifier(self, outs: list, n: int) -> dict[str, Any]:
+        probs = outs[self.prob_i]
+        if self.threshold is not None:
+            k = (probs[:, 1] >= self.threshold).astype(np.intp)
+        elif self.label_index is not None:
+            idx = self.label_index
+            k = np.fromiter((idx[v] for v in outs[self.label_i].reshape(-1).tolist()), np.intp, n)
+        else:
+            k = probs.argmax(axis=1)
+        return {
+            "label": self.classes_arr[k],  # type: ignore[index]
+            "class_name": self.names_arr[k],  # type: ignore[index]
+            "probabilities": probs,
+            "confidence": probs[np.arange(n), k],
+        }
+
+    def _one_value(self, outs: list) -> ValuePrediction:
+        return ValuePrediction(outs[self.value_i].item(0), self.name, self.version)
+
+    def _batch_value(self, outs: list, n: int) -> dict[str, Any]:
+        return {"value": outs[self.value_i].reshape(n)}
+
+    def _one_anomaly(self, outs: list) -> AnomalyPrediction:
+        score = outs[self.score_i].item(0)
+        if self.anomaly_threshold is not None:
+            flag = score < self.anomaly_threshold
+        else:
+            flag = outs[self.label_i].item(0) == -1
+        return AnomalyPrediction(flag, score, self.name, self.version)
+
+    def _batch_anomaly(self, outs: list, n: int) -> dict[str, Any]:
+        score = outs[self.score_i].reshape(n)
+        if self.anomaly_threshold is not None:
+            flag = score < self.anomaly_threshold
+        else:
+            flag = outs[self.label_i].reshape(n) == -1
+        return {"is_anomaly": flag, "score": score}
+
+    def _one_multi(self, outs: list) -> MultiPrediction:
+        d = {}
+        for key, i in self.multi:
+            row = outs[i][0]
+            d[key] = row.item() if row.size == 1 else row
+        return MultiPrediction(d, self.name, self.version)
+
+    def _batch_multi(self, outs: list, n: int) -> dict[str, Any]:
+        d = {}
+        for key, i in self.multi:
+            a = outs[i]
+            d[key] = a.reshape(n) if a.size == n else a
+        return {"outputs": d}
+
+    def build_batch(self, cols: dict[str, Any], fallback: np.ndarray) -> Any:
+        """Wrap batch columns into the task's result type."""
+        task = self.schema.task
+        if task == "classifier":
+            return Prediction(
+                cols["label"],
+                cols["class_name"],
+                cols["probabilities"],
+                cols["confidence"],
+                self.name,
+                self.version,
+                fallback,
+            )
+        if task == "regressor":
+            return ValuePrediction(cols["value"], self.name, self.version, fallback)
+        if task == "anomaly":
+            return AnomalyPrediction(
+                cols["is_anomaly"], cols["score"], self.name, self.version, fallback
+            )
+        return MultiPrediction(cols["outputs"], self.name, self.version, fallback)
+
+    def fallback_one(self, answer: Mapping[str, Any]) -> Any:
+        task = self.schema.task
+        if task == "classifier":
+            return Prediction(
+                answer["label"],
+                answer["class_name"],
+                None,
+                answer["confidence"],
+                self.name,
+                self.version,
+                True,
+            )
+        if task == "regressor":
+            return ValuePrediction(answer["value"], self.name, self.version, True)
+        if task == "anomaly":
+            return AnomalyPrediction(
+                answer["is_anomaly"], answer["score"], self.name, self.version, True
+            )
+        d = {k: (np.array(v, dtype=_F32) if isinstance(v, tuple) else v) for k, v in answer.items()}
+        return MultiPrediction(d, self.name, self.version, True)
+
+    def merge_batch(
+        self, n: int, ok: list[int], cols: dict[str, Any] | None, fb: dict[int, Mapping[str, Any]]
+    ) -> Any:
+        """Assemble a batch result from model rows ``ok`` (columns ``cols``) and fallback
+        answers ``fb`` (row -> answer)."""
+        task = self.schema.task
+        mask = np.zeros(n, dtype=bool)
+        mask[list(fb)] = True
+        rows_fb = list(fb)
+
+        def column(
+            model_col: np.ndarray | None, key: str, dtype: Any, width: int = 0
+        ) -> np.ndarray:
+            shape = (n, width) if width else (n,)
+            if model_col is not None:
+                dtype = model_col.dtype if model_col.dtype.kind != "U" else object
+            if np.dtype(dtype).kind == "f":
+                out = np.full(shape, np.nan, dtype=dtype)  # NaN where the model did not answer
+            else:
+                out = np.empty(shape, dtype=dtype)
+            if model_col is not None and ok:
+                out[ok] = model_col
+            if key:
+                for r in rows_fb:
+                    out[r] = fb[r][key]
+            return out
+
+        if task == "classifier":
+            assert self.classes is not None
+            c = cols or {}
+            label = column(c.get("label"), "label", self.classes_arr.dtype)  # type: ignore[union-attr]
+            names = column(c.get("class_name"), "class_name", object).astype(str)
+            probs = column(c.get("probabilities"), "", _F32, len(self.classes))
+            conf = column(c.get("confidence"), "confidence", _F32)
+            return Prediction(label, names, probs, conf, self.name, self.version, mask)
+        if task == "regressor":
+            value = column((cols or {}).get("value"), "value", _F32)
+            return ValuePrediction(value, self.name, self.version, mask)
+        if task == "anomaly":
+            c = cols or {}
+            flag = column(c.get("is_anomaly"), "is_anomaly", bool)
+            score = column(c.get("score"), "score", _F32)
+            return AnomalyPrediction(flag, score, self.name, self.version, mask)
+        outs = (cols or {}).get("outputs", {})
+        merged = {}
+        for key, _ in self.multi:
+            src = outs.get(key)
+            width = 0 if src is None or src.ndim == 1 else src.shape[1]
+            if src is None:
+                sample = fb[rows_fb[0]][key]
+                width = len(sample) if isinstance(sample, tuple) else 0
+            merged[key] = column(src, key, _F32, width)
+        return MultiPrediction(merged, self.name, self.version, mask)
+
+
+def _number(v: Any, feature: str, at: str, row: int | None) -> float:
+    """One feature value as a finite float32-representable float, or a precise InputError."""
+    ok_type = isinstance(v, (int, float, np.integer, np.floating, np.bool_)) or (
+        isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in _NUMERIC_KINDS
+    )
+    if not ok_type:
+        shown = repr(v)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise InputError(
+            f"{at}feature {feature!r} is not numeric (got {type(v).__name__} {shown})",
+            feature=feature,
+            row=row,
+        )
+    try:
+        f = float(v)
+    except (OverflowError, ValueError, TypeError):
+        f = _F32_MAX * 2  # an int too large for a float
+    if math.isnan(f):
+        raise InputError(f"{at}feature {feature!r} is NaN", feature=feature, row=row)
+    if math.isinf(f):
+        raise InputError(f"{at}feature {feature!r} is infinite", feature=feature, row=row)
+    if abs(f) > _F32_MAX:
+        raise InputError(
+            f"{at}feature {feature!r} is out of float32 range", feature=feature, row=row
+        )
+    return f
+
+
+# ---------------------------------------------------------------------------------------
+class Predictor:
+    """Serve one bundle with onnxruntime.
+
+    >>> p = Predictor.load("bundles/direction")          # doctest: +SKIP
+    >>> p.predict({"ret_1": 0.01, ...}).label             # doctest: +SKIP
+
+    ``predict`` accepts a dict keyed by feature name, or numbers in schema order: 1-D for one
+    row (scalar fields in the result), 2-D / a list of rows for a batch (array fields).
+    With ``fallback=True`` invalid rows are answered by the schema's fallback rule instead of
+    raising :class:`InputError`. Thread-safe; ``reload`` swaps models atomically.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        intra_op_num_threads: int = 1,
+        fallback: bool = False,
+        log: PredictionLog | None = None,
+    ):
+        self.intra_op_num_threads = intra_op_num_threads
+        self.fallback = fallback
+        self.log = log
+        self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._calls = self._rows = self._errors = self._fallbacks = 0
+        self._reloads = self._reload_errors = 0
+        self._m = _Model(path, intra_op_num_threads)
+        if fallback and self._m.schema.fallback is None:
+            logger.warning(
+                "%s@%s: fallback requested but schema.json has none", self.name, self.version
+            )
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        intra_op_num_threads: int = 1,
+        fallback: bool = False,
+        log: PredictionLog | None = None,
+    ) -> Predictor:
+        """Load and check a bundle directory. Raises :class:`BundleError`."""
+        return cls(path, intra_op_num_threads=intra_op_num_threads, fallback=fallback, log=log)
+
+    # -- introspection -------------------------------------------------------------------
+    @property
+    def schema(self) -> Schema:
+        return self._m.schema
+
+    @property
+    def name(self) -> str:
+        return self._m.name
+
+    @property
+    def version(self) -> str:
+        return self._m.version
+
+    @property
+    def path(self) -> Path:
+        return self._m.path
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self._m.names
+
+    @property
+    def task(self) -> str:
+        return self._m.schema.task
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The current onnxruntime session (for benchmarks and diagnostics)."""
+        return self._m.session
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: calls, rows (answered), errors (calls that raised), fallbacks (rows
+        answered by the fallback rule), reloads, reload_errors."""
+        with self._lock:
+            return {
+                "calls": self._calls,
+                "rows": self._rows,
+                "errors": self._errors,
+                "fallbacks": self._fallbacks,
+                "reloads": self._reloads,
+                "reload_errors": self._reload_errors,
+            }
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.name}@{self.version}, task={self.task}, path={str(self.path)!r})"
+
+    # -- prediction ----------------------------------------------------------------------
+    def predict(self, x: Any, fallback: bool | None = None) -> Any:
+        """Predict one row or a batch; see the class docstring. Raises :class:`InputError`."""
+        return self._predict(x, fallback, None)
+
+    def _predict(self, x: Any, fallback: bool | None, routed_to: str | None) -> Any:
+        m = self._m  # read the model reference exactly once per call
+        log = self.log
+        t0 = _perf_ns() if log is not None else 0
+        fast = m.fast(x)
+        if fast is not None:
+            a, single = fast
+            n_rows = a.shape[0]
+            try:
+                outs = m.run(m.fetch, {m.input_name: a})
+                if single:
+                    res = m.one(outs)
+                else:
+                    res = m.build_batch(m.batch(outs, n_rows), np.zeros(n_rows, bool))
+            except Exception as e:
+                self._count_error()
+                if log is not None:
+                    self._record(log, m, t0, x, None, routed_to, f"{type(e).__name__}: {e}")
+                raise
+            with self._lock:
+                self._calls += 1
+                self._rows += n_rows
+            if log is not None:
+                feats = a[0].copy() if single else a.copy()
+                latency = _perf_ns() - t0
+                log.put_nowait(
+                    (time.time(), m.name, m.version, m.names, feats, res, latency, routed_to, None)
+                )
+            if routed_to is not None:
+                res.routed_to = routed_to
+            return res
+        return self._slow(m, x, self.fallback if fallback is None else fallback, routed_to, t0)
+
+    def _slow(self, m: _Model, x: Any, fallback: bool, routed_to: str | None, t0: int) -> Any:
+        log = self.log
+        single, rows = m.split_rows(x)
+        use_fb = fallback and m.schema.fallback is not None
+        good: list[int] = []
+        arrays: list[np.ndarray] = []
+        errors: dict[int, InputError] = {}
+        for i, row in enumerate(rows):
+            try:
+                arrays.append(m.check_row(row, None if single else i))
+                good.append(i)
+            except InputError as e:
+                if not use_fb:
+                    self._count_error()
+                    if log is not None:
+                        self._record(log, m, t0, x, None, routed_to, str(e))
+                    raise
+                errors[i] = e
+        if not rows:
+            err = InputError(f"empty batch: expected at least one row of {m.n} features")
+            self._count_error()
+            if log is not None:
+                self._record(log, m, t0, x, None, routed_to, str(err))
+            raise err
+        try:
+            if single:
+                if arrays:
+                    a = arrays[0].reshape(1, m.n)
+                    res = m.one(m.run(m.fetch, {m.input_name: a}))
+                else:
+                    fb = m.schema.fallback
+                    assert fb is not None
+                    res = m.fallback_one(fb.answer(m.valid_values(rows[0])))
+            else:
+                cols = None
+                if good:
+                    a = np.stack(arrays)
+                    cols = m.batch(m.run(m.fetch, {m.input_name: a}), len(good))
+                if not errors:
+                    assert cols is not None
+                    res = m.build_batch(cols, np.zeros(len(rows), bool))
+                else:
+                    fb = m.schema.fallback
+                    assert fb is not None
+                    answers = {i: fb.answer(m.valid_values(rows[i])) for i in errors}
+                    res = m.merge_batch(len(rows), good, cols, answers)
+        except Exception as e:
+            self._count_error()
+            if log is not None:
+                self._record(log, m, t0, x, None, routed_to, f"{type(e).__name__}: {e}")
+            raise
+        with self._lock:
+            self._calls += 1
+            self._rows += len(rows)
+            self._fallbacks += len(errors)
+        if errors:
+            first = next(iter(errors.values()))
+            logger.debug("%s@%s: fallback for %d row(s): %s", m.name, m.version, len(errors), first)
+        if log is not None:
+            if errors:
+                feats = _raw(x)
+                error: str | None = "; ".join(str(e) for e in list(errors.values())[:3])
+            else:
+                feats, error = (arrays[0] if single else np.stack(arrays)), None
+            latency = _perf_ns() - t0
+            log.put_nowait(
+                (time.time(), m.name, m.version, m.names, feats, res, latency, routed_to, error)
+            )
+        if routed_to is not None:
+            res.routed_to = routed_to
+        return res
+
+    def _count_error(self) -> None:
+        with self._lock:
+            self._calls += 1
+            self._errors += 1
+
+    @staticmethod
+    def _record(
+        log: PredictionLog, m: _Model, t0: int, x: Any, res: Any, routed: str | None, err: str
+    ) -> None:
+        """Log a call that raised (the input is kept raw: it could not be read)."""
+        log.put_nowait(
+            (time.time(), m.name, m.version, m.names, _raw(x), res, _perf_ns() - t0, routed, err)
+        )
+
+    # -- hot reload ----------------------------------------------------------------------
+    def reload(self, path: str | Path, *, allow_schema_change: bool = False) -> None:
+        """Load ``path`` fully, then atomically swap it in. On any problem raise
+        :class:`BundleError` and keep serving the current model. A bundle whose features,
+        task, classes or output meanings differ is refused unless ``allow_schema_change``."""
+        with self._reload_lock:
+            try:
+                new = _Model(path, self.intra_op_num_threads)
+                if not allow_schema_change:
+                    _check_compatible(self._m.schema, new.schema)
+            except BundleError as e:
+                with self._lock:
+                    self._reload_errors += 1
+                logger.error(
+                    "reload of %s refused, still serving %s@%s: %s",
+                    path,
+                    self.name,
+                    self.version,
+                    e,
+                )
+                raise
+            except Exception as e:  # anything unexpected is still a refused bundle
+                with self._lock:
+                    self._reload_errors += 1
+                raise BundleError(f"cannot load bundle {path}: {e}") from e
+            old = self._m
+            self._m = new  # the single atomic swap
+            with self._lock:
+                self._reloads += 1
+            logger.info("reloaded %s@%s -> %s@%s", old.name, old.version, new.name, new.version)
+
+
+def _raw(x: Any) -> Any:
+    """A snapshot of an invalid input for the log."""
+    if isinstance(x, dict):
+        return dict(x)
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    if isinstance(x, list):
+        return list(x)
+    return x
+
+
+def _signature(s: Schema) -> dict[str, Any]:
+    return {
+        "features": s.features,
+        "task": s.task,
+        "classes": s.classes,
+        "outputs": tuple(sorted((o.meaning or o.name) for o in s.outputs_of("value")))
+        if s.task == "multi"
+        else None,
+    }
+
+
+def _check_compatible(old: Schema, new: Schema) -> None:
+    a, b = _signature(old), _signature(new)
+    diffs = [k for k in a if a[k] != b[k]]
+    if not diffs:
+        return
+    details = []
+    if "features" in diffs:
+        added = [f for f in b["features"] if f not in set(a["features"])]
+        removed = [f for f in a["features"] if f not in set(b["features"])]
+        parts = []
+        if added:
+            parts.append(f"added {_names(added)}")
+        if removed:
+            parts.append(f"removed {_names(removed)}")
+        details.append("features " + (", ".join(parts) if parts else "reordered"))
+    for k in diffs:
+        if k != "features":
+            details.append(f"{k} {a[k]!r} -> {b[k]!r}")
+    raise BundleError(
+        f"bundle {new.model_name}@{new.model_version} is schema-incompatible with "
+        f"{old.model_name}@{old.model_version}: {'; '.join(details)} "
+        "(pass allow_schema_change=True to accept)"
+    )
