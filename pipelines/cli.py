@@ -323,13 +323,14 @@ def main() -> None:
     """Entry point: known errors become one line and a non-zero exit, never a traceback."""
     from features.store import WarehouseError
 
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no DB-migration chatter on stderr
     known: tuple[type[BaseException], ...] = (CliError, ValueError, FileNotFoundError, WarehouseError,
                                              RuntimeError, KeyError)
     try:
         app()
     except known as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        console.print(f"[red]error:[/] {message}", highlight=False)
+        console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

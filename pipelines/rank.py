@@ -41,7 +41,9 @@ def rank_models(settings: Settings, *, validated: list[dict[str, Any]], top_k: i
     registry = Registry.from_settings(settings)
     groups: dict[tuple[str, str], list[tuple[float, int, str, Any]]] = defaultdict(list)
     touched = {(v["family"], v["symbol"]) for v in validated}
+    aliases: dict[str, dict[str, list[str]]] = {}
     for name in registry.model_names():
+        aliases[name] = registry.aliases(name)
         for mv in registry.versions(name):
             key = (mv.tags.get("family", ""), mv.tags.get("symbol", ""))
             if key not in touched or mv.tags.get("validation_status") != "validated":
@@ -55,7 +57,8 @@ def rank_models(settings: Settings, *, validated: list[dict[str, Any]], top_k: i
     for (family, symbol), entries in sorted(groups.items()):
         entries.sort(key=lambda e: (e[0], e[1]), reverse=True)
         for rank, (edge, _, name, mv) in enumerate(entries, start=1):
-            keep = rank <= top_k or CHAMPION in mv.aliases or CHALLENGER in mv.aliases
+            deployed = {CHAMPION, CHALLENGER} & set(aliases[name].get(str(mv.version), []))
+            keep = rank <= top_k or bool(deployed)
             registry.tag(name, str(mv.version), rank=rank, rank_edge=f"{edge:.6f}")
             if not keep:
                 registry.archive(name, str(mv.version), reason=f"rank {rank} > top {top_k} in {family}/{symbol}")

@@ -22,6 +22,7 @@ def list_versions(settings: Settings, *, with_history: bool = False) -> list[dic
     out = []
     for name in registry.model_names():
         history = registry.history(name) if with_history else None
+        aliases = registry.aliases(name)
         for mv in registry.versions(name):
             run = registry.client.get_run(mv.run_id)
             metrics = {k.removeprefix("holdout_"): _clean(v) for k, v in run.data.metrics.items()
@@ -29,7 +30,7 @@ def list_versions(settings: Settings, *, with_history: bool = False) -> list[dic
             gates = {k.removeprefix("gate_"): bool(v) for k, v in run.data.metrics.items() if k.startswith("gate_")}
             metrics["gates"] = gates
             entry = {
-                "name": name, "version": str(mv.version), "aliases": sorted(mv.aliases),
+                "name": name, "version": str(mv.version), "aliases": sorted(aliases.get(str(mv.version), [])),
                 "family": mv.tags.get("family"), "spec": mv.tags.get("spec"), "symbol": mv.tags.get("symbol"),
                 "timeframe": mv.tags.get("timeframe"), "tenant": registry.tenant,
                 "validation_status": mv.tags.get("validation_status", "pending"),

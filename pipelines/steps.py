@@ -94,3 +94,9 @@ def deploy(ranking: list[dict[str, Any]], as_of: Any, run_id: str) -> list[dict[
     from pipelines.deploy import deploy_models
 
     return deploy_models(get_settings(), ranking=ranking, as_of=as_timestamp(as_of), run_id=run_id)
+
+
+def canary(as_of: Any, run_id: str) -> list[dict[str, Any]]:
+    from pipelines.canary import evaluate_canaries
+
+    return evaluate_canaries(get_settings(), as_of=as_timestamp(as_of), run_id=run_id)

@@ -29,6 +29,7 @@ def onnx_outputs(onnx_bytes: bytes, X: np.ndarray) -> list[np.ndarray]:
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
+    options.log_severity_level = 3  # LightGBM graphs declare label shape [1]: a harmless warning per batch
     session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: X.astype(np.float32)})
 

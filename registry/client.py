@@ -119,8 +119,7 @@ class Registry:
 
     def archive(self, name: str, version: str, *, reason: str) -> None:
         self._check_tenant(name)
-        aliases = self.client.get_model_version(name, version).aliases
-        if CHAMPION in aliases:
+        if CHAMPION in self.aliases(name).get(str(version), []):
             raise RegistryError(f"{name} v{version} is the champion; promote another version first")
         self.tag(name, version, lifecycle="archived", archived_reason=reason)
 
@@ -132,6 +131,13 @@ class Registry:
             return str(self.client.get_model_version_by_alias(name, alias).version)
         except MlflowException:
             return None
+
+    def aliases(self, name: str) -> dict[str, list[str]]:
+        """Version → its aliases (search results don't carry aliases, the registered model does)."""
+        by_version: dict[str, list[str]] = {}
+        for alias, version in self.client.get_registered_model(name).aliases.items():
+            by_version.setdefault(str(version), []).append(alias)
+        return by_version
 
     def sync_legacy_stages(self, name: str) -> str | None:
         """Map a legacy stage transition to ``Production`` onto the ``champion`` alias."""

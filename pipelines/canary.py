@@ -1,0 +1,80 @@
+"""The canary decision: at the end of a challenger's window, promote it or roll it back.
+
+Live metrics per arm come from the prediction log (``ml_predictions``): calls routed to the
+champion and to the challenger during the window, their error rate and latency, and the hit
+rate once outcomes are known (filled from later bars by the monitor).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.store import DATABASE, open_warehouse
+from pipelines.config import Settings
+from pipelines.deploy import decide_canary
+from registry import CHALLENGER, CHAMPION, Registry
+
+log = logging.getLogger(__name__)
+
+
+def live_arm_metrics(frame: pd.DataFrame) -> dict[str, float]:
+    """Hit rate (over rows with outcomes), error rate and latency of one arm's predictions."""
+    if frame.empty:
+        return {"n_predictions": 0, "n_outcomes": 0, "hit_rate": 0.0, "error_rate": 0.0,
+                "latency_p50_us": float("nan")}
+    ok = frame[frame["error"] == ""]
+    known = ok[ok["outcome"].notna()]
+    hits = ((known["output"] >= 0.5).astype(float) == known["outcome"]).to_numpy()
+    return {
+        "n_predictions": int(len(frame)),
+        "n_outcomes": int(len(known)),
+        "hit_rate": float(hits.mean()) if len(hits) else 0.0,
+        "error_rate": float(1.0 - len(ok) / len(frame)),
+        "latency_p50_us": float(np.median(ok["latency_us"])) if len(ok) else float("nan"),
+    }
+
+
+def canary_started(registry: Registry, name: str, version: str) -> pd.Timestamp | None:
+    events = [e for e in registry.history(name)
+              if e["alias"] == CHALLENGER and e["action"] == "set" and e["version"] == version]
+    return pd.Timestamp(events[-1]["at"]) if events else None
+
+
+def evaluate_canaries(settings: Settings, *, as_of: pd.Timestamp, window_hours: float | None = None,
+                      run_id: str = "") -> list[dict[str, Any]]:
+    """For every challenger whose window has ended: promote, roll back, or keep waiting."""
+    window = pd.Timedelta(hours=window_hours if window_hours is not None else settings.canary_window_hours)
+    registry = Registry.from_settings(settings)
+    decisions = []
+    for name in registry.model_names():
+        registry.sync_legacy_stages(name)
+        challenger = registry.alias_version(name, CHALLENGER)
+        champion = registry.alias_version(name, CHAMPION)
+        if challenger is None or champion is None:
+            continue
+        started = canary_started(registry, name, challenger)
+        if started is not None and as_of - started < window:
+            decisions.append({"model_name": name, "challenger": challenger, "decision": "wait",
+                              "reason": f"canary window ends {started + window}"})
+            continue
+        with open_warehouse(settings) as warehouse:
+            frame = warehouse.query(
+                f"""SELECT model_version, output, outcome, latency_us, error FROM {DATABASE}.ml_predictions FINAL
+                    WHERE tenant = {{tenant:String}} AND model = {{model:String}}
+                      AND ts >= {{start:DateTime64(6, 'UTC')}}""",
+                {"tenant": settings.tenant, "model": name,
+                 "start": (started or as_of - window).strftime("%Y-%m-%d %H:%M:%S.%f")})
+        arms = {v: live_arm_metrics(frame[frame["model_version"] == v]) for v in (champion, challenger)}
+        decision, reason = decide_canary(arms[champion], arms[challenger])
+        if decision == "promote":
+            registry.promote(name, reason=f"canary: {reason}", run_id=run_id)
+        elif decision == "rollback":
+            registry.rollback(name, reason=f"canary: {reason}", run_id=run_id)
+        decisions.append({"model_name": name, "challenger": challenger, "champion": champion,
+                          "decision": decision, "reason": reason, "live": arms})
+        log.info("canary %s v%s: %s (%s)", name, challenger, decision, reason)
+    return decisions
