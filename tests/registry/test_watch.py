@@ -1,0 +1,72 @@
+"""A running predictor follows the champion alias: promotion by CLI verb, MLflow UI or legacy stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from registry import CHAMPION, Registry
+from registry.watch import alias_resolver
+
+
+def _bundle(directory: Path, seed: int) -> Path:
+    from models.bundle import classifier_schema, write_bundle
+    from models.families.direction import DirectionClassifier
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(500, 4))
+    y = (X[:, 0] + rng.normal(size=500) > 0).astype(int)
+    model = DirectionClassifier(n_estimators=10 + seed, random_state=seed).fit(X, y)
+    schema = classifier_schema(model={"name": "", "version": ""}, feature_set_version="t",
+                               features=["a", "b", "c", "d"], class_names=["down", "up"])
+    return write_bundle(directory, model.to_onnx(), schema)
+
+
+@pytest.fixture()
+def registry_with_two_versions(tmp_path):
+    import mlflow
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    exp = mlflow.create_experiment("watch", artifact_location=(tmp_path / "art").as_uri())
+    registry = Registry(store, tenant="default")
+    name = "default.direction_h1.WATCH"
+    versions = []
+    for seed in (1, 2):
+        with mlflow.start_run(experiment_id=exp) as run:
+            mlflow.log_artifacts(str(_bundle(tmp_path / f"b{seed}", seed)), "bundle")
+        v = registry.register(name, run.info.run_id, tags={"family": "direction", "spec": "direction_h1",
+                                                           "symbol": "WATCH", "timeframe": "1m"})
+        registry.tag(name, v, validation_status="validated")
+        versions.append(v)
+    registry.set_challenger(name, versions[0], reason="first")
+    registry.promote(name, reason="first")
+    return registry, name, versions
+
+
+def test_predictor_follows_alias_moves_without_restart(registry_with_two_versions, tmp_path):
+    import serving
+
+    registry, name, (v1, v2) = registry_with_two_versions
+    resolve = alias_resolver(registry, name, CHAMPION, tmp_path / "cache")
+    predictor = serving.Predictor.load(resolve())
+    watcher = serving.AliasWatcher(resolve, predictor, interval=3600, start=False)
+    assert predictor.version == v1
+    assert watcher.poll() is False  # nothing moved
+
+    # What the MLflow UI does when someone moves the alias on a version page:
+    registry.client.set_registered_model_alias(name, CHAMPION, v2)
+    assert watcher.poll() is True
+    assert predictor.version == v2
+    assert json.loads((predictor.path / "schema.json").read_text())["model"]["name"] == name
+    assert predictor.predict([0.1, 0.2, 0.3, 0.4]).model_version == v2
+
+    # A legacy stage transition to Production maps to champion.
+    with pytest.warns(FutureWarning):
+        registry.client.transition_model_version_stage(name, v1, "Production")
+    assert watcher.poll() is True
+    assert predictor.version == v1
+    assert registry.alias_version(name, CHAMPION) == v1
