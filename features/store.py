@@ -61,8 +61,8 @@ DDL: dict[str, str] = {
     ) ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(ts)
       ORDER BY (tenant, symbol, timeframe, feature_set_version, ts)""",
     "feature_sets": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.feature_sets (
-        feature_set_version String, names Array(String), version UInt64
-    ) ENGINE = ReplacingMergeTree(version) ORDER BY feature_set_version""",
+        {_KEY}, feature_set_version String, names Array(String), version UInt64
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant, symbol, timeframe, feature_set_version)""",
     "ml_labels": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.ml_labels (
         {_KEY}, ts DateTime64(3, 'UTC'), label LowCardinality(String),
         value Float64, version UInt64
@@ -366,7 +366,9 @@ class Warehouse:
     def write_features(self, matrix: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str,
                        feature_set_version: str) -> int:
         version = np.uint64(time.time_ns())
+        # Columns depend on the symbol's data (microstructure columns or not), so names are per key.
         self.insert("feature_sets", pd.DataFrame({
+            "tenant": [tenant], "symbol": [symbol], "timeframe": [timeframe],
             "feature_set_version": [feature_set_version],
             "names": [list(map(str, matrix.columns))],
             "version": [version],
@@ -380,19 +382,20 @@ class Warehouse:
 
     def read_features(self, *, tenant: str, symbol: str, timeframe: str, feature_set_version: str,
                       start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
-        names = self.query(
-            f"SELECT names FROM {DATABASE}.feature_sets FINAL WHERE feature_set_version = {{v:String}}",
-            {"v": feature_set_version},
-        )
-        if names.empty:
-            raise WarehouseError(f"feature set {feature_set_version!r} is not in the warehouse")
-        columns = list(names["names"].iloc[0])
         where, params = self._key_where(tenant, symbol, timeframe, start, end)
         params["fsv"] = feature_set_version
+        names = self.query(
+            f"""SELECT names FROM {DATABASE}.feature_sets FINAL WHERE tenant = {{tenant:String}}
+                AND symbol = {{symbol:String}} AND timeframe = {{timeframe:String}}
+                AND feature_set_version = {{fsv:String}}""", params)
+        if names.empty:
+            raise WarehouseError(f"feature set {feature_set_version!r} of {symbol} {timeframe} is not in the "
+                                 "warehouse; run the features step")
+        columns = list(names["names"].iloc[0])
         table = self.backend.query_arrow(
             f"""SELECT ts, values FROM {DATABASE}.ml_features FINAL
                 WHERE {where} AND feature_set_version = {{fsv:String}} ORDER BY ts""", params)
-        index = pd.DatetimeIndex(table.column("ts").to_pandas(), name="ts").tz_convert("UTC")
+        index = pd.DatetimeIndex(table.column("ts").to_pandas(), name="ts").tz_convert("UTC").as_unit("ns")
         flat = table.column("values").combine_chunks().flatten().to_numpy(zero_copy_only=False)
         return pd.DataFrame(flat.reshape(len(index), len(columns)), index=index, columns=columns)
 
@@ -413,6 +416,143 @@ class Warehouse:
         wide = long.pivot(index="ts", columns="label", values="value")
         wide.index = pd.DatetimeIndex(wide.index, name="ts").tz_convert("UTC")
         return wide.reindex(columns=list(labels))
+
+    # -- prediction log, trade results and monitor history (pipelines.monitor / feedback) --
+    def write_predictions(self, frame: pd.DataFrame) -> int:
+        """Upsert prediction-log rows into ``ml_predictions``.
+
+        ``frame`` has the table's columns; ``features`` holds one sequence of floats per row
+        (may be empty for calls that raised), ``outcome`` is NaN/None while unknown (stored as
+        NULL). A row written again with a higher ``version`` replaces the old one (outcomes).
+        """
+        if frame.empty:
+            return 0
+        feats = [np.asarray(v if v is not None else [], dtype=np.float64).reshape(-1) for v in frame["features"]]
+        offsets = np.concatenate([[0], np.cumsum([len(v) for v in feats])]).astype(np.int32)
+        flat = np.concatenate(feats) if offsets[-1] else np.empty(0, dtype=np.float64)
+        outcome = pd.to_numeric(frame["outcome"], errors="coerce").to_numpy(dtype=np.float64)
+        table = pa.table({
+            "tenant": pa.array(frame["tenant"].astype(str).tolist()),
+            "model": pa.array(frame["model"].astype(str).tolist()),
+            "model_version": pa.array(frame["model_version"].astype(str).tolist()),
+            "symbol": pa.array(frame["symbol"].astype(str).tolist()),
+            "ts": pa.array(pd.DatetimeIndex(frame["ts"]).tz_convert("UTC"), type=pa.timestamp("us", tz="UTC")),
+            "routed_to": pa.array(frame["routed_to"].fillna("").astype(str).tolist()),
+            "features": pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, from_pandas=False)),
+            "output": pa.array(frame["output"].to_numpy(dtype=np.float64), from_pandas=False),
+            "confidence": pa.array(frame["confidence"].to_numpy(dtype=np.float64), from_pandas=False),
+            "latency_us": pa.array(frame["latency_us"].to_numpy(dtype=np.float64), from_pandas=False),
+            "error": pa.array(frame["error"].fillna("").astype(str).tolist()),
+            "fallback": pa.array(frame["fallback"].astype(bool).to_numpy().astype(np.uint8)),
+            "outcome": pa.array(outcome, from_pandas=True),  # NaN -> NULL: not known yet
+            "version": pa.array(frame["version"].to_numpy(dtype=np.uint64)),
+        })
+        self.backend.insert_arrow("ml_predictions", table)
+        return len(frame)
+
+    def read_predictions(self, *, tenant: str, model: str | None = None, start: pd.Timestamp | None = None,
+                         end: pd.Timestamp | None = None, limit: int | None = None,
+                         missing_outcome: bool = False) -> pd.DataFrame:
+        """Prediction-log rows ordered by ``ts`` (``features`` as arrays); ``limit`` keeps the last rows."""
+        params: dict[str, Any] = {"tenant": tenant}
+        where = "tenant = {tenant:String}"
+        if model is not None:
+            where += " AND model = {model:String}"
+            params["model"] = model
+        if missing_outcome:
+            where += " AND outcome IS NULL"
+        where += self._range_where(params, start, end, precision=6)
+        tail = ""
+        if limit is not None:
+            tail = " LIMIT {limit:UInt64}"
+            params["limit"] = int(limit)
+        frame = self.query(
+            f"""SELECT * FROM (SELECT tenant, model, model_version, symbol, ts, routed_to, features, output,
+                       confidence, latency_us, error, fallback, outcome, version
+                FROM {DATABASE}.ml_predictions FINAL WHERE {where} ORDER BY ts DESC, model_version{tail})
+                ORDER BY ts, model_version""", params)
+        frame["ts"] = pd.DatetimeIndex(frame["ts"]).tz_convert("UTC")
+        return frame
+
+    def write_trades(self, trades: pd.DataFrame, *, tenant: str) -> int:
+        """Upsert trade results keyed by (symbol, trade_id); columns as in ``trade_results``."""
+        if trades.empty:
+            return 0
+        table = pa.table({
+            "tenant": pa.array([tenant] * len(trades)),
+            "symbol": pa.array(trades["symbol"].astype(str).tolist()),
+            "trade_id": pa.array(trades["trade_id"].astype(str).tolist()),
+            "entry_ts": pa.array(pd.DatetimeIndex(trades["entry_ts"]).tz_convert("UTC"),
+                                 type=pa.timestamp("ms", tz="UTC")),
+            "exit_ts": pa.array(pd.DatetimeIndex(trades["exit_ts"]).tz_convert("UTC"),
+                                type=pa.timestamp("ms", tz="UTC")),
+            "side": pa.array(trades["side"].to_numpy(dtype=np.int8)),
+            **{c: pa.array(trades[c].to_numpy(dtype=np.float64), from_pandas=False)
+               for c in ("entry_price", "exit_price", "pnl", "r_multiple")},
+            "signal_source": pa.array(trades["signal_source"].astype(str).tolist()),
+            "context": pa.array(trades["context"].fillna("").astype(str).tolist()),
+            "version": pa.array(np.full(len(trades), time.time_ns(), dtype=np.uint64)),
+        })
+        self.backend.insert_arrow("trade_results", table)
+        return len(trades)
+
+    def read_trades(self, *, tenant: str, symbol: str | None = None) -> pd.DataFrame:
+        """Trade results ordered by entry time (all symbols when ``symbol`` is None)."""
+        params: dict[str, Any] = {"tenant": tenant}
+        where = "tenant = {tenant:String}"
+        if symbol is not None:
+            where += " AND symbol = {symbol:String}"
+            params["symbol"] = symbol
+        frame = self.query(
+            f"""SELECT symbol, trade_id, entry_ts, exit_ts, side, entry_price, exit_price, pnl, r_multiple,
+                       signal_source, context
+                FROM {DATABASE}.trade_results FINAL WHERE {where} ORDER BY entry_ts, symbol, trade_id""", params)
+        for col in ("entry_ts", "exit_ts"):
+            frame[col] = pd.DatetimeIndex(frame[col]).tz_convert("UTC")
+        return frame
+
+    def write_monitor_history(self, rows: Sequence[dict[str, Any]], *, tenant: str) -> int:
+        """Append monitor results (one per model check) to ``monitor_history``."""
+        if not rows:
+            return 0
+
+        def nullable(key: str) -> pa.Array:
+            return pa.array([None if r.get(key) is None else float(r[key]) for r in rows], type=pa.float64())
+
+        table = pa.table({
+            "tenant": pa.array([tenant] * len(rows)),
+            "model": pa.array([str(r["model"]) for r in rows]),
+            "model_version": pa.array([str(r.get("version") or "") for r in rows]),
+            "checked_at": pa.array([pd.Timestamp(r["checked_at"]).tz_convert("UTC") for r in rows],
+                                   type=pa.timestamp("ms", tz="UTC")),
+            "drift_share": pa.array([float(r.get("drift_share") or 0.0) for r in rows], type=pa.float64()),
+            "drifted": pa.array([int(bool(r.get("drifted"))) for r in rows], type=pa.uint8()),
+            "live_accuracy": nullable("live_accuracy"),
+            "backtest_accuracy": nullable("backtest_accuracy"),
+            "latency_p50_us": nullable("latency_p50_us"),
+            "latency_p95_us": nullable("latency_p95_us"),
+            "latency_p99_us": nullable("latency_p99_us"),
+            "error_rate": pa.array([float(r.get("error_rate") or 0.0) for r in rows], type=pa.float64()),
+            "fallback_rate": pa.array([float(r.get("fallback_rate") or 0.0) for r in rows], type=pa.float64()),
+            "n_predictions": pa.array([int(r.get("n_predictions") or 0) for r in rows], type=pa.uint64()),
+            "retrain": pa.array([int(bool(r.get("retrain"))) for r in rows], type=pa.uint8()),
+            "reasons": pa.array([[str(x) for x in r.get("reasons") or []] for r in rows], type=pa.list_(pa.string())),
+            "report_uri": pa.array([str(r.get("report_uri") or "") for r in rows]),
+        })
+        self.backend.insert_arrow("monitor_history", table)
+        return len(rows)
+
+    def read_monitor_history(self, *, tenant: str, model: str | None = None) -> pd.DataFrame:
+        """Monitor results ordered by check time."""
+        params: dict[str, Any] = {"tenant": tenant}
+        where = "tenant = {tenant:String}"
+        if model is not None:
+            where += " AND model = {model:String}"
+            params["model"] = model
+        frame = self.query(f"SELECT * FROM {DATABASE}.monitor_history WHERE {where} ORDER BY checked_at, model",
+                           params)
+        frame["checked_at"] = pd.DatetimeIndex(frame["checked_at"]).tz_convert("UTC")
+        return frame
 
     # -- helpers -----------------------------------------------------------------------
     @staticmethod
