@@ -1,7 +1,8 @@
 """
 ### train_models
 
-Retrains every model spec of the chosen families on the chosen symbols, every 12 hours:
+Retrains every model spec of the chosen families on the chosen symbols, every 12 hours and
+whenever the monitor requests a retrain (Asset `alphaops://retrain-request`):
 **extract → features → label → train (one mapped task per spec × symbol) → validate → rank → deploy**.
 
 Trigger with params to choose `symbols`, `families` (`all` for every family), `trials` and
@@ -12,7 +13,7 @@ MLflow alias `challenger` (or `champion` on a first deploy); the `canary` DAG de
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, DeltaTriggerTimetable, Param, dag, task
 
 WAREHOUSE_POOL = "alphaops_warehouse"  # one slot: embedded chDB allows one process per data path
 RETRAIN_REQUEST = Asset("alphaops://retrain-request")
@@ -20,7 +21,7 @@ RETRAIN_REQUEST = Asset("alphaops://retrain-request")
 
 @dag(
     dag_id="train_models",
-    schedule=timedelta(hours=12),
+    schedule=AssetOrTimeSchedule(timetable=DeltaTriggerTimetable(timedelta(hours=12)), assets=[RETRAIN_REQUEST]),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
@@ -37,9 +38,9 @@ RETRAIN_REQUEST = Asset("alphaops://retrain-request")
 )
 def train_models():
     @task
-    def extract(params=None, dag_run=None) -> list[dict]:
+    def extract(params=None, dag_run=None, triggering_asset_events=None) -> list[dict]:
         from pipelines import steps
-        return steps.extract(params, dag_run.run_after)
+        return steps.extract(params, dag_run.run_after, triggering_asset_events)
 
     @task
     def features(datasets: list[dict], dag_run=None) -> list[dict]:
@@ -47,9 +48,9 @@ def train_models():
         return steps.features(datasets, dag_run.run_after)
 
     @task
-    def label(feature_refs: list[dict], params=None, dag_run=None) -> list[dict]:
+    def label(feature_refs: list[dict], params=None, dag_run=None, triggering_asset_events=None) -> list[dict]:
         from pipelines import steps
-        return steps.label(feature_refs, params, dag_run.run_after)
+        return steps.label(feature_refs, params, dag_run.run_after, triggering_asset_events)
 
     @task(map_index_template="{{ task.op_kwargs['job']['spec_name'] }}")
     def train(job: dict, dag_run=None) -> dict:
