@@ -44,8 +44,8 @@ def garch_baselines(train_returns: np.ndarray, all_returns: np.ndarray, holdout_
     - ``horizon``: bars ahead; the value is ``sqrt(mean of the 1..h-step variance forecasts)``.
 
     GARCH has analytic multi-step forecasts. EGARCH has none beyond one step, so its
-    forecasts for ``h > 1`` are simulated (``simulations`` paths, seeded by ``seed``:
-    deterministic). Returns ``{"garch": array, "egarch": array}`` aligned with
+    forecasts for ``h > 1`` are simulated (``simulations`` standard-normal paths per origin from
+    ``numpy.random.default_rng(seed)``: deterministic). Returns ``{"garch": array, "egarch": array}`` aligned with
     ``holdout_indices``, in per-bar log-return units.
     """
     from arch import arch_model
@@ -68,8 +68,10 @@ def garch_baselines(train_returns: np.ndarray, all_returns: np.ndarray, holdout_
         fitted = arch_model(train * scale, **spec).fit(disp="off", show_warning=False)
         fixed = arch_model(series[: idx.max() + 1] * scale, **spec).fix(fitted.params)
         method = "analytic" if vol == "GARCH" or horizon == 1 else "simulation"
+        # ``rng`` drives the simulated shocks (arch's ``random_state`` only seeds the bootstrap);
+        # the draws are taken origin by origin, so a forecast never depends on later rows.
         forecast = fixed.forecast(horizon=horizon, start=int(idx.min()), reindex=False, method=method,
-                                  simulations=simulations, random_state=np.random.RandomState(seed))
+                                  simulations=simulations, rng=np.random.default_rng(seed).standard_normal)
         variance = forecast.variance.to_numpy()  # row j: origin idx.min() + j, columns h.1 .. h.H
         rows = idx - idx.min()
         out[name] = np.sqrt(variance[rows].mean(axis=1)) / scale

@@ -19,7 +19,7 @@ ui_app = typer.Typer(no_args_is_help=True, help="Open the Airflow or MLflow UI o
 app.add_typer(bench_app, name="bench")
 app.add_typer(ui_app, name="ui")
 console = Console(stderr=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 220)  # logs and pipes get the whole table
 
 
 class CliError(Exception):
@@ -120,7 +120,8 @@ def _export_champions(settings: Any) -> dict[str, Path]:
 
 
 def _versions_table(versions: list[dict[str, Any]]) -> None:
-    table = Table(title="Registered model versions (holdout metrics, out of sample)")
+    tenant = versions[0]["tenant"] if versions else "default"
+    table = Table(title=f"Registered model versions of tenant {tenant!r} (holdout metrics, out of sample)")
     for col in ("model", "v", "aliases", "status", "AUC", "accuracy", "n_test", "null p", "Sharpe", "max DD",
                 "failed gates"):
         table.add_column(col, justify="right" if col not in ("model", "aliases", "status", "failed gates") else "left")
@@ -130,7 +131,7 @@ def _versions_table(versions: list[dict[str, Any]]) -> None:
 
     for v in versions:
         m = v["metrics"]
-        table.add_row(v["name"], v["version"], ",".join(v["aliases"]) or "—", v["validation_status"],
+        table.add_row(v["name"].removeprefix(f"{v['tenant']}."), v["version"], ",".join(v["aliases"]) or "—", v["validation_status"],
                       fmt(m.get("auc")), fmt(m.get("accuracy")), fmt(m.get("n_test"), ".0f"),
                       fmt(m.get("null_p_value")), fmt(m.get("trading_sharpe"), ".2f"),
                       fmt(m.get("trading_max_drawdown"), ".1%"), v.get("failed_gates") or "—")
@@ -319,11 +320,65 @@ def ui_airflow() -> None:
     os.execve(str(airflow), [str(airflow), "standalone"], env)
 
 
+@app.command()
+def monitor(
+    retrain: list[str] = typer.Option(None, "--retrain", help="Request retraining of MODEL regardless "
+                                      "(spec.symbol or full name; repeat or comma-separate)."),
+    window_hours: float = typer.Option(24.0, "--window-hours", min=0.01, help="Predictions of the last N hours."),
+    as_of: str = typer.Option(None, "--as-of", help="End of the window (ISO time, UTC); default now."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Check every champion: Evidently drift, live vs backtest accuracy, latency; flag retraining."""
+    import pandas as pd
+
+    from pipelines.alerts import hook_from_env
+    from pipelines.monitor import monitor_models
+
+    settings = _settings()
+    when = _utc_now() if as_of is None else pd.Timestamp(as_of)
+    when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+    with console.status("monitoring the champions (Evidently drift, live metrics)…"):
+        results = monitor_models(settings, as_of=when, window=pd.Timedelta(hours=window_hours),
+                                 manual=_split(retrain) or [], alert_hook=hook_from_env())
+    if as_json:
+        _print_json(results)
+        return
+    table = Table(title=f"Champions monitored as of {when.isoformat(timespec='seconds')} "
+                        f"(window {window_hours:g} h)")
+    for col in ("model", "v", "preds", "drift", "pred drift", "live acc", "backtest", "outcomes", "p99 µs",
+                "errors", "retrain", "reasons"):
+        table.add_column(col, justify="left" if col in ("model", "retrain", "reasons") else "right")
+
+    def fmt(value: Any, spec: str = ".3f") -> str:
+        return "—" if value is None else format(value, spec)
+
+    for r in results:
+        drift = f"{r['drift_share']:.0%} ({r.get('n_drifted', 0)}/{r.get('n_features', 0)})" if r.get("n_features") \
+            else r.get("status", "—")
+        table.add_row(r["model"], str(r.get("version", "")), str(r.get("n_predictions", 0)), drift,
+                      "yes" if r.get("prediction_drift") else "no", fmt(r.get("live_accuracy")),
+                      fmt(r.get("backtest_accuracy")), str(r.get("n_outcomes", 0)), fmt(r.get("latency_p99_us"), ".0f"),
+                      fmt(r.get("error_rate"), ".1%"), "[bold red]yes[/]" if r["retrain"] else "no",
+                      "; ".join(r.get("reasons") or []) or (r.get("error") or "—"))
+    out.print(table)
+    for r in results:
+        if r.get("report_uri"):
+            out.print(f"  {r['model']}: Evidently report {r['report_uri']}")
+    wanted = [r for r in results if r["retrain"]]
+    if wanted:
+        out.print("\nRetraining needed; the monitor_drift DAG requests it through the Asset "
+                  "alphaops://retrain-request. To run it now:")
+        symbols = ",".join(sorted({str(r.get("symbol")) for r in wanted}))
+        specs = ",".join(sorted({str(r.get("spec")) for r in wanted}))
+        out.print(f"  alphaops run --symbols {symbols} --families {specs} --reason monitor")
+
+
 def main() -> None:
     """Entry point: known errors become one line and a non-zero exit, never a traceback."""
     from features.store import WarehouseError
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no DB-migration chatter on stderr
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     known: tuple[type[BaseException], ...] = (CliError, ValueError, FileNotFoundError, WarehouseError,
                                              RuntimeError, KeyError)
     try:

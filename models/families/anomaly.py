@@ -13,10 +13,19 @@
   ``feature_names``); :meth:`AnomalyDetector.schema_extras` writes the groups as feature
   indices plus the medians and scales so a runtime can reproduce it.
 
-The ONNX graph is skl2onnx's IsolationForest graph plus a few ops: ``raw = -(scores +
-offset_)``, the piecewise-linear CDF (:func:`models.onnx_export.piecewise_linear_nodes`), and
-``label = score > threshold ? -1 : 1``. Outputs: ``label`` (int64 ``[N]``), ``score``
-(float32 ``[N]``). The estimator ignores ``y``.
+The ONNX graph computes the raw score ``-score_samples`` (by default as one compact
+``TreeEnsembleRegressor``, :func:`isolation_forest_onnx`; ``to_onnx(converter="skl2onnx")`` uses
+skl2onnx's IsolationForest graph and ``raw = -(scores + offset_)``), then a few ops: the
+piecewise-linear CDF (:func:`models.onnx_export.piecewise_linear_nodes`) and
+``label = anomaly_score > threshold ? -1 : 1``. Outputs:
+
+- ``label`` (int64 ``[N]``): 1 normal, -1 anomaly;
+- ``score`` (float32 ``[N]``): ``1 - anomaly_score``, the bundle runtime's convention (lower is
+  more abnormal; docs/bundle.md: an anomaly when ``score < thresholds.anomaly_score``, which
+  :meth:`AnomalyDetector.schema_extras` sets to ``1 - threshold_quantile``);
+- ``anomaly_score`` (float32 ``[N]``): :meth:`AnomalyDetector.score`, higher is more anomalous.
+
+The estimator ignores ``y``.
 """
 
 from __future__ import annotations
@@ -38,7 +47,8 @@ ANOMALY_GROUP_FEATURES: dict[str, tuple[str, ...]] = {
                "tick_ratio_z_60"),
     "price": ("ret_1", "ret_2", "ret_3", "range_pct", "tr_atr"),
     "liquidity": ("spread_bps", "spread_vol_20", "spread_z_60", "depth_ratio", "depth_ratio_sma_20"),
-    "derivatives": ("funding_rate_bps", "funding_dev_100", "liq_z_100", "liq_spike"),
+    # not the raw funding level: it steps every 8 hours, so its MAD over a short window is tiny
+    "derivatives": ("funding_dev_100", "liq_z_100", "liq_spike"),
 }
 
 MAD_TO_SIGMA = 1.4826
@@ -55,7 +65,9 @@ def event_mask(index: Any, events: Any, types: tuple[str, ...] | None = None) ->
     """Boolean mask over ``index`` (bar times) of the bars inside injected events.
 
     ``events`` is the frame of :meth:`pipelines.synthetic.SyntheticMarket.generate`: one row per
-    event with ``ts`` (first bar), ``type`` and ``n_bars``. ``types`` filters event types.
+    event with ``ts`` (first bar), ``type`` and ``n_bars``. ``types`` filters event types. An
+    event whose first bar is not in ``index`` is skipped (its extent in bars cannot be placed),
+    so build the mask on the full bar index and slice it, rather than on a slice.
     """
     import pandas as pd
 
@@ -64,8 +76,9 @@ def event_mask(index: Any, events: Any, types: tuple[str, ...] | None = None) ->
     for ts, kind, n_bars in zip(events["ts"], events["type"], events["n_bars"]):
         if types is not None and kind not in types:
             continue
-        start = index.searchsorted(ts)
-        mask[start:start + int(n_bars)] = True
+        start = int(index.searchsorted(ts))
+        if start < len(index) and index[start] == ts:
+            mask[start:start + int(n_bars)] = True
     return mask
 
 
@@ -148,7 +161,10 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         """Fitted schema.json extras: threshold, groups as feature indices, and the explain statistics."""
         check_is_fitted(self, "model_")
         return {
-            "thresholds": {"anomaly_score": self.threshold_},
+            # the ONNX ``score`` output is 1 - anomaly_score; the runtime flags score < threshold
+            "thresholds": {"anomaly_score": round(1.0 - self.threshold_, 12)},
+            "outputs": [{"name": "label", "kind": "label"}, {"name": "score", "kind": "score"},
+                        {"name": "anomaly_score", "kind": "value", "meaning": "anomaly_score"}],
             "anomaly_types": list(self.groups_),
             "anomaly_groups": {group: list(map(int, idx)) for group, idx in self.groups_.items()},
             "anomaly_explain": {
@@ -158,33 +174,121 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
             },
         }
 
-    def to_onnx(self) -> onnx.ModelProto:
-        """Outputs ``label`` (int64 ``[N]``, 1 normal / -1 anomaly) and ``score`` (float32 ``[N]``, in [0, 1])."""
+    def to_onnx(self, converter: str = "compact") -> onnx.ModelProto:
+        """Outputs ``label`` (int64 ``[N]``, 1 normal / -1 anomaly), ``score`` (``1 - anomaly_score``,
+        lower is more abnormal) and ``anomaly_score`` (float32 ``[N]``, in [0, 1], higher is more anomalous).
+
+        ``converter="compact"`` (default) writes the forest as one ``TreeEnsembleRegressor``
+        (:func:`isolation_forest_onnx`); ``converter="skl2onnx"`` uses skl2onnx's IsolationForest
+        graph, which has about 27 nodes per tree: for 100 trees on 144 features it took 9.6 s to
+        convert, 5.7 s to load in onnxruntime and over 1 ms per row, against the 1 ms latency gate.
+        Both give the same scores (tested).
+        """
         from onnx import TensorProto, helper, numpy_helper
 
         check_is_fitted(self, "model_")
-        part = sklearn_to_onnx(self.model_, self.n_features_in_)
-        scores = "iforest/scores"
-        curve, curve_inits = piecewise_linear_nodes("raw", "score_col", self.knots_x_, self.knots_y_, "cdf_")
         inits = [
-            numpy_helper.from_array(np.array([self.model_.offset_], dtype=np.float32), "offset"),
             numpy_helper.from_array(np.array([self.threshold_], dtype=np.float32), "threshold"),
             numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat"),
             numpy_helper.from_array(np.array([-1], dtype=np.int64), "anomalous"),
             numpy_helper.from_array(np.array([1], dtype=np.int64), "normal"),
-            *curve_inits,
+            numpy_helper.from_array(np.array([1.0], dtype=np.float32), "one"),
         ]
-        nodes = [
-            helper.make_node("Add", [scores, "offset"], ["neg_raw"]),
-            helper.make_node("Neg", ["neg_raw"], ["raw"]),
+        if converter == "compact":
+            part = isolation_forest_onnx(self.model_, self.n_features_in_)
+            nodes = [helper.make_node("Identity", ["iforest/raw"], ["raw"])]
+        elif converter == "skl2onnx":
+            part = sklearn_to_onnx(self.model_, self.n_features_in_)
+            inits.append(numpy_helper.from_array(np.array([self.model_.offset_], dtype=np.float32), "offset"))
+            nodes = [helper.make_node("Add", ["iforest/scores", "offset"], ["neg_raw"]),  # = score_samples
+                     helper.make_node("Neg", ["neg_raw"], ["raw"])]
+        else:
+            raise ValueError(f"converter must be 'compact' or 'skl2onnx', got {converter!r}")
+        curve, curve_inits = piecewise_linear_nodes("raw", "score_col", self.knots_x_, self.knots_y_, "cdf_")
+        inits += curve_inits
+        nodes += [
             *curve,
-            helper.make_node("Reshape", ["score_col", "flat"], ["score"]),
-            helper.make_node("Greater", ["score", "threshold"], ["is_anomaly"]),
+            helper.make_node("Reshape", ["score_col", "flat"], ["anomaly_score"]),
+            helper.make_node("Sub", ["one", "anomaly_score"], ["score"]),
+            helper.make_node("Greater", ["anomaly_score", "threshold"], ["is_anomaly"]),
             helper.make_node("Where", ["is_anomaly", "anomalous", "normal"], ["label"]),
         ]
         return combine_models(
             [("iforest", part)], nodes=nodes, initializers=inits,
             outputs=[helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
-                     helper.make_tensor_value_info("score", TensorProto.FLOAT, [None])],
+                     helper.make_tensor_value_info("score", TensorProto.FLOAT, [None]),
+                     helper.make_tensor_value_info("anomaly_score", TensorProto.FLOAT, [None])],
             name="anomaly",
         )
+
+
+def _float32_floor(values: np.ndarray) -> np.ndarray:
+    """Largest float32 <= each value: ``x <= t`` and ``x <= floor32(t)`` agree for every float32 ``x``."""
+    out = values.astype(np.float32)
+    up = out.astype(np.float64) > values
+    out[up] = np.nextafter(out[up], np.float32(-np.inf))
+    return out
+
+
+def isolation_forest_onnx(forest: Any, n_features: int) -> onnx.ModelProto:
+    """A fitted IsolationForest as one ``ai.onnx.ml`` TreeEnsembleRegressor; output ``raw`` ``[N, 1]``
+    equals ``-forest.score_samples(X)``.
+
+    Each leaf carries scikit-learn's per-tree path length (``depth + c(n_leaf) - 1``) divided by
+    ``n_trees * c(max_samples)``, so the ensemble's sum is the normalized mean path length ``v``
+    and ``raw = 2 ** -v``. Split thresholds are rounded down to float32, which keeps every
+    comparison of a float32 input identical to scikit-learn's (it compares float32 features
+    with float64 thresholds).
+    """
+    from onnx import TensorProto, helper
+    from sklearn.ensemble._iforest import _average_path_length
+
+    denominator = len(forest.estimators_) * float(_average_path_length([forest._max_samples])[0])
+    if denominator == 0:
+        raise ValueError("an IsolationForest fitted on a single sample has no path-length scale")
+    attrs: dict[str, list[Any]] = {k: [] for k in (
+        "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
+        "nodes_truenodeids", "nodes_falsenodeids", "target_treeids", "target_nodeids", "target_ids",
+        "target_weights")}
+    for t, (tree, features, depth, avg) in enumerate(zip(
+            forest.estimators_, forest.estimators_features_, forest._decision_path_lengths,
+            forest._average_path_length_per_tree)):
+        inner = tree.tree_
+        leaf = inner.children_left == -1
+        thresholds = _float32_floor(inner.threshold)
+        for j in range(inner.node_count):
+            attrs["nodes_treeids"].append(t)
+            attrs["nodes_nodeids"].append(j)
+            if leaf[j]:
+                attrs["nodes_featureids"].append(0)
+                attrs["nodes_values"].append(0.0)
+                attrs["nodes_modes"].append("LEAF")
+                attrs["nodes_truenodeids"].append(0)
+                attrs["nodes_falsenodeids"].append(0)
+                attrs["target_treeids"].append(t)
+                attrs["target_nodeids"].append(j)
+                attrs["target_ids"].append(0)
+                attrs["target_weights"].append(float((depth[j] + avg[j] - 1.0) / denominator))
+            else:
+                attrs["nodes_featureids"].append(int(features[inner.feature[j]]))
+                attrs["nodes_values"].append(float(thresholds[j]))
+                attrs["nodes_modes"].append("BRANCH_LEQ")
+                attrs["nodes_truenodeids"].append(int(inner.children_left[j]))
+                attrs["nodes_falsenodeids"].append(int(inner.children_right[j]))
+    nodes = [
+        helper.make_node("TreeEnsembleRegressor", ["input"], ["v"], domain="ai.onnx.ml", n_targets=1,
+                         aggregate_function="SUM", post_transform="NONE", base_values=[0.0], **attrs),
+        helper.make_node("Mul", ["v", "minus_ln2"], ["log_raw"]),
+        helper.make_node("Exp", ["log_raw"], ["raw"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "isolation_forest",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, n_features])],
+        [helper.make_tensor_value_info("raw", TensorProto.FLOAT, [None, 1])],
+        initializer=[helper.make_tensor("minus_ln2", TensorProto.FLOAT, [1], [-float(np.log(2.0))])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)],
+                              producer_name="alphaops")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model

@@ -1,7 +1,8 @@
 """``gate``: the σ-reversion entry gate of the Bitunix seed.
 
-Label: :func:`models.families.labels.sigma_reversion` (1 if, within the next N bars, price
-reverts toward its 60-bar mean by at least k·σ). Estimator: ``StandardScaler`` +
+Label: ``features.labels.sigma_reversion_label`` via
+:func:`models.families.labels.sigma_reversion` (1 if, within the next N closes, price moves
+toward its 20-bar mean by at least k·σ). Estimator: ``StandardScaler`` +
 ``GradientBoostingClassifier`` (the seed's pipeline), searched by the platform's Optuna on
 purged walk-forward CV (the spec's search space). A signal is approved when
 ``P(revert) >= approve_threshold`` (default 0.65, written to schema.json as
@@ -31,6 +32,10 @@ from sklearn.utils.validation import check_is_fitted
 from models.onnx_export import quantize_uint8, sklearn_to_onnx
 
 APPROVE_THRESHOLD = 0.65
+# Allowed |quantized - native| probability difference. Dynamic quantization leaves the scaler
+# and the trees alone, so the measured difference equals the float graph's (~2e-7); the
+# tolerance leaves room for a future linear stage whose weights would be quantized.
+QUANTIZED_MAX_ABS_DIFF = 1e-3
 
 GATE_FALLBACK: dict[str, Any] = {
     "kind": "rule",
@@ -103,7 +108,8 @@ class GateClassifier(ClassifierMixin, BaseEstimator):
         return self.model_.predict_proba(np.asarray(X, dtype=np.float32))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # raises NotFittedError first when unfitted
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def approve(self, X: np.ndarray) -> np.ndarray:
         """True where ``P(approve) >= approve_threshold``."""

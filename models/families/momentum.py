@@ -66,7 +66,8 @@ class MomentumSVM(ClassifierMixin, BaseEstimator):
         return self.model_.predict_proba(np.asarray(X, dtype=np.float32))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # raises NotFittedError first when unfitted
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def to_onnx(self) -> onnx.ModelProto:
         """Outputs ``label`` (class index, int64 ``[N]``) and ``probabilities`` (float32 ``[N, 2]``)."""

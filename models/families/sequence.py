@@ -168,7 +168,8 @@ class SequenceModel(ClassifierMixin, BaseEstimator):
                     logit, ret_pred = net(xb)  # ret_scale = 1, ret_mean = 0 while training
                     loss = bce(logit, torch.from_numpy(target[idx]))
                     if ret_std is not None:
-                        loss = loss + self.return_weight * torch.mean((ret_pred[:, 0] - torch.from_numpy(ret_std[idx])) ** 2)
+                        ret_error = ret_pred[:, 0] - torch.from_numpy(ret_std[idx])
+                        loss = loss + self.return_weight * torch.mean(ret_error ** 2)
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
@@ -211,7 +212,8 @@ class SequenceModel(ClassifierMixin, BaseEstimator):
         return self._outputs(X)[0]
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # raises NotFittedError first when unfitted
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def predict_return(self, X: Any) -> np.ndarray:
         """Expected forward return per row (0 when fitted without ``forward_return``)."""

@@ -15,8 +15,9 @@ at a time. ``r_multiple = pnl / initial risk``. The log is deterministic: no ran
 Model: :class:`TradeQualityModel` fits two LightGBM models on the same rows from one target,
 the R-multiple ``y``: a classifier of ``y > 0`` (win) and a regressor of ``y``. ``predict``
 returns the expected R, ``predict_proba`` ``[P(loss), P(win)]``. One ONNX graph (two
-onnxmltools graphs merged on the shared input) has outputs ``expected_r`` (float32
-``[N, 1]``) and ``win_prob`` (float32 ``[N, 1]``).
+onnxmltools graphs merged on the shared input) has outputs ``value`` (the expected R-multiple,
+float32 ``[N, 1]``; named as the bundle runtime expects a regressor's output) and
+``win_prob`` (float32 ``[N, 1]``).
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ def generate_trade_log(bars: pd.DataFrame, features: pd.DataFrame | None = None,
     high = bars["high"].to_numpy(dtype=float)
     low = bars["low"].to_numpy(dtype=float)
     atr = features["atr_pct_14"].to_numpy(dtype=float) * close
-    finite = np.isfinite(features.to_numpy(dtype=float)).all(axis=1) & np.isfinite(atr) & (atr > 0)
+    values = features.to_numpy(dtype=float)
+    used = np.isfinite(values).any(axis=0)  # a column that is never finite (no such data) does not block entries
+    finite = np.isfinite(values[:, used]).all(axis=1) & np.isfinite(atr) & (atr > 0)
     n = len(bars)
     rows: list[dict[str, Any]] = []
     for source in sources:
@@ -188,21 +191,21 @@ class TradeQualityModel(RegressorMixin, BaseEstimator):
         return self.regressor_.booster_.feature_importance(importance_type="gain")
 
     def to_onnx(self) -> onnx.ModelProto:
-        """Outputs ``expected_r`` (float32 ``[N, 1]``) and ``win_prob`` (float32 ``[N, 1]``)."""
+        """Outputs ``value`` (expected R-multiple, float32 ``[N, 1]``) and ``win_prob`` (float32 ``[N, 1]``)."""
         from onnx import TensorProto, helper, numpy_helper
 
         check_is_fitted(self, "regressor_")
         reg = lightgbm_to_onnx(self.regressor_, self.n_features_in_)
         clf = lightgbm_to_onnx(self.classifier_, self.n_features_in_)
         nodes = [
-            helper.make_node("Identity", [f"r/{reg.graph.output[0].name}"], ["expected_r"]),
+            helper.make_node("Identity", [f"r/{reg.graph.output[0].name}"], ["value"]),
             helper.make_node("Slice", ["win/probabilities", "one", "two", "one"], ["win_prob"]),
         ]
         one = numpy_helper.from_array(np.array([1], dtype=np.int64), "one")
         two = numpy_helper.from_array(np.array([2], dtype=np.int64), "two")
         return combine_models(
             [("r", reg), ("win", clf)], nodes=nodes, initializers=[one, two],
-            outputs=[helper.make_tensor_value_info("expected_r", TensorProto.FLOAT, [None, 1]),
+            outputs=[helper.make_tensor_value_info("value", TensorProto.FLOAT, [None, 1]),
                      helper.make_tensor_value_info("win_prob", TensorProto.FLOAT, [None, 1])],
             name="trade_quality",
         )

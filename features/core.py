@@ -1,0 +1,203 @@
+"""Batch and online feature computation: :func:`compute` and :func:`compute_latest`.
+
+Both run the same engine. Every feature has finite memory (its value at bar t depends only
+on bars ``t - warmup .. t``), so ``compute_latest`` runs the engine on the last
+:data:`LOOKBACK` bars and returns the last row, which equals ``compute`` at that bar up to
+floating-point rounding (tested to 1e-9).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from features.definitions import (
+    LOOKBACK,
+    MICROSTRUCTURE_COLUMNS,
+    OHLCV_COLUMNS,
+    WARMUP,
+    FeatureInfo,
+    catalog,
+)
+from features.indicators import BarArrays, Put, ohlcv_features
+from features.microstructure import microstructure_features
+from features.smoothing import Centering
+
+__all__ = ["compute", "compute_latest", "compute_latest_arrays", "compute_arrays", "to_bar_arrays"]
+
+_OHLCV_INFOS = tuple(info for info in catalog() if info.group != "microstructure")
+_MICRO_INFOS = tuple(info for info in catalog() if info.group == "microstructure")
+
+
+@lru_cache(maxsize=64)
+def _layout(extra_columns: frozenset[str]) -> tuple[tuple[FeatureInfo, ...], dict[str, int], pd.Index]:
+    """Features produced for a set of microstructure columns, their rows and column index."""
+    available = set(extra_columns) | set(OHLCV_COLUMNS)
+    infos = _OHLCV_INFOS + tuple(info for info in _MICRO_INFOS if set(info.requires) <= available)
+    return infos, {info.name: row for row, info in enumerate(infos)}, pd.Index([info.name for info in infos])
+
+
+def to_bar_arrays(bars: pd.DataFrame, tail: int | None = None) -> BarArrays:
+    """Validate ``bars`` (its last ``tail`` rows, if given) as contiguous float64 arrays.
+
+    Raises ValueError, naming the column or timestamp, for: a missing OHLCV column, a
+    non-datetime index, timestamps that are not strictly increasing, non-numeric values,
+    NaN/inf in any used column, a non-positive price or a negative volume.
+    """
+    if not isinstance(bars, pd.DataFrame):
+        raise ValueError(f"bars must be a pandas DataFrame, got {type(bars).__name__}")
+    position = {name: i for i, name in enumerate(bars.columns)}
+    missing = [name for name in OHLCV_COLUMNS if name not in position]
+    if missing:
+        raise ValueError(f"bars is missing required column(s) {missing}; need {list(OHLCV_COLUMNS)}")
+    index = bars.index
+    if not isinstance(index, pd.DatetimeIndex):
+        raise ValueError(f"bars must have a DatetimeIndex of bar open times (UTC), got {type(index).__name__}")
+    start = 0 if tail is None else max(len(bars) - tail, 0)
+    # asi8 of a tz-aware index is UTC; a naive index is taken as UTC.
+    ts_ns = (index.asi8 if index.unit == "ns" else index.as_unit("ns").asi8)[start:]
+    steps = np.diff(ts_ns)
+    if np.count_nonzero(steps > 0) != steps.size:
+        bad = start + int(np.argmax(steps <= 0)) + 1
+        raise ValueError(f"timestamps must be strictly increasing: ts[{bad}] = {index[bad]} follows {index[bad - 1]}")
+
+    names = list(OHLCV_COLUMNS) + [name for name in MICROSTRUCTURE_COLUMNS if name in position]
+    arrays = _float_columns(bars, names, position, start)
+    for name in names:
+        values = arrays[name]
+        # A NaN inside TA-Lib's running sums would poison every later value: fill gaps first.
+        if np.count_nonzero(np.isfinite(values)) != values.size:
+            bad = start + int(np.argmin(np.isfinite(values)))
+            raise ValueError(f"column {name!r} has a NaN/inf value at {index[bad]} (fill or drop it first)")
+    for name in OHLCV_COLUMNS:
+        invalid = arrays[name] < 0 if name == "volume" else arrays[name] <= 0
+        if np.count_nonzero(invalid):
+            what = "a negative volume" if name == "volume" else "a non-positive price"
+            raise ValueError(f"column {name!r} has {what} at {index[start + int(np.argmax(invalid))]}")
+    extra = {name: arrays[name] for name in names[len(OHLCV_COLUMNS) :]}
+    return BarArrays(
+        open=arrays["open"],
+        high=arrays["high"],
+        low=arrays["low"],
+        close=arrays["close"],
+        volume=arrays["volume"],
+        ts_ns=ts_ns,
+        extra=extra,
+    )
+
+
+def _float_columns(bars: pd.DataFrame, names: list[str], position: dict[str, int], start: int) -> dict[str, np.ndarray]:
+    """Columns ``names`` from row ``start`` on, as contiguous float64 arrays."""
+    if start > 0:
+        # Online path: one 2-D conversion is much cheaper than one Series per column. Falls
+        # back to the per-column path (and its error message) if a column is not numeric.
+        try:
+            block = bars.to_numpy(dtype=np.float64, copy=False)
+        except (TypeError, ValueError):
+            pass
+        else:
+            return {name: np.ascontiguousarray(block[start:, position[name]]) for name in names}
+    arrays = {}
+    for name in names:
+        try:
+            arrays[name] = np.ascontiguousarray(bars[name].to_numpy(dtype=np.float64)[start:])
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"column {name!r} is not numeric: {error}") from error
+    return arrays
+
+
+def compute_arrays(bars: BarArrays) -> tuple[tuple[FeatureInfo, ...], np.ndarray]:
+    """Run the engine on validated arrays.
+
+    Returns the features produced (catalog order) and a ``(n_features, n_bars)`` float64
+    matrix; each feature's first ``warmup`` values are NaN.
+    """
+    infos, row_of, _ = _layout(frozenset(bars.extra))
+    matrix = np.empty((len(infos), len(bars)))
+    if len(bars) == 0:
+        return infos, matrix
+    produced: list[int] = []
+
+    def put(name: str, values: np.ndarray) -> None:
+        row = row_of[name]
+        matrix[row] = values
+        produced.append(row)
+
+    _run_engine(bars, put, produced, len(infos))
+    for row, info in enumerate(infos):
+        matrix[row, : info.warmup] = np.nan
+    return infos, matrix
+
+
+def compute_latest_arrays(bars: BarArrays) -> tuple[tuple[FeatureInfo, ...], np.ndarray]:
+    """Feature vector of the last bar of validated arrays holding at least LOOKBACK bars
+    (only the last LOOKBACK are needed). The numpy-only core of :func:`compute_latest`."""
+    if len(bars) < LOOKBACK:
+        raise ValueError(_short_window_message(len(bars)))
+    if len(bars) > LOOKBACK:
+        bars = BarArrays(
+            *(values[-LOOKBACK:] for values in (bars.open, bars.high, bars.low, bars.close, bars.volume, bars.ts_ns)),
+            extra={name: values[-LOOKBACK:] for name, values in bars.extra.items()},
+        )
+    infos, row_of, _ = _layout(frozenset(bars.extra))
+    vector = np.empty(len(infos))
+    produced: list[int] = []
+
+    def put(name: str, values: np.ndarray) -> None:
+        row = row_of[name]
+        vector[row] = values[-1]
+        produced.append(row)
+
+    _run_engine(bars, put, produced, len(infos))
+    return infos, vector
+
+
+def _run_engine(bars: BarArrays, put: Put, produced: list[int], n_features: int) -> None:
+    with np.errstate(all="ignore"):
+        centering = Centering(bars.close)  # shared by the OHLCV and microstructure features
+        ohlcv_features(bars, put, centering)
+        microstructure_features(bars, put, centering)
+    if len(set(produced)) != n_features:  # the engine and the catalog disagree: a bug, not bad input
+        raise RuntimeError(f"engine produced {len(set(produced))} features, the catalog lists {n_features}")
+
+
+def compute(bars: pd.DataFrame) -> pd.DataFrame:
+    """All features for every bar: one float64 column per feature, on ``bars.index``.
+
+    ``bars`` needs columns open, high, low, close, volume (finite floats, prices > 0) and a
+    strictly increasing DatetimeIndex of bar open times (UTC; naive means UTC). Optional
+    microstructure columns (:data:`features.MICROSTRUCTURE_COLUMNS`, finite) add their
+    features; other columns are ignored.
+    Each feature is NaN for its first ``warmup`` bars (see :func:`features.catalog`).
+    """
+    arrays = to_bar_arrays(bars)
+    infos, matrix = compute_arrays(arrays)
+    columns = _layout(frozenset(arrays.extra))[2]
+    # (n_features, n) in C order is (n, n_features) in F order: pandas keeps it without a copy.
+    return pd.DataFrame(matrix.T, index=bars.index, columns=columns, copy=False)
+
+
+def compute_latest(window: pd.DataFrame) -> pd.Series:
+    """Feature vector of the last bar of ``window`` (what a runtime calls on every bar).
+
+    Uses only the last :data:`LOOKBACK` bars, and equals ``compute(history).loc[t]`` for any
+    history ending at that bar t. Raises ValueError if the window has fewer than LOOKBACK
+    bars or fails the checks of :func:`compute`.
+    """
+    if not isinstance(window, pd.DataFrame):
+        raise ValueError(f"window must be a pandas DataFrame, got {type(window).__name__}")
+    if len(window) < LOOKBACK:
+        raise ValueError(_short_window_message(len(window)))
+    arrays = to_bar_arrays(window, tail=LOOKBACK)
+    _, vector = compute_latest_arrays(arrays)
+    columns = _layout(frozenset(arrays.extra))[2]
+    return pd.Series(vector, index=columns, name=window.index[-1], dtype=np.float64, copy=False)
+
+
+def _short_window_message(n_bars: int) -> str:
+    return (
+        f"window has {n_bars} bars, shorter than the feature warm-up: compute_latest needs at least "
+        f"LOOKBACK = WARMUP + 1 = {LOOKBACK} bars (WARMUP = {WARMUP})"
+    )

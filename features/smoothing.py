@@ -1,0 +1,269 @@
+"""Finite-memory versions of TA-Lib's exponential smoothers, plus small array helpers.
+
+TA-Lib's EMA (and everything built on it or on Wilder's smoothing: MACD, RSI, ATR, ADX)
+is an infinite recursion ``F_t = a*x_t + (1-a)*F_{t-1}``. Its value depends, ever more
+weakly, on every bar since the start of the series and on the seed, so a batch run over a
+year of bars and a streaming run over the last few hundred bars never agree exactly.
+
+This feature set therefore uses the **truncated EMA**: the EMA weights restricted to the
+last ``L`` bars and renormalised so that they sum to one::
+
+    tema_t = sum_{j<L} a (1-a)^j x_{t-j} / (1 - (1-a)^L)
+
+It depends on exactly ``L`` bars. It is computed in O(n) from TA-Lib's own EMA, whatever
+its seed, because the seed and every bar before ``t-L+1`` cancel out of::
+
+    F_t - (1-a)^L F_{t-L} = sum_{j<L} a (1-a)^j x_{t-j}
+
+The default ``L = 2 * period`` keeps 98% of the EMA's weight (``(1-a)^L ~ e^-4``).
+
+Rounding: running sums and recursions leave residues of about 1e-16 of the history's
+magnitude where the exact result is 0 (a flat market: zero true range, zero returns).
+Those residues differ between a long batch and a short window, and a ratio of two of them
+is garbage. Helpers here therefore detect exactly-zero or exactly-constant windows with
+TA-Lib's MAX/MIN (which are exact) and return exact zeros there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+import numpy as np
+import talib
+
+__all__ = [
+    "ema_length",
+    "wilder_length",
+    "truncated_ema",
+    "wilder",
+    "safe_divide",
+    "first_valid_index",
+    "shift",
+    "rolling_constant",
+    "mean_of_nonnegative",
+    "ratio_of_sums",
+    "Centering",
+    "centered_talib",
+    "level_stddev",
+    "rolling_stddev",
+    "zscore",
+]
+
+
+def ema_length(period: int) -> int:
+    """Bars of memory of :func:`truncated_ema` for an EMA of ``period`` (alpha = 2/(period+1))."""
+    return 2 * period
+
+
+def wilder_length(period: int) -> int:
+    """Bars of memory of :func:`wilder` (Wilder's smoothing = EMA with alpha = 1/period)."""
+    return ema_length(2 * period - 1)
+
+
+def first_valid_index(x: np.ndarray) -> int:
+    """Index of the first non-NaN value (``len(x)`` if there is none)."""
+    finite = ~np.isnan(x)
+    return int(finite.argmax()) if finite.any() else len(x)
+
+
+def truncated_ema(x: np.ndarray, period: int, length: int | None = None) -> np.ndarray:
+    """EMA(``period``) over the trailing ``length`` bars only (see module docstring).
+
+    ``x`` may start with NaNs (an indicator's warm-up) but must be finite afterwards. The
+    result is NaN for the first ``first_valid + length - 1`` bars.
+    """
+    length = ema_length(period) if length is None else length
+    n = len(x)
+    first = 0 if n and x[0] == x[0] else first_valid_index(x)  # x[0] == x[0]: not NaN
+    start = first + length - 1
+    out = np.empty(n)
+    if start >= n:
+        out.fill(np.nan)
+        return out
+    out[:start] = np.nan
+    # Seed TA-Lib's EMA with `period` copies of the first value; the EMA output at the
+    # last seed copy stands for a virtual bar just before `first`, and cancels below.
+    padded = np.empty(n - first + period)
+    padded[:period] = x[first]
+    padded[period:] = x[first:]
+    recursion = talib.EMA(padded, period)[period - 1 :]
+    decay, scale = _truncation_constants(period, length)
+    tail = out[start:]
+    np.multiply(recursion[:-length], decay, out=tail)
+    np.subtract(recursion[length:], tail, out=tail)
+    tail *= scale
+    return out
+
+
+@lru_cache(maxsize=None)
+def _truncation_constants(period: int, length: int) -> tuple[float, float]:
+    """``(1-a)^length`` and ``1 / (1 - (1-a)^length)`` for alpha ``a = 2/(period+1)``."""
+    decay = (1.0 - 2.0 / (period + 1)) ** length
+    return decay, 1.0 / (1.0 - decay)
+
+
+def wilder(x: np.ndarray, period: int) -> np.ndarray:
+    """Wilder's smoothing (alpha = 1/period, as in RSI/ATR/ADX) of a NON-NEGATIVE series,
+    truncated to :func:`wilder_length` bars. An EMA of period ``2*period - 1`` has alpha
+    ``1/period``. Exactly 0 where the whole window is 0."""
+    length = wilder_length(period)
+    out = truncated_ema(x, 2 * period - 1, length)
+    out[talib.MAX(x, length) == 0.0] = 0.0
+    return out
+
+
+def safe_divide(numerator: np.ndarray, denominator: np.ndarray, fill: float = 0.0) -> np.ndarray:
+    """``numerator / denominator``, with ``fill`` where the denominator is exactly 0.
+
+    NaNs (warm-up) propagate. A zero denominator means a degenerate but valid bar (a flat
+    price range, no volume), so the ratio takes its neutral value instead of inf.
+    """
+    nonzero = denominator != 0  # NaN counts as non-zero
+    if np.count_nonzero(nonzero) == nonzero.size:
+        return numerator / denominator
+    out = np.full(np.shape(denominator), fill)
+    np.divide(numerator, denominator, out=out, where=nonzero)
+    out[~nonzero & np.isnan(numerator)] = np.nan
+    return out
+
+
+def shift(x: np.ndarray, periods: int) -> np.ndarray:
+    """``x`` delayed by ``periods`` bars (value at t is ``x[t-periods]``), NaN-padded."""
+    out = np.empty_like(x)
+    out[:periods] = np.nan
+    out[periods:] = x[:-periods]
+    return out
+
+
+def rolling_constant(x: np.ndarray, period: int) -> np.ndarray:
+    """True where the last ``period`` values are all equal (exact, via TA-Lib MAX/MIN)."""
+    return talib.MAX(x, period) == talib.MIN(x, period)
+
+
+def mean_of_nonnegative(x: np.ndarray, period: int) -> np.ndarray:
+    """TA-Lib SMA of a non-negative series, clamped at 0 and exactly 0 where the whole
+    window is 0 (squared returns of a flat market, say)."""
+    mean = np.maximum(talib.SMA(x, period), 0.0)
+    mean[talib.MAX(x, period) == 0.0] = 0.0
+    return mean
+
+
+def ratio_of_sums(
+    numerator: np.ndarray,
+    denominator: np.ndarray,
+    period: int,
+    fill: float = 0.0,
+    denominator_sum: np.ndarray | None = None,
+) -> np.ndarray:
+    """Σ numerator / Σ denominator over ``period`` bars, for a NON-NEGATIVE denominator
+    (volume, say); ``fill`` where the denominator is 0 over the whole window (an exact test:
+    the running sum would leave a residue there)."""
+    if denominator_sum is None:
+        denominator_sum = talib.SUM(denominator, period)
+    ratio = safe_divide(talib.SUM(numerator, period), denominator_sum, fill)
+    ratio[talib.MAX(denominator, period) == 0.0] = fill
+    return ratio
+
+
+CENTERING_BLOCK = 512
+
+
+class Centering:
+    """Per-block anchors for :func:`centered_talib`, taken from a reference level series
+    (the close), with the reference's shifted copies cached for reuse.
+
+    The anchor of bar t is the reference's first value in t's block of
+    :data:`CENTERING_BLOCK` bars. Series longer than a block take two passes, the second
+    with blocks staggered by half a block, so that every window lies inside one block of
+    some pass. Anchors depend only on a bar's position, never on later bars, so a prefix
+    of the series gets exactly the anchors it gets inside the whole series.
+    """
+
+    def __init__(self, reference: np.ndarray) -> None:
+        n = len(reference)
+        self.reference = reference
+        if n <= CENTERING_BLOCK:  # a single block: the online path and short histories
+            self.anchors: tuple[np.ndarray, ...] = (np.full(n, reference[0]) if n else np.empty(0),)
+        else:
+            self.anchors = tuple(reference[_block_starts(n, offset)] for offset in (0, CENTERING_BLOCK // 2))
+        self.shifted_reference = tuple(reference - anchor for anchor in self.anchors)
+
+    def shift(self, level: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``level - anchor`` for each pass."""
+        if level is self.reference:
+            return self.shifted_reference
+        return tuple(level - anchor for anchor in self.anchors)
+
+
+def centered_talib(
+    function: Callable[..., np.ndarray | tuple[np.ndarray, ...]],
+    levels: tuple[np.ndarray, ...],
+    period: int,
+    *args: float,
+    others: tuple[np.ndarray, ...] = (),
+    centering: Centering | None = None,
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Run a rolling TA-Lib function on price levels minus a nearby anchor.
+
+    ``function(*(level - anchor), *others, period, *args)`` must be shift-equivariant in the
+    levels (STDDEV, BBANDS, LINEARREG_SLOPE, CCI, ...). TA-Lib keeps running sums of x and
+    x², so on a raw price level (σ ~ 1e-4 of the price on quiet 1-minute bars) it loses
+    ``(level/σ)²`` of precision, and a long batch and a short window disagree by far more
+    than 1e-9. With anchors from a nearby bar (see :class:`Centering`; by default built
+    from ``levels[0]``), the loss no longer depends on the price level.
+
+    Inputs must be finite, ``period <= CENTERING_BLOCK // 2``. Returns ``(anchor,
+    outputs)``: ``anchor[t]`` was subtracted for bar t's value; outputs are in the shifted
+    coordinates (add the anchor back for levels, differences need nothing).
+    """
+    centering = Centering(levels[0]) if centering is None else centering
+    shifted = [centering.shift(level) for level in levels]
+    passes = []
+    for index, anchor in enumerate(centering.anchors):
+        result = function(*(levels_shifted[index] for levels_shifted in shifted), *others, period, *args)
+        passes.append(result if isinstance(result, tuple) else (result,))
+    if len(passes) == 1:
+        return centering.anchors[0], passes[0]
+    first_pass = _first_pass_valid(len(levels[0]), period)
+    anchor = np.where(first_pass, *centering.anchors)
+    return anchor, tuple(np.where(first_pass, out_0, out_1) for out_0, out_1 in zip(*passes))
+
+
+@lru_cache(maxsize=16)
+def _first_pass_valid(n: int, period: int) -> np.ndarray:
+    """True where the window [t-period+1, t] lies inside t's unshifted block."""
+    return np.arange(n) % CENTERING_BLOCK >= period - 1
+
+
+@lru_cache(maxsize=8)
+def _block_starts(n: int, offset: int) -> np.ndarray:
+    """For each bar, the index where its centering block starts (blocks shifted by ``offset``)."""
+    index = np.arange(n)
+    return np.maximum((index - offset) // CENTERING_BLOCK * CENTERING_BLOCK + offset, 0)
+
+
+def level_stddev(
+    x: np.ndarray, period: int, constant: np.ndarray | None = None, centering: Centering | None = None
+) -> np.ndarray:
+    """Rolling population σ of a level series (a price), well conditioned (see
+    :func:`centered_talib`) and exactly 0 on a constant window (``constant``: the
+    precomputed ``rolling_constant(x, period)``, if at hand)."""
+    std = centered_talib(talib.STDDEV, (x,), period, centering=centering)[1][0]
+    std[rolling_constant(x, period) if constant is None else constant] = 0.0
+    return std
+
+
+def rolling_stddev(x: np.ndarray, period: int) -> np.ndarray:
+    """TA-Lib STDDEV (population σ) of a series whose spread is not tiny next to its level
+    (else use :func:`level_stddev`); exactly 0 on a constant window, where TA-Lib's σ
+    would be a running-sum rounding residue."""
+    std = talib.STDDEV(x, period)
+    std[rolling_constant(x, period)] = 0.0
+    return std
+
+
+def zscore(x: np.ndarray, period: int) -> np.ndarray:
+    """Rolling z-score ``(x - SMA) / STDDEV`` over ``period`` bars (population σ), 0 on a
+    constant window (see :func:`rolling_stddev`)."""
+    return safe_divide(x - talib.SMA(x, period), rolling_stddev(x, period))

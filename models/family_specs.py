@@ -1,0 +1,384 @@
+"""Model specs of the issue-5 families; the lead merges :data:`EXTRA_FAMILIES` into ``FAMILIES``.
+
+Every spec names its label (a rule in :mod:`models.families.labels` or
+:mod:`models.families.trade_quality`), its estimator builder and Optuna search space, and its
+primary metric. Estimator modules are imported inside the builders, so importing this module
+stays cheap (no torch, LightGBM or arch at import time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.specs import Gates, ModelSpec
+
+# -- labels ------------------------------------------------------------------------------
+
+
+def _realized_vol(horizon: int, bars: pd.DataFrame) -> pd.Series:
+    from models.families.labels import forward_realized_vol
+
+    return forward_realized_vol(bars["close"], horizon)
+
+
+def _regime(horizon: int, bars: pd.DataFrame) -> pd.Series:
+    from models.families.labels import regime_labels
+
+    return regime_labels(bars, horizon=horizon)
+
+
+def _unsupervised(bars: pd.DataFrame) -> pd.Series:
+    """Placeholder label (0.0 on every bar): the anomaly model ignores ``y``."""
+    return pd.Series(0.0, index=bars.index)
+
+
+def _risk(horizon: int, bars: pd.DataFrame) -> pd.Series:
+    from models.families.labels import risk_percentile
+
+    return risk_percentile(bars, horizon=horizon)
+
+
+def _momentum(horizon: int, bars: pd.DataFrame) -> pd.Series:
+    from models.families.labels import momentum_acceleration
+
+    return momentum_acceleration(bars["close"], horizon)
+
+
+def _reversion(horizon: int, k: float, bars: pd.DataFrame) -> pd.Series:
+    from models.families.labels import sigma_reversion
+
+    return sigma_reversion(bars, horizon=horizon, k=k)
+
+
+def _trade_r(bars: pd.DataFrame) -> pd.Series:
+    from models.families.trade_quality import trade_label
+
+    return trade_label(bars)
+
+
+def _direction_up(horizon: int, bars: pd.DataFrame) -> pd.Series:
+    """1 if ``close[t+h] > close[t]`` (same values as the direction family's ``dir_up_h*`` label)."""
+    from models.families.labels import forward_log_return
+
+    fwd = forward_log_return(bars["close"], horizon)
+    return (fwd > 0).astype(float).where(fwd.notna())
+
+
+# -- builders ----------------------------------------------------------------------------
+
+
+def _volatility(params: dict[str, Any]) -> Any:
+    from models.families.volatility import VolatilityRegressor
+
+    return VolatilityRegressor(**params)
+
+
+def _regime_classifier(params: dict[str, Any]) -> Any:
+    from models.families.regime import RegimeClassifier
+
+    return RegimeClassifier(**params)
+
+
+def _anomaly(params: dict[str, Any]) -> Any:
+    from models.families.anomaly import AnomalyDetector
+
+    return AnomalyDetector(**params)
+
+
+def _risk_scorer(params: dict[str, Any]) -> Any:
+    from models.families.risk import RiskScorer
+
+    return RiskScorer(**params)
+
+
+def _momentum_svm(params: dict[str, Any]) -> Any:
+    from models.families.momentum import MomentumSVM
+
+    return MomentumSVM(**params)
+
+
+def _gate(params: dict[str, Any]) -> Any:
+    from models.families.gate import GateClassifier
+
+    return GateClassifier(**params)
+
+
+def _trade_quality(params: dict[str, Any]) -> Any:
+    from models.families.trade_quality import TradeQualityModel
+
+    return TradeQualityModel(**params)
+
+
+def _sequence(arch: str, params: dict[str, Any]) -> Any:
+    from models.families.sequence import SequenceModel
+
+    return SequenceModel(arch=arch, **params)
+
+
+def _ensemble(params: dict[str, Any]) -> Any:
+    from models.families.ensemble import EnsembleClassifier, default_members
+
+    params = dict(params)
+    return EnsembleClassifier(members=default_members(int(params.get("random_state", 0))), **params)
+
+
+# -- search spaces -----------------------------------------------------------------------
+
+
+def lightgbm_space(trial: Any) -> dict[str, Any]:
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 50, 300, step=50),
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 4, 31),
+        "min_child_samples": trial.suggest_int("min_child_samples", 20, 200, log=True),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
+        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+    }
+
+
+def small_lightgbm_space(trial: Any) -> dict[str, Any]:
+    """For small training sets (a trade log has hundreds of rows, not thousands)."""
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 30, 200, step=10),
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 3, 15),
+        "min_child_samples": trial.suggest_int("min_child_samples", 5, 50, log=True),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
+    }
+
+
+def anomaly_space(trial: Any) -> dict[str, Any]:
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 100, 300, step=50),
+        "max_samples": trial.suggest_categorical("max_samples", [128, 256, 512]),
+        "max_features": trial.suggest_float("max_features", 0.5, 1.0),
+    }
+
+
+def forest_space(trial: Any) -> dict[str, Any]:
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 50, 200, step=50),
+        "max_depth": trial.suggest_int("max_depth", 4, 12),
+        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 20, 200, log=True),
+        "max_features": trial.suggest_float("max_features", 0.1, 0.6),
+    }
+
+
+def svm_space(trial: Any) -> dict[str, Any]:
+    return {
+        "C": trial.suggest_float("C", 0.1, 10.0, log=True),
+        "gamma": trial.suggest_float("gamma", 1e-3, 3e-2, log=True),
+    }
+
+
+def gbm_space(trial: Any) -> dict[str, Any]:
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 50, 200, step=50),
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+        "max_depth": trial.suggest_int("max_depth", 2, 4),
+        "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+        "max_features": trial.suggest_float("max_features", 0.1, 0.5),
+        "min_samples_leaf": trial.suggest_int("min_samples_leaf", 20, 200, log=True),
+    }
+
+
+def sequence_space(trial: Any) -> dict[str, Any]:
+    return {
+        "hidden_size": trial.suggest_categorical("hidden_size", [16, 32, 64]),
+        "epochs": trial.suggest_int("epochs", 3, 8),
+        "learning_rate": trial.suggest_float("learning_rate", 5e-4, 5e-3, log=True),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.3),
+    }
+
+
+def ensemble_space(trial: Any) -> dict[str, Any]:
+    method = trial.suggest_categorical("method", ["mean", "vote", "stack", "regime"])
+    params: dict[str, Any] = {"method": method}
+    if method == "stack":
+        params["stack_C"] = trial.suggest_float("stack_C", 0.01, 10.0, log=True)
+    if method == "regime":
+        params["regime_depth"] = trial.suggest_int("regime_depth", 1, 3)
+    return params
+
+
+# -- baselines ---------------------------------------------------------------------------
+
+
+def train_mean_baseline(y_train: np.ndarray, y_holdout: np.ndarray, train_returns: np.ndarray | None = None,
+                        holdout_returns: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``{"train_mean": mean(y_train)}`` on every holdout row."""
+    return {"train_mean": np.full(len(y_holdout), float(np.mean(y_train)))}
+
+
+def _volatility_baselines(horizon: int) -> Callable[..., dict[str, np.ndarray]]:
+    from models.baselines import volatility_baselines
+
+    return partial(volatility_baselines, horizon=horizon)
+
+
+# -- specs -------------------------------------------------------------------------------
+
+VOLATILITY_HORIZONS = (5, 20)
+REGIME_HORIZON = 20
+RISK_HORIZON = 20
+MOMENTUM_HORIZON = 10
+GATE_HORIZON, GATE_K = 20, 1.0
+SEQUENCE_HORIZON, SEQUENCE_WINDOW = 5, 32
+ENSEMBLE_HORIZON = 5
+
+
+def volatility_specs() -> list[ModelSpec]:
+    return [
+        ModelSpec(
+            name=f"volatility_h{h}", family="volatility", task="regressor", label=f"fwd_rv_{h}", horizon=h,
+            make_label=partial(_realized_vol, h), build=_volatility, search_space=lightgbm_space,
+            metric="qlike", greater_is_better=False,
+            description=f"realized volatility (RMS of 1-bar log returns) of the next {h} bars, LightGBM; "
+                        "baselines GARCH(1,1), EGARCH(1,1) fitted on the training window",
+            schema_extras={"outputs": [{"name": "value", "kind": "value", "meaning": f"realized_vol_h{h}",
+                                        "units": "per-bar log return"}]},
+            baselines=_volatility_baselines(h),
+        )
+        for h in VOLATILITY_HORIZONS
+    ]
+
+
+def regime_specs() -> list[ModelSpec]:
+    from models.families.labels import REGIME_NAMES
+
+    h = REGIME_HORIZON
+    return [ModelSpec(
+        name=f"regime_h{h}", family="regime", task="classifier", label=f"regime_{h}", horizon=h,
+        make_label=partial(_regime, h), build=_regime_classifier, search_space=lightgbm_space, metric="auc",
+        class_names=REGIME_NAMES,
+        description=f"regime of the next {h} bars (trend up/down, range, high vol, consolidation), LightGBM",
+    )]
+
+
+def anomaly_specs() -> list[ModelSpec]:
+    from models.families.anomaly import ANOMALY_GROUP_FEATURES
+
+    return [ModelSpec(
+        name="anomaly_iforest", family="anomaly", task="anomaly", label="anomaly_unsupervised", horizon=0,
+        make_label=_unsupervised, build=_anomaly, search_space=anomaly_space, metric="event_auc",
+        class_names=("anomaly", "normal"),
+        description="IsolationForest; score = training CDF of -score_samples, anomaly if score > 0.99; "
+                    "type by feature-group robust z-scores. Unsupervised: y is ignored; validate with "
+                    "recorded events (models.families.anomaly.event_mask)",
+        schema_extras={
+            # ONNX ``score`` = 1 - anomaly_score (lower is more abnormal, docs/bundle.md): anomaly below 0.01
+            "outputs": [{"name": "label", "kind": "label"}, {"name": "score", "kind": "score"},
+                        {"name": "anomaly_score", "kind": "value", "meaning": "anomaly_score"}],
+            "thresholds": {"anomaly_score": 0.01},
+            "anomaly_group_features": {g: list(names) for g, names in ANOMALY_GROUP_FEATURES.items()},
+        },
+    )]
+
+
+def risk_specs() -> list[ModelSpec]:
+    h = RISK_HORIZON
+    return [ModelSpec(
+        name=f"risk_h{h}", family="risk", task="regressor", label=f"risk_pct_h{h}", horizon=h,
+        make_label=partial(_risk, h), build=_risk_scorer, search_space=forest_space, metric="mae",
+        greater_is_better=False,
+        # float32 resolution near 100 is 7.6e-6, and a forest sums 100 float32 leaves: the ONNX
+        # score differs from the native one by up to ~4e-5 points (relative 5e-7).
+        gates=Gates(max_onnx_abs_diff=1e-4),
+        description=f"0-100 risk score: percentile of the next {h} bars' max adverse excursion, random forest",
+        schema_extras={"outputs": [{"name": "value", "kind": "value", "meaning": "risk_score_0_100"}]},
+        baselines=train_mean_baseline,
+    )]
+
+
+def momentum_specs() -> list[ModelSpec]:
+    h = MOMENTUM_HORIZON
+    return [ModelSpec(
+        name=f"momentum_h{h}", family="momentum", task="classifier", label=f"mom_accel_h{h}", horizon=h,
+        make_label=partial(_momentum, h), build=_momentum_svm, search_space=svm_space, metric="auc",
+        class_names=("decelerating", "accelerating"),
+        description=f"does the next {h}-bar move continue the past {h}-bar move with a larger size? "
+                    "scaled RBF SVM, sigmoid-calibrated",
+    )]
+
+
+def gate_specs() -> list[ModelSpec]:
+    from models.families.gate import APPROVE_THRESHOLD, GATE_FALLBACK, QUANTIZED_MAX_ABS_DIFF
+
+    h, k = GATE_HORIZON, GATE_K
+    return [ModelSpec(
+        name=f"gate_h{h}", family="gate", task="classifier", label=f"sigma_reversion_{h}", horizon=h,
+        make_label=partial(_reversion, h, k), build=_gate, search_space=gbm_space, metric="auc",
+        class_names=("reject", "approve"),
+        description=f"σ-reversion gate: P(price moves ≥ {k:g}σ toward its 20-bar mean within {h} bars), "
+                    "StandardScaler + GradientBoosting; float and UInt8-quantized ONNX",
+        schema_extras={
+            # ``decision`` makes the bundle runtime label a row "approve" at the same threshold
+            "thresholds": {"approve": APPROVE_THRESHOLD, "decision": APPROVE_THRESHOLD},
+            "fallback": GATE_FALLBACK,
+            "quantized_variant": {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QUInt8",
+                                  "max_abs_diff": QUANTIZED_MAX_ABS_DIFF},
+        },
+    )]
+
+
+def trade_quality_specs() -> list[ModelSpec]:
+    return [ModelSpec(
+        name="trade_quality", family="trade_quality", task="regressor", label="trade_r_multiple", horizon=60,
+        make_label=_trade_r, build=_trade_quality, search_space=small_lightgbm_space, metric="rmse",
+        greater_is_better=False,
+        description="R-multiple of the sample strategies' trades (EMA cross, RSI reversion; ATR stop/target), "
+                    "labelled at entry bars; LightGBM win classifier + R regressor in one graph",
+        schema_extras={"outputs": [
+            {"name": "value", "kind": "value", "meaning": "expected_r_multiple"},
+            {"name": "win_prob", "kind": "value", "meaning": "win_probability"},
+        ]},
+        baselines=train_mean_baseline,
+    )]
+
+
+def sequence_specs() -> list[ModelSpec]:
+    h, w = SEQUENCE_HORIZON, SEQUENCE_WINDOW
+    return [
+        ModelSpec(
+            name=f"sequence_{arch}_h{h}", family="sequence", task="classifier", label=f"dir_up_h{h}", horizon=h,
+            make_label=partial(_direction_up, h), build=partial(_sequence, arch), search_space=sequence_space,
+            metric="auc", class_names=("down", "up"), window=w,
+            description=f"P(close[t+{h}] > close[t]) and expected return from the last {w} feature vectors, "
+                        f"torch {arch}",
+            schema_extras={
+                "window": w,
+                "outputs": [{"name": "label", "kind": "label"}, {"name": "probabilities", "kind": "probabilities"},
+                            {"name": "expected_return", "kind": "value", "meaning": "expected_return"}],
+            },
+        )
+        for arch in ("lstm", "transformer")
+    ]
+
+
+def ensemble_specs() -> list[ModelSpec]:
+    h = ENSEMBLE_HORIZON
+    return [ModelSpec(
+        name=f"ensemble_h{h}", family="ensemble", task="classifier", label=f"dir_up_h{h}", horizon=h,
+        make_label=partial(_direction_up, h), build=_ensemble, search_space=ensemble_space, metric="auc",
+        class_names=("down", "up"),
+        description="three LightGBM direction members combined by mean, vote, stacking or regime selection "
+                    "(searched), exported as one ONNX graph",
+    )]
+
+
+EXTRA_FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
+    "volatility": volatility_specs,
+    "regime": regime_specs,
+    "anomaly": anomaly_specs,
+    "risk": risk_specs,
+    "momentum": momentum_specs,
+    "gate": gate_specs,
+    "trade_quality": trade_quality_specs,
+    "sequence": sequence_specs,
+    "ensemble": ensemble_specs,
+}
