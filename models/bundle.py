@@ -31,6 +31,40 @@ def classifier_schema(*, model: dict[str, str], feature_set_version: str, featur
     }
 
 
+def spec_schema(spec: Any, *, model: dict[str, str], feature_set_version: str, features: list[str]
+                ) -> dict[str, Any]:
+    """schema.json for any spec: the classifier layout, or the spec's declared outputs and extras.
+
+    ``spec.schema_extras`` may set ``outputs``, ``thresholds``, ``fallback``, ``window`` (sequence
+    models: input ``[N, window, n_features]``) and family-specific keys, which are kept as they are.
+    """
+    extras = dict(spec.schema_extras)
+    if spec.task == "classifier":
+        schema = classifier_schema(model=model, feature_set_version=feature_set_version, features=features,
+                                   class_names=list(spec.class_names))
+    else:
+        outputs = extras.get("outputs") or [{"name": "variable", "kind": "value", "meaning": spec.label}]
+        values = [o for o in outputs if o["kind"] == "value"]
+        task = spec.task if spec.task == "anomaly" or len(values) <= 1 else "multi"
+        schema = {
+            "schema_version": SCHEMA_VERSION, "model": model, "feature_set_version": feature_set_version,
+            "features": list(features), "input": {"name": INPUT_NAME, "dtype": "float32"}, "task": task,
+            "outputs": outputs, "thresholds": {}, "fallback": None,
+        }
+        if spec.class_names:
+            schema["class_names"] = list(spec.class_names)
+    for key, value in extras.items():
+        if key == "thresholds":
+            schema["thresholds"] = {**schema.get("thresholds", {}), **value}
+        else:
+            schema[key] = value
+    if spec.window:
+        schema["window"] = int(spec.window)
+        schema["input"]["shape"] = ["batch", int(spec.window), len(features)]
+    schema["label"] = {"name": spec.label, "horizon_bars": int(spec.horizon)}
+    return schema
+
+
 def write_bundle(directory: Path, onnx_model: onnx.ModelProto, schema: dict[str, Any]) -> Path:
     """Write both files; the ONNX graph is checked first so a broken export never lands."""
     onnx.checker.check_model(onnx_model)

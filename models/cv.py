@@ -14,6 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class InsufficientDataError(ValueError):
+    """Too few labelled rows for the requested holdout or folds."""
+
+
 @dataclass(frozen=True)
 class PurgedWalkForward:
     """Expanding-window walk-forward splits with a purge gap before each test fold."""
@@ -30,7 +34,7 @@ class PurgedWalkForward:
         for start, stop in zip(edges[:-1], edges[1:]):
             train_end = start - self.purge
             if train_end <= 0 or stop <= start:
-                raise ValueError(f"too few rows ({n_samples}) for {self.n_splits} purged folds")
+                raise InsufficientDataError(f"too few rows ({n_samples}) for {self.n_splits} purged folds")
             yield np.arange(0, train_end), np.arange(start, stop)
 
 
@@ -55,7 +59,7 @@ def holdout_split(n_samples: int, holdout_fraction: float, purge: int) -> tuple[
     n_test = int(round(n_samples * holdout_fraction))
     start = n_samples - n_test
     if n_test < 10 or start - purge < 50:
-        raise ValueError(
+        raise InsufficientDataError(
             f"{n_samples} labelled rows are too few for a {holdout_fraction:.0%} holdout; ingest more data"
         )
     return np.arange(0, start - purge), np.arange(start, n_samples)

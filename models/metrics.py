@@ -29,9 +29,27 @@ def regressor_score(metric: str, y_true: np.ndarray, y_pred: np.ndarray) -> floa
         return float(np.sqrt(np.mean((y_true - y_pred) ** 2)))
     if metric == "mae":
         return float(np.mean(np.abs(y_true - y_pred)))
-    if metric == "qlike":
-        return qlike(y_true, y_pred)
+    if metric == "qlike":  # labels and forecasts are volatilities: QLIKE compares variances
+        return qlike(np.square(y_true), np.square(y_pred))
     raise ValueError(f"unknown regressor metric {metric!r}")
+
+
+def event_auc(is_event: np.ndarray, anomaly_score: np.ndarray) -> float:
+    """AUC of the anomaly score against known events (NaN when the rows hold one class only)."""
+    is_event = np.asarray(is_event).astype(int)
+    if is_event.min() == is_event.max():
+        return float("nan")
+    return float(skm.roc_auc_score(is_event, anomaly_score))
+
+
+def primary_score(spec: object, y_true: np.ndarray, output: np.ndarray) -> float:
+    """The spec's primary metric on the model's primary output (probabilities, value or anomaly score)."""
+    task, metric = getattr(spec, "task"), getattr(spec, "metric")
+    if task == "classifier":
+        return classifier_score(metric, y_true, output, len(getattr(spec, "class_names")))
+    if task == "anomaly":
+        return event_auc(y_true, output)
+    return regressor_score(metric, y_true, output)
 
 
 def qlike(realized_var: np.ndarray, forecast_var: np.ndarray) -> float:

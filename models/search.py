@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from models.cv import PurgedWalkForward
-from models.metrics import classifier_score, regressor_score
+from models.metrics import primary_score
+from models.outputs import build_estimator, fit_estimator, full_proba, native_output
 from models.specs import ModelSpec
 
 
@@ -23,37 +24,26 @@ class SearchResult:
 
 
 def cv_score(spec: ModelSpec, params: dict[str, Any], X: np.ndarray, y: np.ndarray,
-             cv: PurgedWalkForward, report: Callable[[int, float], bool] | None = None) -> list[float]:
+             cv: PurgedWalkForward, report: Callable[[int, float], bool] | None = None,
+             feature_names: list[str] | None = None, next_return: np.ndarray | None = None) -> list[float]:
     """Score ``params`` on each purged fold; ``report(step, running_mean)`` returning True prunes."""
     scores: list[float] = []
-    n_classes = len(spec.class_names) or 0
+    names = feature_names or [f"f{i}" for i in range(X.shape[-1])]
     for step, (train_idx, test_idx) in enumerate(cv.split(len(X))):
-        model = spec.build(params)
-        if spec.task == "classifier":
-            model.fit(X[train_idx], y[train_idx])
-            proba = _full_proba(model, X[test_idx], n_classes)
-            scores.append(classifier_score(spec.metric, y[test_idx], proba, n_classes))
-        else:
-            model.fit(X[train_idx], y[train_idx])
-            scores.append(regressor_score(spec.metric, y[test_idx], model.predict(X[test_idx])))
+        model = fit_estimator(spec, build_estimator(spec, params, names), X[train_idx], y[train_idx],
+                              None if next_return is None else next_return[train_idx])
+        output = full_proba(model, X[test_idx], len(spec.class_names)) if spec.task == "classifier" \
+            else native_output(spec, model, X[test_idx])
+        score = primary_score(spec, y[test_idx], output)
+        scores.append(score if np.isfinite(score) else (0.5 if spec.task == "anomaly" else score))
         if report is not None and report(step, float(np.mean(scores))):
             break
     return scores
 
 
-def _full_proba(model: Any, X: np.ndarray, n_classes: int) -> np.ndarray:
-    """Probabilities over all spec classes even when a training fold missed one."""
-    proba = model.predict_proba(X)
-    if proba.shape[1] == n_classes:
-        return proba
-    full = np.zeros((len(X), n_classes))
-    full[:, np.asarray(model.classes_, dtype=int)] = proba
-    return full
-
-
 def tune(spec: ModelSpec, X: np.ndarray, y: np.ndarray, *, n_trials: int, cv: PurgedWalkForward,
          seed: int, log_trial: Callable[[int, dict[str, Any], float, str], None] | None = None,
-         ) -> SearchResult:
+         feature_names: list[str] | None = None, next_return: np.ndarray | None = None) -> SearchResult:
     """One Optuna study (TPE, median pruner) over the spec's search space."""
     import optuna
 
@@ -73,7 +63,7 @@ def tune(spec: ModelSpec, X: np.ndarray, y: np.ndarray, *, n_trials: int, cv: Pu
             trial.report(value, step)
             return trial.should_prune()
 
-        scores = cv_score(spec, params, X, y, cv, report)
+        scores = cv_score(spec, params, X, y, cv, report, feature_names, next_return)
         value = float(np.mean(scores))
         if len(scores) < cv.n_splits:
             if log_trial:

@@ -121,8 +121,15 @@ FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
 }
 
 
+def all_families() -> dict[str, Callable[[], list[ModelSpec]]]:
+    """``direction`` plus the families of :mod:`models.family_specs` (imported lazily: it imports this module)."""
+    from models.family_specs import EXTRA_FAMILIES
+
+    return {**FAMILIES, **EXTRA_FAMILIES}
+
+
 def family_names() -> list[str]:
-    return sorted(FAMILIES)
+    return sorted(all_families())
 
 
 def specs_for(families: Sequence[str]) -> list[ModelSpec]:
@@ -130,23 +137,25 @@ def specs_for(families: Sequence[str]) -> list[ModelSpec]:
 
     Unknown names raise ValueError listing what is known.
     """
-    names = family_names() if "all" in families else list(dict.fromkeys(families))
-    by_spec = {spec.name: spec for build in FAMILIES.values() for spec in build()}
-    unknown = [n for n in names if n not in FAMILIES and n not in by_spec]
+    registry = all_families()
+    names = sorted(registry) if "all" in families else list(dict.fromkeys(families))
+    by_spec = {spec.name: spec for build in registry.values() for spec in build()}
+    unknown = [n for n in names if n not in registry and n not in by_spec]
     if unknown:
         raise ValueError(f"unknown model family {', '.join(unknown)}; known families: "
                          f"{', '.join(family_names())}, all (or a spec name such as direction_h1)")
     chosen: list[ModelSpec] = []
     for name in names:
-        for spec in FAMILIES[name]() if name in FAMILIES else [by_spec[name]]:
+        for spec in registry[name]() if name in registry else [by_spec[name]]:
             if spec.name not in {c.name for c in chosen}:
                 chosen.append(spec)
     return chosen
 
 
 def spec_by_name(name: str) -> ModelSpec:
-    for builder in FAMILIES.values():
+    for builder in all_families().values():
         for spec in builder():
             if spec.name == name:
                 return spec
     raise ValueError(f"unknown model spec {name!r}")
+

@@ -26,13 +26,29 @@ def build_features(settings: Settings, *, symbol: str, timeframe: str, as_of: pd
             "rows": rows, "n_features": int(matrix.shape[1])}
 
 
+def known_event_label(warehouse: object, tenant: str, symbol: str, index: pd.DatetimeIndex) -> pd.Series:
+    """1.0 on bars inside a recorded market event (e.g. the synthetic market's injected anomalies), else 0.
+
+    The anomaly family never trains on it (it is unsupervised); search and validation score
+    the anomaly score against it. A symbol without recorded events gets all zeros, and its
+    anomaly model cannot be validated.
+    """
+    from models.families.anomaly import event_mask
+
+    events = warehouse.read_market_events(tenant=tenant, symbol=symbol)  # type: ignore[attr-defined]
+    return pd.Series(event_mask(index, events).astype(float), index=index)
+
+
 def build_labels(settings: Settings, *, symbol: str, timeframe: str, spec_names: list[str],
                  as_of: pd.Timestamp) -> dict[str, Any]:
     """Compute the labels the given specs need and upsert them (the last ``horizon`` rows stay empty)."""
     specs = [spec_by_name(name) for name in spec_names]
     with open_warehouse(settings) as warehouse:
         bars = warehouse.read_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of)
-        labels = pd.DataFrame({spec.label: spec.label_for(bars) for spec in specs}, index=bars.index)
+        labels = pd.DataFrame({spec.label: spec.label_for(bars) for spec in specs if spec.task != "anomaly"},
+                              index=bars.index)
+        for spec in (s for s in specs if s.task == "anomaly"):
+            labels[spec.label] = known_event_label(warehouse, settings.tenant, symbol, bars.index)
         labels = labels.loc[:, ~labels.columns.duplicated()]
         rows = warehouse.write_labels(labels, tenant=settings.tenant, symbol=symbol, timeframe=timeframe)
     return {"symbol": symbol, "timeframe": timeframe, "labels": list(labels.columns), "rows": rows}

@@ -63,14 +63,19 @@ def load_dataset(warehouse: Warehouse, spec: ModelSpec, *, tenant: str, symbol: 
         raise ValueError(f"{symbol} {timeframe}: no rows with both features and label {spec.label!r}")
     X = frame[names].to_numpy(dtype=np.float32)
     y = frame[spec.label].to_numpy()
-    if spec.task == "classifier":
+    if spec.task in ("classifier", "anomaly"):  # anomaly: y marks bars inside known events
         y = y.astype(np.int64)
-    train_idx, holdout_idx = holdout_split(len(frame), holdout_fraction, purge=spec.horizon)
+    index, next_ret = pd.DatetimeIndex(frame.index), frame["_next"].to_numpy(dtype=np.float64)
+    if spec.window:  # sequence models: each row is the window of feature vectors ending at that bar
+        from models.families.sequence import make_windows
+
+        X, y, index, next_ret = make_windows(X, spec.window), y[spec.window - 1:], \
+            index[spec.window - 1:], next_ret[spec.window - 1:]
+    train_idx, holdout_idx = holdout_split(len(y), holdout_fraction, purge=spec.horizon)
     digest = hashlib.sha256()
-    digest.update(frame.index.asi8.tobytes())
+    digest.update(index.asi8.tobytes())
     digest.update(np.ascontiguousarray(X).tobytes())
     digest.update(np.ascontiguousarray(y).tobytes())
     digest.update("\x1f".join(names).encode())
-    return Dataset(X=X, y=y, index=pd.DatetimeIndex(frame.index), feature_names=names,
-                   next_return=frame["_next"].to_numpy(dtype=np.float64),
+    return Dataset(X=X, y=y, index=index, feature_names=names, next_return=next_ret,
                    fingerprint=digest.hexdigest()[:16], train_idx=train_idx, holdout_idx=holdout_idx)

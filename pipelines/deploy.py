@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.metrics import classifier_score
+from models.metrics import primary_score
 from pipelines.config import Settings
 from pipelines.validate import bundle_scores, dataset_for_version
 from registry import CHALLENGER, CHAMPION, Registry
@@ -37,9 +37,8 @@ def compare_on_shared_holdout(settings: Settings, registry: Registry, name: str,
     new_rows = new_data.index.get_indexer(shared)
     old_rows = old_data.index.get_indexer(shared)
     y = new_data.y[new_rows]
-    n_classes = len(spec.class_names)
-    new_score = classifier_score(spec.metric, y, bundle_scores(new_bundle, new_data.X[new_rows]), n_classes)
-    old_score = classifier_score(spec.metric, y, bundle_scores(old_bundle, old_data.X[old_rows]), n_classes)
+    new_score = primary_score(spec, y, bundle_scores(spec, new_bundle, new_data.X[new_rows]))
+    old_score = primary_score(spec, y, bundle_scores(spec, old_bundle, old_data.X[old_rows]))
     better = new_score > old_score if spec.greater_is_better else new_score < old_score
     return {"shared_rows": int(len(shared)), "new_score": new_score, "champion_score": old_score,
             "better": bool(better), "metric": spec.metric,

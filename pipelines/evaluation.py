@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn import metrics as skm
 
-from models.metrics import classifier_score, qlike
+from models.metrics import classifier_score
 
 
 def classification_metrics(y: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -49,16 +48,13 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return float(centre - half), float(centre + half)
 
 
-def regression_metrics(y: np.ndarray, pred: np.ndarray, *, variance: bool = False) -> dict[str, float]:
-    out = {
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    return {
         "n_test": float(len(y)),
         "rmse": float(np.sqrt(np.mean((y - pred) ** 2))),
         "mae": float(np.mean(np.abs(y - pred))),
         "r2": float(skm.r2_score(y, pred)),
     }
-    if variance:
-        out["qlike"] = qlike(y ** 2, pred ** 2)
-    return out
 
 
 def periods_per_year(index: pd.DatetimeIndex) -> float:
@@ -108,25 +104,25 @@ def block_permutation(y: np.ndarray, block: int, rng: np.random.Generator) -> np
 
 @dataclass(frozen=True)
 class NullTest:
+    """The real score against scores under permuted labels (in the metric's own units)."""
+
     real: float
     null_scores: list[float]
+    greater_is_better: bool = True
 
     @property
     def p_value(self) -> float:
-        beats = sum(score >= self.real for score in self.null_scores)
+        """Share of null scores at least as good as the real one (with the +1 correction)."""
+        if not np.isfinite(self.real):
+            return 1.0
+        sign = 1.0 if self.greater_is_better else -1.0
+        beats = sum(sign * score >= sign * self.real for score in self.null_scores)
         return (1 + beats) / (1 + len(self.null_scores))
 
     def as_metrics(self) -> dict[str, float]:
         scores = np.asarray(self.null_scores)
         return {"null_p_value": self.p_value, "null_mean": float(scores.mean()),
                 "null_q95": float(np.quantile(scores, 0.95)), "null_n": float(len(scores))}
-
-
-def stat_t_test_greater(a: np.ndarray, b: np.ndarray) -> float:
-    """One-sided paired t-test p-value that ``a`` > ``b`` (used for comparing live arms)."""
-    if len(a) < 3:
-        return 1.0
-    return float(stats.ttest_rel(a, b, alternative="greater").pvalue)
 
 
 def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:

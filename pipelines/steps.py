@@ -95,14 +95,24 @@ def label(feature_refs: list[dict[str, Any]], params: dict[str, Any], as_of: Any
 
 
 def train(job: dict[str, Any], as_of: Any) -> dict[str, Any]:
+    """Train one spec; a spec without enough labelled rows is skipped (logged), not a failed run."""
+    import logging
+
+    from models.cv import InsufficientDataError
     from pipelines.train import train_spec
 
-    return train_spec(get_settings(), as_of=as_timestamp(as_of), **job)
+    try:
+        return train_spec(get_settings(), as_of=as_timestamp(as_of), **job)
+    except InsufficientDataError as exc:
+        logging.getLogger(__name__).warning("skipped %s on %s: %s", job["spec_name"], job["symbol"], exc)
+        return {"skipped": str(exc), "spec": job["spec_name"], "symbol": job["symbol"]}
 
 
 def validate(trained: dict[str, Any], params: dict[str, Any], as_of: Any) -> dict[str, Any]:
     from pipelines.validate import validate_version
 
+    if "skipped" in trained:
+        return {**trained, "status": "skipped"}
     return validate_version(get_settings(), model_name=trained["model_name"], version=trained["version"],
                             as_of=as_timestamp(as_of), holdout_fraction=float(params["holdout_fraction"]))
 

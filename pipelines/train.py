@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from features.store import open_warehouse
-from models.bundle import classifier_schema, write_bundle
+from models.bundle import spec_schema, write_bundle
+from models.outputs import build_estimator, fit_estimator, native_output, primary_output_name
 from models.cv import PurgedWalkForward
 from models.search import tune
 from models.specs import ModelSpec, spec_by_name
@@ -24,22 +25,21 @@ from registry import Registry, model_name
 log = logging.getLogger(__name__)
 
 
-def onnx_outputs(onnx_bytes: bytes, X: np.ndarray) -> list[np.ndarray]:
+def onnx_outputs(onnx_bytes: bytes, X: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of the ONNX graph on ``X``, by name."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3  # LightGBM graphs declare label shape [1]: a harmless warning per batch
     session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: X.astype(np.float32)})
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, {session.get_inputs()[0].name: X.astype(np.float32)})))
 
 
-def native_output(spec: ModelSpec, model: Any, X: np.ndarray) -> np.ndarray:
-    return model.predict_proba(X) if spec.task == "classifier" else np.asarray(model.predict(X)).reshape(-1)
-
-
-def onnx_primary_output(spec: ModelSpec, outputs: list[np.ndarray]) -> np.ndarray:
-    return outputs[1] if spec.task == "classifier" else np.asarray(outputs[0]).reshape(-1)
+def onnx_primary_output(spec: ModelSpec, outputs: dict[str, np.ndarray]) -> np.ndarray:
+    out = np.asarray(outputs[primary_output_name(spec)])
+    return out if spec.task == "classifier" else out.reshape(-1)
 
 
 def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: str, feature_set_version: str,
@@ -80,12 +80,14 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
                 mlflow.log_metric(f"cv_{spec.metric}", value)
                 mlflow.set_tag("trial_state", state)
 
-        search = tune(spec, X_train, y_train, n_trials=trials, cv=cv, seed=settings.seed, log_trial=log_trial)
+        search = tune(spec, X_train, y_train, n_trials=trials, cv=cv, seed=settings.seed, log_trial=log_trial,
+                      feature_names=data.feature_names, next_return=data.next_return[data.train_idx])
         mlflow.log_params({f"best_{k}": v for k, v in search.best_params.items()})
         mlflow.set_tag("best_params", json.dumps(search.best_params, sort_keys=True))
         mlflow.log_metrics({f"cv_{spec.metric}": search.best_cv_score, "trials_pruned": search.n_pruned})
 
-        model = spec.build(search.best_params).fit(X_train, y_train)
+        model = fit_estimator(spec, build_estimator(spec, search.best_params, data.feature_names), X_train,
+                              y_train, data.next_return[data.train_idx])
         onnx_model = model.to_onnx()
         X_hold = data.X[data.holdout_idx]
         parity = float(np.max(np.abs(
@@ -94,11 +96,10 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
         mlflow.log_metrics({"onnx_max_abs_diff": parity, "onnx_parity_tolerance": spec.gates.max_onnx_abs_diff})
 
         with tempfile.TemporaryDirectory() as tmp:
-            schema = classifier_schema(
+            schema = spec_schema(
+                spec, feature_set_version=feature_set_version, features=data.feature_names,
                 model={"name": name, "family": spec.family, "spec": spec.name, "tenant": settings.tenant,
                        "symbol": symbol, "timeframe": timeframe, "run_id": run_id, "version": ""},
-                feature_set_version=feature_set_version, features=data.feature_names,
-                class_names=list(spec.class_names),
             )
             bundle = write_bundle(Path(tmp) / "bundle", onnx_model, schema)
             mlflow.log_artifacts(str(bundle), "bundle")
@@ -121,11 +122,9 @@ PERMUTATION_REPEATS = 2
 
 def _score(spec: ModelSpec, model: Any, X: np.ndarray, y: np.ndarray) -> float:
     """Primary metric, oriented so that higher is better."""
-    from models.metrics import classifier_score, regressor_score
+    from models.metrics import primary_score
 
-    if spec.task == "classifier":
-        return classifier_score(spec.metric, y, native_output(spec, model, X), len(spec.class_names))
-    value = regressor_score(spec.metric, y, native_output(spec, model, X))
+    value = primary_score(spec, y, native_output(spec, model, X))
     return value if spec.greater_is_better else -value
 
 
@@ -139,16 +138,19 @@ def _log_importance(spec: ModelSpec, model: Any, data: Dataset, tmp: Path) -> No
 
     hold = data.holdout_idx
     X_hold, y_hold = data.X[hold], data.y[hold]
-    gain = np.asarray(getattr(model, "feature_importances_", np.ones(X_hold.shape[1])), dtype=float)
+    n_features = len(data.feature_names)
+    gain = np.asarray(getattr(model, "feature_importances_", np.ones(n_features)), dtype=float).reshape(-1)
+    if gain.shape[0] != n_features:  # e.g. ensembles: importance over members, not features
+        gain = np.ones(n_features)
     top = np.argsort(gain)[::-1][:PERMUTATION_TOP]
     rng = np.random.default_rng(0)
     base = _score(spec, model, X_hold, y_hold)
     drops = np.zeros(len(data.feature_names))
     for column in top:
-        shuffled = X_hold.copy()
+        shuffled = np.array(X_hold, copy=True)
         losses = []
         for _ in range(PERMUTATION_REPEATS):
-            shuffled[:, column] = rng.permutation(X_hold[:, column])
+            shuffled[..., column] = X_hold[rng.permutation(len(X_hold))][..., column]
             losses.append(base - _score(spec, model, shuffled, y_hold))
         drops[column] = float(np.mean(losses))
     table = pd.DataFrame({"feature": data.feature_names, "gain": gain, "permutation": drops})

@@ -21,6 +21,7 @@ from features.store import open_warehouse
 from models.specs import ModelSpec, spec_by_name
 from pipelines.config import Settings
 from pipelines.datasets import Dataset, load_dataset
+from models.outputs import build_estimator, fit_estimator, full_proba, native_output
 from pipelines.evaluation import (
     NullTest,
     block_permutation,
@@ -28,10 +29,11 @@ from pipelines.evaluation import (
     classifier_position,
     json_safe,
     periods_per_year,
+    regression_metrics,
     trading_metrics,
 )
 from pipelines.tracking import use_experiment
-from pipelines.train import onnx_outputs
+from pipelines.train import onnx_outputs, onnx_primary_output
 from registry import Registry
 
 log = logging.getLogger(__name__)
@@ -51,10 +53,9 @@ def dataset_for_version(settings: Settings, registry: Registry, name: str, versi
     return spec, data, bundle
 
 
-def bundle_scores(bundle: Path, X: np.ndarray) -> np.ndarray:
-    """Class probabilities (or values) from the bundle's ONNX model."""
-    outputs = onnx_outputs((bundle / "model.onnx").read_bytes(), X)
-    return outputs[1] if len(outputs) > 1 else np.asarray(outputs[0]).reshape(-1)
+def bundle_scores(spec: ModelSpec, bundle: Path, X: np.ndarray) -> np.ndarray:
+    """The spec's primary output (probabilities, value or anomaly score) from the bundle's ONNX model."""
+    return onnx_primary_output(spec, onnx_outputs((bundle / "model.onnx").read_bytes(), X))
 
 
 def one_row_latency_us(bundle: Path, X: np.ndarray, n: int = 300) -> float:
@@ -71,45 +72,91 @@ def one_row_latency_us(bundle: Path, X: np.ndarray, n: int = 300) -> float:
     return float(np.median(timings))
 
 
-def null_test(spec: ModelSpec, data: Dataset, params: dict[str, Any], real: float, n: int, seed: int) -> NullTest:
-    """Retrain the spec on block-permuted training labels; score each on the same holdout."""
-    from models.metrics import classifier_score
+def null_test(spec: ModelSpec, data: Dataset, params: dict[str, Any], real: float, n: int, seed: int,
+              holdout_output: np.ndarray) -> NullTest:
+    """Scores of the spec under block-permuted labels, on the same holdout.
+
+    Supervised specs are retrained on permuted training labels. An unsupervised (anomaly)
+    model never sees labels, so its null permutes the holdout's event labels against the same
+    scores instead (200 permutations, cheap).
+    """
+    from models.metrics import primary_score
 
     rng = np.random.default_rng(seed)
     block = max(20, 5 * spec.horizon)
+    hold_y = data.y[data.holdout_idx]
+    if spec.task == "anomaly":
+        return NullTest(real=real, null_scores=[
+            primary_score(spec, block_permutation(hold_y, block, rng), holdout_output) for _ in range(200)])
     X_train, y_train = data.X[data.train_idx], data.y[data.train_idx]
-    X_hold, y_hold = data.X[data.holdout_idx], data.y[data.holdout_idx]
-    n_classes = len(spec.class_names)
+    X_hold = data.X[data.holdout_idx]
+    train_returns = data.next_return[data.train_idx]
     scores = []
     for _ in range(n):
-        model = spec.build(params).fit(X_train, block_permutation(y_train, block, rng))
-        proba = model.predict_proba(X_hold)
-        if proba.shape[1] < n_classes:
-            full = np.zeros((len(X_hold), n_classes))
-            full[:, np.asarray(model.classes_, dtype=int)] = proba
-            proba = full
-        scores.append(classifier_score(spec.metric, y_hold, proba, n_classes))
-    return NullTest(real=real, null_scores=scores)
+        model = fit_estimator(spec, build_estimator(spec, params, data.feature_names), X_train,
+                              block_permutation(y_train, block, rng), train_returns)
+        output = full_proba(model, X_hold, len(spec.class_names)) if spec.task == "classifier" \
+            else native_output(spec, model, X_hold)
+        scores.append(primary_score(spec, hold_y, output))
+    return NullTest(real=real, null_scores=scores, greater_is_better=spec.greater_is_better)
+
+
+def trading_metrics_for(settings: Settings, data: Dataset, position: np.ndarray) -> dict[str, float]:
+    hold = data.holdout_idx
+    cost = (settings.commission_bps + settings.spread_bps) / 1e4
+    bars_per_year = periods_per_year(data.index[hold])
+    trade = trading_metrics(position, data.next_return[hold], cost_per_turnover=cost, bars_per_year=bars_per_year)
+    hold_and_buy = trading_metrics(np.ones(len(hold)), data.next_return[hold], cost_per_turnover=cost,
+                                   bars_per_year=bars_per_year)
+    return {**{f"trading_{k}": v for k, v in trade.items()},
+            **{f"baseline_buy_hold_{k}": v for k, v in hold_and_buy.items()}}
 
 
 def evaluate_classifier(settings: Settings, spec: ModelSpec, data: Dataset, proba: np.ndarray) -> dict[str, float]:
-    """Holdout metrics, baselines and trading metrics after costs for a classifier's probabilities."""
-    hold = data.holdout_idx
-    y = data.y[hold]
-    metrics = classification_metrics(y, proba)
+    """Holdout metrics and baselines; for direction-like classes, trading metrics after costs too."""
+    y = data.y[data.holdout_idx]
+    metrics = classification_metrics(y, proba, threshold=float(spec.schema_extras.get("thresholds", {})
+                                                                .get("decision", 0.5)))
     majority = np.bincount(data.y[data.train_idx].astype(int), minlength=proba.shape[1]).argmax()
     metrics["baseline_majority_accuracy"] = float(np.mean(y == majority))
     metrics["baseline_coin_flip_auc"] = 0.5
     metrics["baseline_majority_auc"] = 0.5  # a constant score ranks nothing
-    cost = (settings.commission_bps + settings.spread_bps) / 1e4
-    bars_per_year = periods_per_year(data.index[hold])
-    trade = trading_metrics(classifier_position(proba), data.next_return[hold],
-                            cost_per_turnover=cost, bars_per_year=bars_per_year)
-    hold_and_buy = trading_metrics(np.ones(len(hold)), data.next_return[hold],
-                                   cost_per_turnover=cost, bars_per_year=bars_per_year)
-    metrics.update({f"trading_{k}": v for k, v in trade.items()})
-    metrics.update({f"baseline_buy_hold_{k}": v for k, v in hold_and_buy.items()})
+    if spec.class_names and spec.class_names[0] == "down" and spec.class_names[-1] == "up":
+        metrics.update(trading_metrics_for(settings, data, classifier_position(proba)))
     return metrics
+
+
+def evaluate_regressor(spec: ModelSpec, data: Dataset, prediction: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE, R² (QLIKE for volatility) and the spec's baselines, fitted on the training window only."""
+    from models.metrics import regressor_score
+
+    train, hold = data.train_idx, data.holdout_idx
+    y = data.y[hold].astype(float)
+    metrics = regression_metrics(y, prediction)
+    if spec.metric == "qlike":
+        metrics["qlike"] = regressor_score("qlike", y, prediction)
+    baselines = spec.baselines(data.y[train].astype(float), y, data.next_return[train], data.next_return[hold]) \
+        if spec.baselines else {"train_mean": np.full(len(y), float(np.mean(data.y[train])))}
+    for name, forecast in baselines.items():
+        metrics[f"baseline_{name}_{spec.metric}"] = regressor_score(spec.metric, y, np.asarray(forecast))
+    return metrics
+
+
+def evaluate_anomaly(spec: ModelSpec, data: Dataset, score: np.ndarray) -> dict[str, float]:
+    """Event AUC of the anomaly score against recorded events; precision and recall at the threshold."""
+    from models.metrics import event_auc
+
+    y = data.y[data.holdout_idx].astype(int)
+    threshold = float(spec.schema_extras.get("anomaly_threshold", 0.99))
+    flagged = score > threshold
+    n_events = int(y.sum())
+    if n_events == 0:  # event_auc is NaN then: the model cannot beat its baseline, so it is rejected
+        log.warning("%s: no recorded market events in the holdout; the anomaly model cannot be validated "
+                    "on this symbol (record events, or use a synthetic symbol)", spec.name)
+    return {"n_test": float(len(y)), "n_event_bars": float(n_events), "event_auc": event_auc(y, score),
+            "precision": float(y[flagged].mean()) if flagged.any() else 0.0,
+            "recall": float(flagged[y == 1].mean()), "flagged_share": float(flagged.mean()),
+            "baseline_coin_flip_event_auc": 0.5}
 
 
 def gate_results(spec: ModelSpec, metrics: dict[str, float]) -> dict[str, bool]:
@@ -141,10 +188,15 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
         raise RuntimeError(f"{model_name} v{version}: the warehouse slice changed since training "
                            f"(fingerprint {data.fingerprint} != {run.data.tags.get('data_fingerprint')})")
     X_hold = data.X[data.holdout_idx]
-    proba = bundle_scores(bundle, X_hold)
-    metrics = evaluate_classifier(settings, spec, data, proba)
+    output = bundle_scores(spec, bundle, X_hold)
+    if spec.task == "classifier":
+        metrics = evaluate_classifier(settings, spec, data, output)
+    elif spec.task == "anomaly":
+        metrics = evaluate_anomaly(spec, data, output)
+    else:
+        metrics = evaluate_regressor(spec, data, output)
     metrics.update(null_test(spec, data, params, metrics[spec.metric], settings.null_permutations,
-                             settings.seed).as_metrics())
+                             settings.seed, output).as_metrics())
     metrics["onnx_max_abs_diff"] = float(run.data.metrics["onnx_max_abs_diff"])
     metrics["latency_p50_us"] = one_row_latency_us(bundle, X_hold)
     gates = gate_results(spec, metrics)
@@ -168,7 +220,7 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
     return {"model_name": model_name, "version": version, "status": status, "family": spec.family,
             "symbol": mv.tags["symbol"], "spec": spec.name, "metric": spec.metric,
             "score": metrics[spec.metric], "failed_gates": failed,
-            "metrics": json_safe({k: metrics[k] for k in ("accuracy", "auc", "n_test", "null_p_value")})}
+            "metrics": json_safe({k: metrics[k] for k in (spec.metric, "n_test", "null_p_value")})}
 
 
 def model_card(name: str, version: str, spec: ModelSpec, data: Dataset, metrics: dict[str, float],

@@ -18,7 +18,7 @@ from pipelines.extract import (
     ingest,
     ingest_file,
 )
-from pipelines.sources import FrameSource, SyntheticSource
+from pipelines.sources import SAMPLE_SYMBOLS, FrameSource, SyntheticSource
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
@@ -165,7 +165,7 @@ def test_ingest_takes_any_source_and_checksums_the_canonical_frame(settings: Set
 def test_extract_samples_is_idempotent_and_stores_events(settings: Settings) -> None:
     first = extract_samples(settings, ["SPX", "SYN1"], AS_OF)
     assert [(r["symbol"], r["timeframe"], r["rows"], r["rows_new"]) for r in first] == [
-        ("SPX", "1d", 5031, 5031), ("SYN1", "1m", 30_000, 30_000)]
+        ("SPX", "1d", 5031, 5031), ("SYN1", "1m", 20_000, 20_000)]
     assert first[1]["events_written"] > 0
     json.dumps(first)
     second = extract_samples(settings, ["SPX", "SYN1"], AS_OF)
@@ -175,7 +175,7 @@ def test_extract_samples_is_idempotent_and_stores_events(settings: Settings) -> 
         assert wh.count("bars", "symbol = 'SPX'") == 5031
         events = wh.read_market_events(tenant=settings.tenant, symbol="SYN1")
     assert len(events) == first[1]["events_written"]
-    expected = SyntheticSource(seed=1).events()
+    expected = SAMPLE_SYMBOLS["SYN1"]().events()
     assert list(zip(events["ts"], events["type"])) == list(zip(expected["ts"], expected["type"]))
     with pytest.raises(ValueError, match=r"unknown sample symbol\(s\) 'NOPE'.*known: SPX, VIX"):
         extract_samples(settings, ["SPX", "NOPE"], AS_OF)
