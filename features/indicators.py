@@ -4,7 +4,10 @@ Every feature is stationary (a ratio, a distance normalised by price or ATR, a r
 bounded oscillator) and has finite memory: its value at bar t depends only on bars
 ``t - warmup .. t`` (see :mod:`features.definitions`). EMA- and Wilder-based indicators
 use the truncated smoothers of :mod:`features.smoothing` for that reason; everything else
-is TA-Lib as is.
+is TA-Lib as is, with two numerical precautions from :mod:`features.smoothing`: rolling
+functions of price levels (σ, Bollinger, regression slope, CCI, VWAP) run on the price
+minus a nearby anchor, and windows that are exactly flat give exact zeros rather than
+TA-Lib's running-sum residues. Both keep batch and online values within 1e-9.
 
 The engine works on plain arrays and is the same for the batch path (a million bars) and
 the online path (the last LOOKBACK bars), so the two agree by construction.

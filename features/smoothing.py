@@ -21,7 +21,9 @@ Rounding: running sums and recursions leave residues of about 1e-16 of the histo
 magnitude where the exact result is 0 (a flat market: zero true range, zero returns).
 Those residues differ between a long batch and a short window, and a ratio of two of them
 is garbage. Helpers here therefore detect exactly-zero or exactly-constant windows with
-TA-Lib's MAX/MIN (which are exact) and return exact zeros there.
+TA-Lib's MAX/MIN (which are exact) and return exact zeros there. Rolling functions of
+price levels run on the level minus a nearby anchor (:func:`centered_talib`), so their
+running sums do not lose the digits the level takes up.
 """
 
 from __future__ import annotations
@@ -220,7 +222,7 @@ def centered_talib(
     centering = Centering(levels[0]) if centering is None else centering
     shifted = [centering.shift(level) for level in levels]
     passes = []
-    for index, anchor in enumerate(centering.anchors):
+    for index in range(len(centering.anchors)):
         result = function(*(levels_shifted[index] for levels_shifted in shifted), *others, period, *args)
         passes.append(result if isinstance(result, tuple) else (result,))
     if len(passes) == 1:

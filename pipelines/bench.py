@@ -38,7 +38,7 @@ def _pyfunc_latency(model: Any, X: np.ndarray, directory: Path, n_calls: int) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with mlflow.start_run(experiment_id=experiment):
-            info = mlflow.lightgbm.log_model(model.model_, name="model")
+            info = mlflow.lightgbm.log_model(model.model_, name="model", pip_requirements=["lightgbm"])
         pyfunc = mlflow.pyfunc.load_model(info.model_uri)
     columns = [f"f{i}" for i in range(X.shape[1])]
     frames = [pd.DataFrame(X[i:i + 1], columns=columns) for i in range(64)]

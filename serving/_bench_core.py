@@ -5,6 +5,8 @@ outside ``serving/``. One-row calls are interleaved (alternating which goes firs
 same process so both see the same machine state, and raw ``session.run`` runs on the
 predictor's own session (built with :func:`serving.predictor.session_options`) with a
 prepared float32 ``[1, n]`` array, i.e. the least work onnxruntime's Python API allows.
+For a sequence model the rows are windows ``[window, n]`` (raw: ``[1, window, n]``; dict:
+feature -> ``window`` values).
 """
 
 from __future__ import annotations
@@ -46,10 +48,11 @@ def run_benchmark(
     raw = model.session  # the very same session (same options, same memory)
     in_name, fetch = model.input_name, list(model.fetch)
     rng = np.random.default_rng(seed)
-    pool = rng.normal(size=(_POOL, model.n)).astype(np.float32)
-    rows_1d = list(pool)
-    rows_2d = [r.reshape(1, -1) for r in rows_1d]
-    rows_dict = [dict(zip(model.names, r.tolist())) for r in rows_1d]
+    shape = model.in_shape  # (n,), or (window, n) for a sequence model
+    pool = rng.normal(size=(_POOL, *shape)).astype(np.float32)
+    rows_1d = list(pool)  # one row (one window) each
+    rows_2d = [r.reshape(1, *shape) for r in rows_1d]
+    rows_dict = [dict(zip(model.names, r.T.tolist())) for r in rows_1d]
 
     predict, run = pred.predict, raw.run
     perf = time.perf_counter_ns
@@ -95,7 +98,7 @@ def run_benchmark(
         if gc_was_enabled:
             gc.enable()
 
-    batch = rng.normal(size=(batch_rows, model.n)).astype(np.float32)
+    batch = rng.normal(size=(batch_rows, *shape)).astype(np.float32)
     cpu = time.thread_time_ns  # CPU time of this thread: robust to a busy machine
     best_pred = best_raw = best_pred_cpu = float("inf")
     for _ in range(batch_repeats):
@@ -111,6 +114,7 @@ def run_benchmark(
     return {
         "model": f"{pred.name}@{pred.version}",
         "n_features": model.n,
+        "window": model.window,
         "n_calls": n_calls,
         "intra_op_num_threads": intra_op_num_threads,
         "raw_p50_us": raw_p50,

@@ -8,6 +8,8 @@ Needs fastapi (not imported by ``serving/__init__``)::
 
 ``POST /predict`` takes ``{"features": {...}}`` (or a list in schema order) or
 ``{"rows": [[...], ...]}``, plus optional ``"key"`` (canary routing key) and ``"fallback"``.
+For a sequence model, ``features`` is one window (``{"feature": [oldest, ..., latest]}`` or a
+list of time steps) and ``rows`` a list of windows.
 ``GET /health`` and ``GET /schema`` describe the served model(s). An invalid input answers
 HTTP 422 with the :class:`~serving.InputError` message in ``detail``.
 """
@@ -28,10 +30,14 @@ class PredictRequest(BaseModel):
     """Exactly one of ``features`` (one row) or ``rows`` (a batch)."""
 
     features: dict[str, Any] | list[Any] | None = Field(
-        default=None, description="One row: {feature: value} or values in schema order."
+        default=None,
+        description="One row: {feature: value} or values in schema order. Sequence models: "
+        "one window, {feature: [oldest, ..., latest]} or a list of time steps.",
     )
     rows: list[Any] | None = Field(
-        default=None, description="A batch: a list of rows (lists in schema order, or dicts)."
+        default=None,
+        description="A batch: a list of rows (lists in schema order, or dicts); of windows "
+        "for sequence models.",
     )
     key: str | None = Field(default=None, description="Canary routing key (sticky per key).")
     fallback: bool | None = Field(
@@ -63,7 +69,8 @@ def create_app(target: Predictor | CanaryRouter, *, title: str = "AlphaOps servi
             x: Any = req.rows
         else:
             x = req.features
-            if isinstance(x, list) and any(isinstance(v, (list, dict)) for v in x):
+            nested = isinstance(x, list) and any(isinstance(v, (list, dict)) for v in x)
+            if nested and not champion().window:  # a window is a list of time steps
                 raise HTTPException(422, "'features' is one row of numbers; send a batch as 'rows'")
         try:
             if router is not None:

@@ -4,6 +4,9 @@ Everything that can be checked is checked once, when the bundle is loaded: the s
 the ONNX graph, plus a probe run. A call then does only cheap checks (type, shape, dtype,
 finiteness) before ``session.run``. The loaded model is one immutable object; ``reload``
 builds a new one and swaps the reference, and every call reads the reference exactly once.
+
+A sequence model (schema ``window``) takes windows ``[window, n_features]`` (oldest time step
+first) instead of rows; the input methods are chosen once, at load time.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ class _Model:
     __slots__ = tuple(
         "path schema session run input_name fetch n names index getter ones name version one "
         "batch classes class_names classes_arr names_arr prob_i label_i label_index threshold "
-        "value_i score_i multi anomaly_threshold".split()
+        "value_i score_i multi anomaly_threshold window in_shape extras one_base batch_base "
+        "fast split_rows check_row valid_values".split()
     )
 
     def __init__(self, path: str | Path, intra_op_num_threads: int = 1):
@@ -88,6 +92,14 @@ class _Model:
         self.index = {f: i for i, f in enumerate(s.features)}
         self.getter = operator.itemgetter(*s.features) if n > 1 else (lambda d: (d[s.features[0]],))
         self.ones = np.ones(n, dtype=_F32)
+        self.window = w = s.window
+        self.in_shape = (w, n) if w else (n,)  # the shape of one row (one window)
+        if w:
+            self.fast, self.split_rows = self._fast_windows, self._split_windows
+            self.check_row, self.valid_values = self._check_window, self._window_values
+        else:
+            self.fast, self.split_rows = self._fast_rows, self._split_rows
+            self.check_row, self.valid_values = self._check_row, self._row_values
         self._check_graph()
 
         # task-specific decoding
@@ -124,8 +136,14 @@ class _Model:
                 self.label_i = want(s.outputs_of("label")[0].name)
             self.one, self.batch = self._one_anomaly, self._batch_anomaly
         else:
-            self.multi = tuple((o.meaning or o.name, want(o.name)) for o in s.outputs_of("value"))
+            self.multi = tuple((o.key, want(o.name)) for o in s.outputs_of("value"))
             self.one, self.batch = self._one_multi, self._batch_multi
+        # extra value outputs of a classifier / anomaly model: decoded after the task's fields,
+        # so models without them keep the plain decoders
+        self.extras = tuple((o.key, want(o.name)) for o in s.extras)
+        self.one_base, self.batch_base = self.one, self.batch
+        if self.extras:
+            self.one, self.batch = self._one_extras, self._batch_extras
         self.fetch = fetch
         self.input_name = s.input_name
         self.run = self.session.run
@@ -145,11 +163,20 @@ class _Model:
         if inp.type != "tensor(float)":
             raise BundleError(f"graph input {inp.name!r} is {inp.type}, expected tensor(float)")
         shape = inp.shape
-        if len(shape) != 2:
-            raise BundleError(f"graph input {inp.name!r} has shape {shape}, expected [N, {self.n}]")
-        if isinstance(shape[1], int) and shape[1] != self.n:
+        w = self.window
+        expected = f"[N, {w}, {self.n}]" if w else f"[N, {self.n}]"
+        if len(shape) != (3 if w else 2):
+            hint = " (a sequence model needs 'window' in schema.json)" if len(shape) == 3 else ""
             raise BundleError(
-                f"schema lists {self.n} features but the graph input {inp.name!r} takes {shape[1]}"
+                f"graph input {inp.name!r} has shape {shape}, expected {expected}{hint}"
+            )
+        if isinstance(shape[-1], int) and shape[-1] != self.n:
+            raise BundleError(
+                f"schema lists {self.n} features but the graph input {inp.name!r} takes {shape[-1]}"
+            )
+        if w and isinstance(shape[1], int) and shape[1] != w:
+            raise BundleError(
+                f"schema window is {w} time steps but the graph input {inp.name!r} takes {shape[1]}"
             )
         if isinstance(shape[0], int) and shape[0] != 1:
             raise BundleError(f"graph input {inp.name!r} has a fixed batch size {shape[0]}")
@@ -171,7 +198,7 @@ class _Model:
     def _probe(self) -> None:
         """Run two rows of zeros once: warms the session and checks output shapes."""
         try:
-            outs = self.run(self.fetch, {self.input_name: np.zeros((2, self.n), _F32)})
+            outs = self.run(self.fetch, {self.input_name: np.zeros((2, *self.in_shape), _F32)})
         except Exception as e:
             raise BundleError(f"model.onnx in {self.path} fails on a probe batch: {e}") from e
         for name, arr in zip(self.fetch, outs):
@@ -194,6 +221,9 @@ class _Model:
         for i in (self.value_i, self.score_i):
             if i >= 0 and outs[i].size != 2:
                 raise BundleError(f"output {self.fetch[i]!r} must hold one value per row")
+        for i in (self.value_i, self.score_i, *(j for _, j in self.multi + self.extras)):
+            if i >= 0 and outs[i].dtype.kind not in _NUMERIC_KINDS:
+                raise BundleError(f"output {self.fetch[i]!r} is not numeric ({outs[i].dtype})")
         try:
             self.one(outs)
             self.batch(outs, 2)
@@ -201,7 +231,7 @@ class _Model:
             raise BundleError(f"outputs of model.onnx in {self.path} cannot be decoded: {e}") from e
 
     # -- input: the fast path ------------------------------------------------------------
-    def fast(self, x: Any) -> tuple[np.ndarray, bool] | None:
+    def _fast_rows(self, x: Any) -> tuple[np.ndarray, bool] | None:
         """Return (float32 C-contiguous [N, n] array, single_row) for well-formed input, or
         None to let the slow path diagnose it. Never raises."""
         n = self.n
@@ -241,9 +271,42 @@ class _Model:
         except Exception:  # odd inputs (ragged lists, overflow warnings as errors, ...)
             return None
 
+    def _fast_windows(self, x: Any) -> tuple[np.ndarray, bool] | None:
+        """Sequence models: (float32 C-contiguous [N, w, n] array, single_window) for a
+        well-formed window [w, n], dict of w-value sequences, or batch [N, w, n]; else None."""
+        w, n = self.window, self.n
+        try:
+            t = type(x)
+            if t is np.ndarray:
+                a = x
+            elif t is dict:
+                if len(x) != n:
+                    return None
+                a = np.array(self.getter(x)).T  # [n, w] -> [w, n]
+            elif t is list or t is tuple:
+                a = np.array(x)
+            else:
+                return None
+            dt = a.dtype
+            if dt is not _F32 and dt.kind not in _NUMERIC_KINDS:
+                return None
+            if a.ndim == 2 and a.shape == (w, n):
+                a = np.ascontiguousarray(a, dtype=_F32).reshape(1, w, n)
+                single = True
+            elif a.ndim == 3 and a.shape[1] == w and a.shape[2] == n and a.shape[0] > 0:
+                a = np.ascontiguousarray(a, dtype=_F32)
+                single = False
+            else:
+                return None
+            if not np.isfinite(a).all():
+                return None
+            return a, single
+        except Exception:
+            return None
+
     # -- input: the slow path (diagnosis, per-row checks for fallback) -------------------
     @staticmethod
-    def split_rows(x: Any) -> tuple[bool, list[Any]]:
+    def _split_rows(x: Any) -> tuple[bool, list[Any]]:
         """(single, rows): a batch is a 2-D array or a list/tuple of rows (lists, tuples,
         arrays or dicts); anything else is one row."""
         if isinstance(x, np.ndarray):
@@ -258,24 +321,115 @@ class _Model:
             return False, list(x)
         return True, [x]
 
-    def check_row(self, row: Any, i: int | None) -> np.ndarray:
+    @staticmethod
+    def _split_windows(x: Any) -> tuple[bool, list[Any]]:
+        """(single, windows): a batch is a 3-D array or a list/tuple holding dicts or 2-D
+        windows (arrays, or lists of lists); anything else is one window."""
+        if isinstance(x, np.ndarray):
+            if x.ndim == 3:
+                return False, list(x)
+            return True, [x]
+        if isinstance(x, (list, tuple)) and x and any(_is_window(r) for r in x):
+            return False, list(x)
+        return True, [x]
+
+    def _check_names(self, row: Mapping, at: str, i: int | None) -> None:
+        unknown = [k for k in row if k not in self.index]
+        if unknown:
+            raise InputError(
+                f"{at}unknown feature(s) {_names([str(k) for k in unknown])}",
+                feature=str(unknown[0]),
+                row=i,
+            )
+        missing = [f for f in self.names if f not in row]
+        if missing:
+            raise InputError(
+                f"{at}missing feature(s) {_names(missing)} ({len(missing)} of {self.n})",
+                feature=missing[0],
+                row=i,
+            )
+
+    def _check_window(self, row: Any, i: int | None) -> np.ndarray:
+        """Validate one window exactly; return it as float32 [w, n] or raise a precise
+        InputError (naming the feature and time step, or the expected shape)."""
+        at = "" if i is None else f"row {i}: "
+        w, n, names = self.window, self.n, self.names
+        shape = f"[{w}, {n}] (time steps x features, oldest first)"
+        out = np.empty((w, n), dtype=_F32)
+        if isinstance(row, Mapping):
+            self._check_names(row, at, i)
+            for j, f in enumerate(names):
+                seq = row[f]
+                if not _is_vector(seq):
+                    raise InputError(
+                        f"{at}feature {f!r}: expected a sequence of {w} values (oldest first), "
+                        f"got {type(seq).__name__}",
+                        feature=f,
+                        row=i,
+                    )
+                if len(seq) != w:
+                    raise InputError(
+                        f"{at}feature {f!r}: expected {w} values (oldest first), got {len(seq)}",
+                        feature=f,
+                        row=i,
+                    )
+                for t, v in enumerate(seq):
+                    out[t, j] = _number(v, f, at, i, t, w)
+            return out
+        if not (isinstance(row, np.ndarray) or _is_sequence(row)):
+            raise InputError(
+                f"{at}expected one window of shape {shape} or a dict of {w}-value sequences by "
+                f"feature name, got {type(row).__name__}",
+                row=i,
+            )
+        if (
+            (isinstance(row, np.ndarray) and row.ndim != 2)
+            or len(row) != w
+            or not all(_is_vector(step) for step in row)
+        ):
+            raise InputError(
+                f"{at}expected one window of shape {shape}, or a batch [N, {w}, {n}]; got "
+                f"{_describe_shape(row)}",
+                row=i,
+            )
+        for t, step in enumerate(row):
+            if len(step) != n:
+                if len(step) < n:
+                    detail, feat = f"missing {_names(names[len(step) :])}", names[len(step)]
+                else:
+                    detail, feat = f"{len(step) - n} extra value(s) after {names[-1]!r}", None
+                raise InputError(
+                    f"{at}time step {t}: expected {n} features in schema order, got {len(step)}: "
+                    f"{detail} (window shape {shape})",
+                    feature=feat,
+                    row=i,
+                    step=t,
+                )
+            for j, v in enumerate(step):
+                out[t, j] = _number(v, names[j], at, i, t, w)
+        return out
+
+    def _window_values(self, row: Any) -> dict[str, float]:
+        """Fallback values of a window: its last time step (each feature's last value), also
+        when the window is too short; never raises."""
+        if isinstance(row, Mapping):
+            pairs = [(f, row[f][-1]) for f in self.names if f in row and _is_vector(row[f], 1)]
+        elif (isinstance(row, np.ndarray) and row.ndim == 2) or (
+            _is_sequence(row) and len(row) > 0
+        ):
+            last = row[-1]
+            if not _is_vector(last) or len(last) != self.n:
+                return {}
+            pairs = list(zip(self.names, last))
+        else:
+            return {}
+        return _valid(pairs)
+
+    def _check_row(self, row: Any, i: int | None) -> np.ndarray:
         """Validate one row exactly; return it as float32 [n] or raise a precise InputError."""
         at = "" if i is None else f"row {i}: "
         if isinstance(row, Mapping):
-            unknown = [k for k in row if k not in self.index]
-            if unknown:
-                raise InputError(
-                    f"{at}unknown feature(s) {_names([str(k) for k in unknown])}",
-                    feature=str(unknown[0]),
-                    row=i,
-                )
-            missing = [f for f in self.names if f not in row]
-            if missing:
-                raise InputError(
-                    f"{at}missing feature(s) {_names(missing)} ({len(missing)} of {self.n})",
-                    feature=missing[0],
-                    row=i,
-                )
+            self._check_names(row, at, i)
             values = [row[f] for f in self.names]
         elif isinstance(row, np.ndarray) or (
             isinstance(row, Sequence) and not isinstance(row, (str, bytes))
@@ -311,7 +465,7 @@ class _Model:
             out[j] = _number(v, f, at, i)
         return out
 
-    def valid_values(self, row: Any) -> dict[str, float]:
+    def _row_values(self, row: Any) -> dict[str, float]:
         """The row's valid feature values by name (for fallback rules); never raises."""
         if isinstance(row, Mapping):
             pairs = [(f, row[f]) for f in self.names if f in row]
@@ -321,13 +475,7 @@ class _Model:
             pairs = list(zip(self.names, row))
         else:
             return {}
-        values = {}
-        for f, v in pairs:
-            try:
-                values[f] = _number(v, f, "", None)
-            except InputError:
-                pass
-        return values
+        return _valid(pairs)
 
     # -- output decoding -----------------------------------------------------------------
     def _one_classifier(self, outs: list) -> Prediction:
@@ -400,6 +548,25 @@ class _Model:
             d[key] = a.reshape(n) if a.size == n else a
         return {"outputs": d}
 
+    def _one_extras(self, outs: list) -> Any:
+        """A classifier / anomaly result plus its extra value outputs (by meaning)."""
+        res = self.one_base(outs)
+        d = {}
+        for key, i in self.extras:
+            row = outs[i][0]
+            d[key] = row.item() if row.size == 1 else row
+        res.extras = d
+        return res
+
+    def _batch_extras(self, outs: list, n: int) -> dict[str, Any]:
+        cols = self.batch_base(outs, n)
+        d = {}
+        for key, i in self.extras:
+            a = outs[i]
+            d[key] = a.reshape(n) if a.size == n else a
+        cols["extras"] = d
+        return cols
+
     def build_batch(self, cols: dict[str, Any], fallback: np.ndarray) -> Any:
         """Wrap batch columns into the task's result type."""
         task = self.schema.task
@@ -412,17 +579,27 @@ class _Model:
                 self.name,
                 self.version,
                 fallback,
+                extras=cols.get("extras", {}),
             )
         if task == "regressor":
             return ValuePrediction(cols["value"], self.name, self.version, fallback)
         if task == "anomaly":
             return AnomalyPrediction(
-                cols["is_anomaly"], cols["score"], self.name, self.version, fallback
+                cols["is_anomaly"],
+                cols["score"],
+                self.name,
+                self.version,
+                fallback,
+                extras=cols.get("extras", {}),
             )
         return MultiPrediction(cols["outputs"], self.name, self.version, fallback)
 
     def fallback_one(self, answer: Mapping[str, Any]) -> Any:
         task = self.schema.task
+
+        def vec(v: Any) -> Any:
+            return np.array(v, dtype=_F32) if isinstance(v, tuple) else v
+
         if task == "classifier":
             return Prediction(
                 answer["label"],
@@ -432,14 +609,20 @@ class _Model:
                 self.name,
                 self.version,
                 True,
+                extras={k: vec(v) for k, v in answer["extras"].items()},
             )
         if task == "regressor":
             return ValuePrediction(answer["value"], self.name, self.version, True)
         if task == "anomaly":
             return AnomalyPrediction(
-                answer["is_anomaly"], answer["score"], self.name, self.version, True
+                answer["is_anomaly"],
+                answer["score"],
+                self.name,
+                self.version,
+                True,
+                extras={k: vec(v) for k, v in answer["extras"].items()},
             )
-        d = {k: (np.array(v, dtype=_F32) if isinstance(v, tuple) else v) for k, v in answer.items()}
+        d = {k: vec(v) for k, v in answer.items()}
         return MultiPrediction(d, self.name, self.version, True)
 
     def merge_batch(
@@ -453,7 +636,11 @@ class _Model:
         rows_fb = list(fb)
 
         def column(
-            model_col: np.ndarray | None, key: str, dtype: Any, width: int = 0
+            model_col: np.ndarray | None,
+            key: str,
+            dtype: Any,
+            width: int = 0,
+            answers: Mapping[int, Mapping[str, Any]] = fb,
         ) -> np.ndarray:
             shape = (n, width) if width else (n,)
             if model_col is not None:
@@ -466,39 +653,57 @@ class _Model:
                 out[ok] = model_col
             if key:
                 for r in rows_fb:
-                    out[r] = fb[r][key]
+                    v = answers[r][key]
+                    if v is not None:  # None: unknown (an extra the rule does not set)
+                        out[r] = v
             return out
 
+        def values(
+            src: Mapping[str, np.ndarray], keys: tuple, answers: Mapping[int, Mapping[str, Any]]
+        ) -> dict[str, np.ndarray]:
+            """Value outputs (multi outputs or extras): model columns merged with the rule's."""
+            merged = {}
+            for key, _ in keys:
+                col = src.get(key)
+                width = 0 if col is None or col.ndim == 1 else col.shape[1]
+                if col is None:
+                    known = [a[key] for a in answers.values() if a[key] is not None]
+                    width = len(known[0]) if known and isinstance(known[0], tuple) else 0
+                merged[key] = column(col, key, _F32, width, answers)
+            return merged
+
+        c = cols or {}
+        extras = (
+            values(c.get("extras", {}), self.extras, {r: fb[r]["extras"] for r in rows_fb})
+            if self.extras
+            else {}
+        )
         if task == "classifier":
             assert self.classes is not None
-            c = cols or {}
             label = column(c.get("label"), "label", self.classes_arr.dtype)  # type: ignore[union-attr]
             names = column(c.get("class_name"), "class_name", object).astype(str)
             probs = column(c.get("probabilities"), "", _F32, len(self.classes))
             conf = column(c.get("confidence"), "confidence", _F32)
-            return Prediction(label, names, probs, conf, self.name, self.version, mask)
+            return Prediction(
+                label, names, probs, conf, self.name, self.version, mask, extras=extras
+            )
         if task == "regressor":
-            value = column((cols or {}).get("value"), "value", _F32)
+            value = column(c.get("value"), "value", _F32)
             return ValuePrediction(value, self.name, self.version, mask)
         if task == "anomaly":
-            c = cols or {}
             flag = column(c.get("is_anomaly"), "is_anomaly", bool)
             score = column(c.get("score"), "score", _F32)
-            return AnomalyPrediction(flag, score, self.name, self.version, mask)
-        outs = (cols or {}).get("outputs", {})
-        merged = {}
-        for key, _ in self.multi:
-            src = outs.get(key)
-            width = 0 if src is None or src.ndim == 1 else src.shape[1]
-            if src is None:
-                sample = fb[rows_fb[0]][key]
-                width = len(sample) if isinstance(sample, tuple) else 0
-            merged[key] = column(src, key, _F32, width)
+            return AnomalyPrediction(flag, score, self.name, self.version, mask, extras=extras)
+        merged = values(c.get("outputs", {}), self.multi, fb)
         return MultiPrediction(merged, self.name, self.version, mask)
 
 
-def _number(v: Any, feature: str, at: str, row: int | None) -> float:
-    """One feature value as a finite float32-representable float, or a precise InputError."""
+def _number(
+    v: Any, feature: str, at: str, row: int | None, step: int | None = None, window: int = 0
+) -> float:
+    """One feature value as a finite float32-representable float, or a precise InputError
+    (naming the feature, and the time step of a window when ``step`` is given)."""
+    where = "" if step is None else f" at time step {step} (0 = oldest, {window - 1} = latest)"
     ok_type = isinstance(v, (int, float, np.integer, np.floating, np.bool_)) or (
         isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in _NUMERIC_KINDS
     )
@@ -506,23 +711,66 @@ def _number(v: Any, feature: str, at: str, row: int | None) -> float:
         shown = repr(v)
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
         raise InputError(
-            f"{at}feature {feature!r} is not numeric (got {type(v).__name__} {shown})",
+            f"{at}feature {feature!r}{where} is not numeric (got {type(v).__name__} {shown})",
             feature=feature,
             row=row,
+            step=step,
         )
     try:
         f = float(v)
     except (OverflowError, ValueError, TypeError):
         f = _F32_MAX * 2  # an int too large for a float
-    if math.isnan(f):
-        raise InputError(f"{at}feature {feature!r} is NaN", feature=feature, row=row)
-    if math.isinf(f):
-        raise InputError(f"{at}feature {feature!r} is infinite", feature=feature, row=row)
-    if abs(f) > _F32_MAX:
+    problem = (
+        "is NaN"
+        if math.isnan(f)
+        else "is infinite"
+        if math.isinf(f)
+        else "is out of float32 range"
+        if abs(f) > _F32_MAX
+        else None
+    )
+    if problem is not None:
         raise InputError(
-            f"{at}feature {feature!r} is out of float32 range", feature=feature, row=row
+            f"{at}feature {feature!r}{where} {problem}", feature=feature, row=row, step=step
         )
     return f
+
+
+def _valid(pairs: list[tuple[str, Any]]) -> dict[str, float]:
+    """The valid values among (feature, value) pairs, by feature (fallback rules use them)."""
+    values = {}
+    for f, v in pairs:
+        try:
+            values[f] = _number(v, f, "", None)
+        except InputError:
+            pass
+    return values
+
+
+def _is_sequence(x: Any) -> bool:
+    return isinstance(x, Sequence) and not isinstance(x, (str, bytes))
+
+
+def _is_vector(x: Any, min_len: int = 0) -> bool:
+    """A 1-D array or a list/tuple (of at least ``min_len`` entries)."""
+    if isinstance(x, np.ndarray):
+        return x.ndim == 1 and x.shape[0] >= min_len
+    return _is_sequence(x) and len(x) >= min_len
+
+
+def _is_window(x: Any) -> bool:
+    """Looks like one window of a batch: a dict, a 2-D array, or a sequence of sequences."""
+    if isinstance(x, (Mapping, np.ndarray)):
+        return isinstance(x, Mapping) or x.ndim == 2
+    return _is_sequence(x) and len(x) > 0 and _is_vector(x[0])
+
+
+def _describe_shape(x: Any) -> str:
+    try:
+        shape = np.shape(x)
+    except Exception:  # ragged nesting
+        return f"{len(x)} time steps of unequal length"
+    return f"shape [{', '.join(str(d) for d in shape)}]"
 
 
 # ---------------------------------------------------------------------------------------
@@ -533,7 +781,10 @@ class Predictor:
     >>> p.predict({"ret_1": 0.01, ...}).label             # doctest: +SKIP
 
     ``predict`` accepts a dict keyed by feature name, or numbers in schema order: 1-D for one
-    row (scalar fields in the result), 2-D / a list of rows for a batch (array fields).
+    row (scalar fields in the result), 2-D / a list of rows for a batch (array fields). A
+    sequence model (``window`` > 0) takes one window ``[window, n_features]`` (oldest time
+    step first) or a dict of ``window``-value sequences by feature name, and a batch as
+    ``[N, window, n_features]`` or a list of windows.
     With ``fallback=True`` invalid rows are answered by the schema's fallback rule instead of
     raising :class:`InputError`. Thread-safe; ``reload`` swaps models atomically.
     """
@@ -597,6 +848,11 @@ class Predictor:
         return self._m.schema.task
 
     @property
+    def window(self) -> int:
+        """Time steps per window of a sequence model (0 for a model on single rows)."""
+        return self._m.window
+
+    @property
     def session(self) -> ort.InferenceSession:
         """The current onnxruntime session (for benchmarks and diagnostics)."""
         return self._m.session
@@ -646,7 +902,10 @@ class Predictor:
                 self._calls += 1
                 self._rows += n_rows
             if log is not None:
-                feats = a[0].copy() if single else a.copy()
+                if m.window:  # a sequence model logs each window's last time step
+                    feats = a[0, -1].copy() if single else a[:, -1].copy()
+                else:
+                    feats = a[0].copy() if single else a.copy()
                 latency = _perf_ns() - t0
                 log.put_nowait(
                     (time.time(), m.name, m.version, m.names, feats, res, latency, routed_to, None)
@@ -675,7 +934,10 @@ class Predictor:
                     raise
                 errors[i] = e
         if not rows:
-            err = InputError(f"empty batch: expected at least one row of {m.n} features")
+            what = (
+                f"window of shape [{m.window}, {m.n}]" if m.window else f"row of {m.n} features"
+            )
+            err = InputError(f"empty batch: expected at least one {what}")
             self._count_error()
             if log is not None:
                 self._record(log, m, t0, x, None, routed_to, str(err))
@@ -683,7 +945,7 @@ class Predictor:
         try:
             if single:
                 if arrays:
-                    a = arrays[0].reshape(1, m.n)
+                    a = arrays[0].reshape(1, *m.in_shape)
                     res = m.one(m.run(m.fetch, {m.input_name: a}))
                 else:
                     fb = m.schema.fallback
@@ -720,6 +982,8 @@ class Predictor:
                 error: str | None = "; ".join(str(e) for e in list(errors.values())[:3])
             else:
                 feats, error = (arrays[0] if single else np.stack(arrays)), None
+                if m.window:  # the last time step, as on the fast path
+                    feats = feats[..., -1, :]
             latency = _perf_ns() - t0
             log.put_nowait(
                 (time.time(), m.name, m.version, m.names, feats, res, latency, routed_to, error)
@@ -790,9 +1054,11 @@ def _signature(s: Schema) -> dict[str, Any]:
         "features": s.features,
         "task": s.task,
         "classes": s.classes,
-        "outputs": tuple(sorted((o.meaning or o.name) for o in s.outputs_of("value")))
+        "window": s.window,
+        "outputs": tuple(sorted(o.key for o in s.outputs_of("value")))
         if s.task == "multi"
         else None,
+        "extras": tuple(sorted(o.key for o in s.extras)),
     }
 
 

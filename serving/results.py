@@ -3,12 +3,14 @@
 For one row the fields are Python scalars (``probabilities`` is a 1-D array); for a batch
 they are numpy arrays with one entry per row. ``fallback`` tells which answers came from the
 schema's rule-based fallback; ``routed_to`` is set by :class:`serving.CanaryRouter`.
+``extras`` (classifier and anomaly results) holds the model's extra ``value`` outputs by
+meaning, e.g. a sequence model's ``expected_return``; it is empty for models without them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -46,7 +48,9 @@ class _Result:
 class Prediction(_Result):
     """Classifier result. ``confidence`` is the probability of the predicted class (the max
     probability unless a decision threshold moved the label). ``probabilities`` is ``None``
-    (one row) or a NaN row (batch) for fallback answers."""
+    (one row) or a NaN row (batch) for fallback answers. ``extras`` maps the meaning of each
+    extra ``value`` output to its value (a number per row, or a vector); a fallback answer
+    has ``None`` (one row) or NaN (batch) there unless its rule sets it."""
 
     label: Any
     class_name: Any
@@ -56,6 +60,7 @@ class Prediction(_Result):
     model_version: str
     fallback: Any = False
     routed_to: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True, eq=False)
@@ -71,7 +76,8 @@ class ValuePrediction(_Result):
 
 @dataclass(slots=True, eq=False)
 class AnomalyPrediction(_Result):
-    """Anomaly-detector result (``score``: lower is more abnormal, scikit-learn convention)."""
+    """Anomaly-detector result (``score``: lower is more abnormal, scikit-learn convention).
+    ``extras`` as for :class:`Prediction` (e.g. ``anomaly_score``, higher is more abnormal)."""
 
     is_anomaly: Any
     score: Any
@@ -79,6 +85,7 @@ class AnomalyPrediction(_Result):
     model_version: str
     fallback: Any = False
     routed_to: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True, eq=False)

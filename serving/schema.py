@@ -15,6 +15,8 @@ from serving.errors import BundleError
 
 SCHEMA_VERSION = 1
 TASKS = ("classifier", "regressor", "anomaly", "multi")
+# Tasks whose ``value`` outputs are extras next to the task's own fields.
+EXTRAS_TASKS = ("classifier", "anomaly")
 OUTPUT_KINDS = ("label", "probabilities", "value", "score")
 OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -34,12 +36,17 @@ def _is_num(v: Any) -> bool:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class OutputSpec:
-    """One declared model output: ONNX output ``name``, its ``kind`` and (for ``multi``) its
-    ``meaning``, which is the key of that output in results."""
+    """One declared model output: ONNX output ``name``, its ``kind`` and its ``meaning``. The
+    key of a ``value`` output in results (``multi`` outputs, classifier and anomaly extras) is
+    its meaning, else its name."""
 
     name: str
     kind: str
     meaning: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.meaning or self.name
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -76,7 +83,12 @@ class Fallback:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Schema:
     """A parsed, structurally checked ``schema.json``. Checking it against the ONNX graph is
-    done by the predictor at load time."""
+    done by the predictor at load time.
+
+    ``window`` is 0 for a model on one feature vector per row (input ``[N, n_features]``), or
+    the number of time steps of a sequence model (input ``[N, window, n_features]``).
+    ``extras`` are the ``value`` outputs of a classifier or anomaly model, returned next to
+    the task's own fields. Keys the runtime does not use are kept in ``raw``."""
 
     model_name: str
     model_version: str
@@ -90,6 +102,8 @@ class Schema:
     fallback: Fallback | None
     feature_set_version: str | None
     raw: Mapping[str, Any]
+    window: int = 0
+    extras: tuple[OutputSpec, ...] = ()
 
     def outputs_of(self, kind: str) -> tuple[OutputSpec, ...]:
         return tuple(o for o in self.outputs if o.kind == kind)
@@ -136,6 +150,7 @@ class Schema:
             raise _fail("'input.name' is required")
         if inp.get("dtype", "float32") != "float32":
             raise _fail(f"input dtype must be float32, got {inp.get('dtype')!r}")
+        window = _parse_window(doc, inp, len(features))
         task = doc.get("task")
         if task not in TASKS:
             raise _fail(f"'task' must be one of {TASKS}, got {task!r}")
@@ -169,6 +184,8 @@ class Schema:
             fallback=None,
             feature_set_version=doc.get("feature_set_version"),
             raw=copy.deepcopy(doc),
+            window=window,
+            extras=tuple(o for o in outputs if o.kind == "value") if task in EXTRAS_TASKS else (),
         )
         fb = doc.get("fallback")
         if fb is not None:
@@ -200,14 +217,43 @@ def _parse_outputs(outputs: Any, task: str) -> tuple[OutputSpec, ...]:
         if k not in kinds:
             raise _fail(f"task {task!r} needs an output of kind {k!r}")
     for k in set(kinds):
-        if task != "multi" and kinds.count(k) > 1:
+        several_ok = task == "multi" or (k == "value" and task in EXTRAS_TASKS)
+        if not several_ok and kinds.count(k) > 1:
             raise _fail(f"task {task!r} allows one output of kind {k!r}")
-    if task == "multi":
-        values = [s for s in specs if s.kind == "value"]
-        keys = [s.meaning or s.name for s in values]
-        if len(set(keys)) != len(keys):
-            raise _fail("multi: output meanings must be unique")
+    keys = [s.key for s in specs if s.kind == "value"]
+    if len(set(keys)) != len(keys):
+        raise _fail(f"{task}: the meanings of 'value' outputs must be unique")
     return tuple(specs)
+
+
+def _parse_window(doc: dict, inp: dict, n_features: int) -> int:
+    """The sequence window (0 for a tabular model) from ``window`` and ``input.shape``."""
+    window = doc.get("window")
+    bad = not isinstance(window, int) or isinstance(window, bool) or window < 1
+    if window is not None and bad:
+        raise _fail(f"'window' must be a positive integer, got {window!r}")
+    shape = inp.get("shape")
+    if shape is None:
+        return window or 0
+    if not isinstance(shape, list) or len(shape) not in (2, 3):
+        raise _fail(
+            "'input.shape' must be [batch, n_features] or [batch, window, n_features], "
+            f"got {shape!r}"
+        )
+    if isinstance(shape[-1], int) and shape[-1] != n_features:
+        raise _fail(f"'input.shape' {shape} does not end in len(features) = {n_features}")
+    if len(shape) == 2:
+        if window is not None:
+            raise _fail(f"'window' is {window} but 'input.shape' {shape} has no time axis")
+        return 0
+    steps = shape[1]
+    if window is None:
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise _fail(f"'input.shape' {shape} needs a fixed window length (or set 'window')")
+        return steps
+    if isinstance(steps, int) and steps != window:
+        raise _fail(f"'window' is {window} but 'input.shape' {shape} has {steps} time steps")
+    return window
 
 
 def _parse_classes(doc: dict) -> tuple[tuple[int | str, ...], tuple[str, ...]]:
@@ -274,6 +320,14 @@ def _fallback_output(out: Any, schema: Schema, where: str) -> Mapping[str, Any]:
             raise _fail(f"fallback {where}: {key!r} must be a finite number, got {v!r}")
         return float(v)
 
+    def num_or_vector(key: str) -> float | tuple[float, ...]:
+        v = out.get(key)
+        if isinstance(v, list) and v and all(_is_num(e) for e in v):
+            return tuple(float(e) for e in v)
+        return num(key)
+
+    # extras (classifier / anomaly value outputs) are unknown (None) unless the rule sets them
+    extras = {o.key: num_or_vector(o.key) if o.key in out else None for o in schema.extras}
     if schema.task == "classifier":
         assert schema.classes is not None and schema.class_names is not None
         label = out.get("label")
@@ -284,19 +338,12 @@ def _fallback_output(out: Any, schema: Schema, where: str) -> Mapping[str, Any]:
             "label": label,
             "class_name": schema.class_names[idx],
             "confidence": num("confidence", 0.0),
+            "extras": extras,
         }
     if schema.task == "regressor":
         return {"value": num("value")}
     if schema.task == "anomaly":
         if not isinstance(out.get("is_anomaly"), bool):
             raise _fail(f"fallback {where}: 'is_anomaly' must be true or false")
-        return {"is_anomaly": out["is_anomaly"], "score": num("score")}
-    result: dict[str, Any] = {}
-    for o in schema.outputs_of("value"):
-        key = o.meaning or o.name
-        v = out.get(key)
-        if isinstance(v, list) and v and all(_is_num(e) for e in v):
-            result[key] = tuple(float(e) for e in v)
-        else:
-            result[key] = num(key)
-    return result
+        return {"is_anomaly": out["is_anomaly"], "score": num("score"), "extras": extras}
+    return {o.key: num_or_vector(o.key) for o in schema.outputs_of("value")}

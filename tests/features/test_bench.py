@@ -15,12 +15,14 @@ def test_run_feature_bench_returns_positive_figures():
     for key in (
         "compute_seconds",
         "compute_seconds_first_call",
+        "compute_cpu_seconds",
         "feature_values_per_second",
         "talib_baseline_seconds",
         "talib_values_per_second",
         "values_per_second_ratio",
         "latest_p50_ms",
         "latest_arrays_p50_ms",
+        "latest_cpu_p50_ms",
     ):
         assert figures[key] > 0, key
     assert figures["latest_window_bars"] >= features.LOOKBACK
