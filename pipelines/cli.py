@@ -173,7 +173,7 @@ def ingest(
             result = ingest_file(file, symbol=symbol, timeframe=timeframe, settings=settings,
                                  as_of=_utc_now(), kind=kind, fmt=fmt)
     except IngestRejected as exc:
-        console.print(str(exc), markup=False, highlight=False)
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     payload = result.to_dict()
     if as_json:
