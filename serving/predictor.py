@@ -25,7 +25,13 @@ import onnxruntime as ort
 
 from serving.errors import BundleError, InputError
 from serving.log import PredictionLog
-from serving.results import AnomalyPrediction, MultiPrediction, Prediction, ValuePrediction
+from serving.results import (
+    NO_EXTRAS,
+    AnomalyPrediction,
+    MultiPrediction,
+    Prediction,
+    ValuePrediction,
+)
 from serving.schema import Schema
 
 logger = logging.getLogger(__name__)
@@ -91,8 +97,8 @@ class _Model:
         self.n = n = len(s.features)
         self.index = {f: i for i, f in enumerate(s.features)}
         self.getter = operator.itemgetter(*s.features) if n > 1 else (lambda d: (d[s.features[0]],))
-        self.ones = np.ones(n, dtype=_F32)
         self.window = w = s.window
+        self.ones = np.ones(w * n if w else n, dtype=_F32)  # for the finiteness dot of one row
         self.in_shape = (w, n) if w else (n,)  # the shape of one row (one window)
         if w:
             self.fast, self.split_rows = self._fast_windows, self._split_windows
@@ -290,17 +296,24 @@ class _Model:
             dt = a.dtype
             if dt is not _F32 and dt.kind not in _NUMERIC_KINDS:
                 return None
-            if a.ndim == 2 and a.shape == (w, n):
-                a = np.ascontiguousarray(a, dtype=_F32).reshape(1, w, n)
-                single = True
-            elif a.ndim == 3 and a.shape[1] == w and a.shape[2] == n and a.shape[0] > 0:
+            if a.ndim == 2:
+                if a.shape != (w, n):
+                    return None
+                if dt is not _F32:
+                    a = a.astype(_F32)  # values beyond float32 range become inf
+                elif not a.flags.c_contiguous:
+                    a = np.ascontiguousarray(a)
+                flat = a.reshape(w * n)
+                # as for one row: one BLAS dot, re-checked exactly only if it is not finite
+                if not math.isfinite(flat.dot(self.ones)) and not np.isfinite(flat).all():
+                    return None
+                return a.reshape(1, w, n), True
+            if a.ndim == 3 and a.shape[1] == w and a.shape[2] == n and a.shape[0] > 0:
                 a = np.ascontiguousarray(a, dtype=_F32)
-                single = False
-            else:
-                return None
-            if not np.isfinite(a).all():
-                return None
-            return a, single
+                if not np.isfinite(a).all():
+                    return None
+                return a, False
+            return None
         except Exception:
             return None
 
@@ -579,7 +592,7 @@ class _Model:
                 self.name,
                 self.version,
                 fallback,
-                extras=cols.get("extras", {}),
+                extras=cols.get("extras", NO_EXTRAS),
             )
         if task == "regressor":
             return ValuePrediction(cols["value"], self.name, self.version, fallback)
@@ -590,7 +603,7 @@ class _Model:
                 self.name,
                 self.version,
                 fallback,
-                extras=cols.get("extras", {}),
+                extras=cols.get("extras", NO_EXTRAS),
             )
         return MultiPrediction(cols["outputs"], self.name, self.version, fallback)
 
@@ -676,7 +689,7 @@ class _Model:
         extras = (
             values(c.get("extras", {}), self.extras, {r: fb[r]["extras"] for r in rows_fb})
             if self.extras
-            else {}
+            else NO_EXTRAS
         )
         if task == "classifier":
             assert self.classes is not None

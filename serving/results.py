@@ -4,16 +4,43 @@ For one row the fields are Python scalars (``probabilities`` is a 1-D array); fo
 they are numpy arrays with one entry per row. ``fallback`` tells which answers came from the
 schema's rule-based fallback; ``routed_to`` is set by :class:`serving.CanaryRouter`.
 ``extras`` (classifier and anomaly results) holds the model's extra ``value`` outputs by
-meaning, e.g. a sequence model's ``expected_return``; it is empty for models without them.
+meaning, e.g. a sequence model's ``expected_return``; it is empty (a shared read-only
+mapping) for models without them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
+
+
+class _NoExtras(Mapping):
+    """An empty, read-only, hashable mapping: the ``extras`` of results of models without extra
+    outputs. One shared instance is the field's default, so plain results cost nothing more."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+
+NO_EXTRAS: Mapping[str, Any] = _NoExtras()
 
 
 def jsonable(v: Any) -> Any:
@@ -26,7 +53,7 @@ def jsonable(v: Any) -> Any:
         return v if math.isfinite(v) else None
     if isinstance(v, (list, tuple)):
         return [jsonable(e) for e in v]
-    if isinstance(v, dict):
+    if isinstance(v, Mapping):
         return {str(k): jsonable(e) for k, e in v.items()}
     return v
 
@@ -60,7 +87,7 @@ class Prediction(_Result):
     model_version: str
     fallback: Any = False
     routed_to: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: Mapping[str, Any] = NO_EXTRAS
 
 
 @dataclass(slots=True, eq=False)
@@ -85,7 +112,7 @@ class AnomalyPrediction(_Result):
     model_version: str
     fallback: Any = False
     routed_to: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: Mapping[str, Any] = NO_EXTRAS
 
 
 @dataclass(slots=True, eq=False)
