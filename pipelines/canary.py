@@ -10,32 +10,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from features.store import DATABASE, open_warehouse
 from pipelines.config import Settings
 from pipelines.deploy import decide_canary
+from pipelines.monitor import live_metrics
 from registry import CHALLENGER, CHAMPION, Registry
 
 log = logging.getLogger(__name__)
-
-
-def live_arm_metrics(frame: pd.DataFrame) -> dict[str, float]:
-    """Hit rate (over rows with outcomes), error rate and latency of one arm's predictions."""
-    if frame.empty:
-        return {"n_predictions": 0, "n_outcomes": 0, "hit_rate": 0.0, "error_rate": 0.0,
-                "latency_p50_us": float("nan")}
-    ok = frame[frame["error"] == ""]
-    known = ok[ok["outcome"].notna()]
-    hits = ((known["output"] >= 0.5).astype(float) == known["outcome"]).to_numpy()
-    return {
-        "n_predictions": int(len(frame)),
-        "n_outcomes": int(len(known)),
-        "hit_rate": float(hits.mean()) if len(hits) else 0.0,
-        "error_rate": float(1.0 - len(ok) / len(frame)),
-        "latency_p50_us": float(np.median(ok["latency_us"])) if len(ok) else float("nan"),
-    }
 
 
 def canary_started(registry: Registry, name: str, version: str) -> pd.Timestamp | None:
@@ -63,12 +46,13 @@ def evaluate_canaries(settings: Settings, *, as_of: pd.Timestamp, window_hours: 
             continue
         with open_warehouse(settings) as warehouse:
             frame = warehouse.query(
-                f"""SELECT model_version, output, outcome, latency_us, error FROM {DATABASE}.ml_predictions FINAL
+                f"""SELECT model_version, output, confidence, outcome, latency_us, error, fallback
+                    FROM {DATABASE}.ml_predictions FINAL
                     WHERE tenant = {{tenant:String}} AND model = {{model:String}}
                       AND ts >= {{start:DateTime64(6, 'UTC')}}""",
                 {"tenant": settings.tenant, "model": name,
                  "start": (started or as_of - window).strftime("%Y-%m-%d %H:%M:%S.%f")})
-        arms = {v: live_arm_metrics(frame[frame["model_version"] == v]) for v in (champion, challenger)}
+        arms = {v: live_metrics(frame[frame["model_version"] == v]) for v in (champion, challenger)}
         decision, reason = decide_canary(arms[champion], arms[challenger])
         if decision == "promote":
             registry.promote(name, reason=f"canary: {reason}", run_id=run_id)

@@ -83,8 +83,8 @@ def decide_canary(live_champion: dict[str, float], live_challenger: dict[str, fl
                   min_outcomes: int = 30, max_error_rate: float = 0.01,
                   max_latency_ratio: float = 1.5) -> tuple[str, str]:
     """``promote`` / ``rollback`` / ``wait`` from the two arms' live metrics, with the reason."""
-    n = live_challenger.get("n_outcomes", 0)
-    if live_challenger.get("error_rate", 0.0) > max_error_rate:
+    n = live_challenger.get("n_outcomes") or 0
+    if (live_challenger.get("error_rate") or 0.0) > max_error_rate:
         return "rollback", f"challenger error rate {live_challenger['error_rate']:.2%} > {max_error_rate:.2%}"
     champ_p50 = live_champion.get("latency_p50_us") or np.nan
     chall_p50 = live_challenger.get("latency_p50_us") or np.nan
@@ -92,7 +92,7 @@ def decide_canary(live_champion: dict[str, float], live_challenger: dict[str, fl
         return "rollback", f"challenger p50 latency {chall_p50:.0f}us > {max_latency_ratio}x champion's"
     if n < min_outcomes:
         return "wait", f"only {n} challenger outcomes known (need {min_outcomes})"
-    hit_new, hit_old = live_challenger.get("hit_rate", 0.0), live_champion.get("hit_rate", 0.0)
+    hit_new, hit_old = live_challenger.get("hit_rate") or 0.0, live_champion.get("hit_rate") or 0.0
     if hit_new >= hit_old:
         return "promote", f"challenger hit rate {hit_new:.3f} >= champion {hit_old:.3f} over {int(n)} outcomes"
     return "rollback", f"challenger hit rate {hit_new:.3f} < champion {hit_old:.3f} over {int(n)} outcomes"

@@ -41,28 +41,11 @@ def resolve_datasets(settings: Settings, symbols: list[str], as_of: pd.Timestamp
     return datasets
 
 
-def effective_params(params: dict[str, Any], asset_events: Any = None) -> dict[str, Any]:
-    """The run's params, narrowed to the affected models when a retrain request (Asset event) started it.
-
-    Each event's ``extra`` may carry ``symbol``, ``spec`` (or ``family``) and ``reasons``; the run
-    then trains those and records the reasons as its trigger.
-    """
-    extras = [dict(e.extra or {}) for events in (asset_events or {}).values() for e in events]
-    extras = [x for x in extras if x.get("symbol")]
-    if not extras:
-        return dict(params)
-    reasons = sorted({r for x in extras for r in x.get("reasons", [])}) or ["retrain request"]
-    return {
-        **params,
-        "symbols": sorted({x["symbol"] for x in extras}),
-        "families": sorted({x.get("spec") or x.get("family") for x in extras if x.get("spec") or x.get("family")})
-        or list(params["families"]),
-        "reason": "retrain request: " + "; ".join(reasons),
-    }
-
-
 def extract(params: dict[str, Any], as_of: Any, asset_events: Any = None) -> list[dict[str, Any]]:
-    params = effective_params(params, asset_events)
+    """Ingest the sample symbols and list the datasets; a retrain request narrows the symbols."""
+    from pipelines.monitor import retrain_params
+
+    params = retrain_params(params, asset_events)
     return resolve_datasets(get_settings(), list(params["symbols"]), as_timestamp(as_of))
 
 
@@ -80,8 +63,10 @@ def label(feature_refs: list[dict[str, Any]], params: dict[str, Any], as_of: Any
     from models.specs import specs_for
     from pipelines.build import build_labels
 
+    from pipelines.monitor import retrain_params
+
     settings = get_settings()
-    params = effective_params(params, asset_events)
+    params = retrain_params(params, asset_events)
     specs = specs_for(list(params["families"]))
     jobs = []
     for ref in feature_refs:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from features.store import open_warehouse
-from pipelines.canary import evaluate_canaries, live_arm_metrics
+from pipelines.canary import evaluate_canaries
 from pipelines.config import get_settings
 from pipelines.deploy import decide_canary
 from registry import CHALLENGER, CHAMPION, Registry
@@ -24,16 +24,6 @@ def test_decide_canary_rules():
     assert decide_canary(good, {**good, "n_outcomes": 5})[0] == "wait"
     assert decide_canary(good, {**good, "error_rate": 0.2})[0] == "rollback"
     assert decide_canary(good, {**good, "latency_p50_us": 100.0})[0] == "rollback"
-
-
-def test_live_arm_metrics_counts_hits_errors_and_latency():
-    frame = pd.DataFrame({"output": [0.7, 0.2, 0.6, 0.9], "outcome": [1.0, 0.0, 0.0, np.nan],
-                          "latency_us": [10.0, 20.0, 30.0, 40.0], "error": ["", "", "", "boom"]})
-    m = live_arm_metrics(frame)
-    assert m["n_predictions"] == 4 and m["n_outcomes"] == 3
-    assert m["hit_rate"] == pytest.approx(2 / 3)
-    assert m["error_rate"] == pytest.approx(0.25)
-    assert m["latency_p50_us"] == 20.0
 
 
 def _register(registry: Registry, name: str, tmp_path: Path, n: int) -> list[str]:
@@ -62,11 +52,11 @@ def _log_predictions(name: str, version: str, hit_rate: float, start: pd.Timesta
     rng = np.random.default_rng(seed)
     outcome = rng.integers(0, 2, n).astype(float)
     hit = rng.random(n) < hit_rate
-    output = np.where(hit == (outcome == 1), 0.7, 0.3)
+    output = np.where(hit == (outcome == 1), 0.7, 0.3)  # P(up); confidence = P(predicted class)
     frame = pd.DataFrame({
         "tenant": "default", "model": name, "model_version": version, "symbol": name.split(".")[-1],
         "ts": start + pd.to_timedelta(np.arange(n), unit="min"), "routed_to": "x",
-        "features": [np.zeros(3)] * n, "output": output, "confidence": np.abs(output - 0.5) * 2,
+        "features": [np.zeros(3)] * n, "output": output, "confidence": np.maximum(output, 1 - output),
         "latency_us": 25.0, "error": "", "fallback": np.uint8(0), "outcome": outcome, "version": np.uint64(1)})
     with open_warehouse(get_settings()) as warehouse:
         warehouse.insert("ml_predictions", frame)

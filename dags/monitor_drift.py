@@ -1,0 +1,57 @@
+"""
+### monitor_drift
+
+Hourly check of every champion on its prediction log: **fill_outcomes → monitor → request_retrain**.
+
+`monitor` runs Evidently data drift (features vs the training reference) and prediction drift,
+live accuracy vs the backtest and the majority baseline, latency and error rates; each Evidently
+HTML report is logged to MLflow (experiment `<tenant>/monitoring`) and its URI is in the task log.
+When a model needs retraining (drift, degraded accuracy, an old model on a scheduled run, or a
+name in the `manual` param), `request_retrain` emits an event on the Asset
+`alphaops://retrain-request` that `train_models` is scheduled on; otherwise it is skipped.
+"""
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, Param, dag, task
+
+WAREHOUSE_POOL = "alphaops_warehouse"  # one slot: embedded chDB allows one process per data path
+RETRAIN_REQUEST = Asset("alphaops://retrain-request")  # the same Asset train_models declares
+
+
+@dag(
+    dag_id="monitor_drift",
+    schedule=timedelta(hours=1),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=1), "pool": WAREHOUSE_POOL},
+    params={"manual": Param([], type="array", description="Models to retrain regardless, e.g. direction_h1.SYN1")},
+    tags=["alphaops", "monitoring"],
+    doc_md=__doc__,
+)
+def monitor_drift():
+    @task
+    def fill_outcomes(dag_run=None) -> int:
+        from pipelines import monitor
+        return monitor.fill_outcomes_step(dag_run.run_after)
+
+    @task
+    def monitor(filled: int, params=None, dag_run=None) -> list[dict]:
+        from pipelines import monitor
+        return monitor.monitor_step(params, dag_run.run_after, scheduled=dag_run.run_type == "scheduled")
+
+    @task(outlets=[RETRAIN_REQUEST])
+    def request_retrain(results: list[dict], outlet_events=None) -> list[dict]:
+        from airflow.sdk.exceptions import AirflowSkipException
+        from pipelines import monitor
+        requests = monitor.request_retrain(results)
+        if not requests:
+            raise AirflowSkipException("no champion needs retraining")
+        outlet_events[RETRAIN_REQUEST].extra = monitor.retrain_event_extra(requests)
+        return requests
+
+    request_retrain(monitor(fill_outcomes()))
+
+
+monitor_drift()
