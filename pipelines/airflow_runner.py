@@ -8,8 +8,12 @@ default) is migrated once and the warehouse pool created.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +61,69 @@ def load_dag(settings: Settings, dag_id: str) -> Any:
     return bag.dags[dag_id]
 
 
-def run_dag(settings: Settings, dag_id: str, conf: dict[str, Any]) -> tuple[str, str]:
-    """``dag.test()`` the DAG with ``conf``; returns (state, run_id)."""
+def run_dag(settings: Settings, dag_id: str, conf: dict[str, Any], *, log_path: Path | None = None,
+            on_task: Callable[[str], None] | None = None) -> tuple[str, str]:
+    """``dag.test()`` the DAG with ``conf``; returns (state, run_id).
+
+    With ``log_path``, everything Airflow and the tasks print goes to that file instead of the
+    terminal, and ``on_task`` is called with each task as it starts (for a progress display).
+    """
     ensure_airflow_db(settings)
-    dag = load_dag(settings, dag_id)
-    dag_run = dag.test(run_conf=conf)
+    if log_path is None:
+        dag_run = load_dag(settings, dag_id).test(run_conf=conf)
+        return str(dag_run.state), str(dag_run.run_id)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with _output_to(log_path), _follow_tasks(log_path, on_task):
+        dag_run = load_dag(settings, dag_id).test(run_conf=conf)
     return str(dag_run.state), str(dag_run.run_id)
+
+
+@contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """Send file descriptors 1 and 2 (Python, Airflow, LightGBM, onnxruntime) to ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab", buffering=0) as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+@contextmanager
+def _follow_tasks(path: Path, on_task: Callable[[str], None] | None) -> Iterator[None]:
+    """Call ``on_task`` with 'task_id[map_index]' for every task start written to ``path``."""
+    if on_task is None:
+        yield
+        return
+    stop = threading.Event()
+    pattern = re.compile(r"\[DAG TEST\] starting task_id=(\S+) map_index=(-?\d+)")
+
+    def follow() -> None:
+        with open(path, errors="replace") as log:
+            log.seek(0, os.SEEK_END)
+            while not stop.is_set():
+                line = log.readline()
+                if not line:
+                    stop.wait(0.2)
+                    continue
+                match = pattern.search(line)
+                if match:
+                    task, index = match.groups()
+                    on_task(task if index == "-1" else f"{task}[{index}]")
+
+    thread = threading.Thread(target=follow, name="dag-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=2)

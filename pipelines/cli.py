@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +77,24 @@ def run(
     console.print(f"[bold]train_models[/] on {', '.join(conf['symbols'])} · families "
                   f"{', '.join(conf['families'])} · {conf['trials']} trials · {n_jobs} train tasks "
                   f"· home {settings.home_dir}")
-    with console.status("running the train_models DAG (Airflow dag.test, in process)…"):
-        state, run_id = run_dag(settings, "train_models", conf)
+    stamp = _utc_now().strftime("%Y%m%dT%H%M%S")
+    log_path = settings.home_dir / "logs" / f"train_models-{stamp}.log"
+    console.print(f"Airflow and task logs: {log_path}")
+    started = time.monotonic()
+    # The run's own output goes to the log file (fd 1 and 2); progress goes to a copy of stderr.
+    with os.fdopen(os.dup(2), "w", buffering=1) as terminal:
+        progress = Console(file=terminal)
+        with progress.status("train_models: starting…") as status:
+            def show(task: str) -> None:
+                status.update(f"train_models: {task} ({time.monotonic() - started:.0f} s)")
+                progress.print(f"  [dim]{time.monotonic() - started:6.0f} s[/]  {task}", highlight=False)
+
+            state, run_id = run_dag(settings, "train_models", conf, log_path=log_path, on_task=show)
+    console.print(f"DAG run {run_id}: {state} in {time.monotonic() - started:.0f} s")
     if state != "success":
-        raise CliError(f"DAG run {run_id} ended {state}; see the task logs above "
-                       f"(and under {settings.airflow_home / 'logs'})")
+        tail = log_path.read_text(errors="replace").splitlines()[-40:]
+        console.print("\n".join(tail), markup=False, highlight=False, soft_wrap=True)
+        raise CliError(f"DAG run {run_id} ended {state}; the full log is {log_path}")
     exported = _export_champions(settings)
     from pipelines.report import list_versions
 
