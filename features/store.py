@@ -401,7 +401,7 @@ class Warehouse:
 
     def write_labels(self, labels: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str) -> int:
         long = labels.rename_axis("ts").reset_index().melt(id_vars="ts", var_name="label", value_name="value")
-        long = long.dropna(subset=["value"])
+        # NaN rows are written too: a label that became undefined must replace its old value.
         long.insert(0, "timeframe", timeframe)
         long.insert(0, "symbol", symbol)
         long.insert(0, "tenant", tenant)

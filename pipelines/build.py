@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.store import open_warehouse
@@ -39,14 +40,35 @@ def known_event_label(warehouse: object, tenant: str, symbol: str, index: pd.Dat
     return pd.Series(event_mask(index, events).astype(float), index=index)
 
 
+def trade_outcome_label(trades: pd.DataFrame, index: pd.DatetimeIndex) -> pd.Series:
+    """R-multiple of the platform's own trades (``trade_results``) at the bar each was entered on.
+
+    A trade entered inside a bar counts at that bar (the last bar starting at or before its
+    entry); when several trades start in one bar, the first one counts.
+    """
+    entries = pd.DatetimeIndex(trades["entry_ts"]).tz_convert("UTC")
+    position = index.searchsorted(entries, side="right") - 1
+    keep = position >= 0
+    label = pd.Series(np.nan, index=index)
+    first = pd.Series(trades["r_multiple"].to_numpy(dtype=float)[keep], index=position[keep])
+    first = first[~first.index.duplicated(keep="first")]
+    label.iloc[first.index.to_numpy()] = first.to_numpy()
+    return label
+
+
 def build_labels(settings: Settings, *, symbol: str, timeframe: str, spec_names: list[str],
                  as_of: pd.Timestamp) -> dict[str, Any]:
     """Compute the labels the given specs need and upsert them (the last ``horizon`` rows stay empty)."""
     specs = [spec_by_name(name) for name in spec_names]
     with open_warehouse(settings) as warehouse:
         bars = warehouse.read_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of)
+        trades = warehouse.read_trades(tenant=settings.tenant, symbol=symbol) \
+            if any(spec.family == "trade_quality" for spec in specs) else pd.DataFrame()
         labels = pd.DataFrame({spec.label: spec.label_for(bars) for spec in specs if spec.task != "anomaly"},
                               index=bars.index)
+        for spec in (s for s in specs if s.family == "trade_quality" and not trades.empty):
+            # The feedback loop: once real trade results are ingested, they replace the sample trade log.
+            labels[spec.label] = trade_outcome_label(trades, bars.index)
         for spec in (s for s in specs if s.task == "anomaly"):
             labels[spec.label] = known_event_label(warehouse, settings.tenant, symbol, bars.index)
         labels = labels.loc[:, ~labels.columns.duplicated()]
