@@ -208,6 +208,7 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if np.isfinite(v)})
         mlflow.log_metrics({k: float(v) for k, v in gates.items()})
         mlflow.set_tag("validation_status", status)
+        _log_holdout_plots(spec, data, output)
         mlflow.log_text(model_card(model_name, version, spec, data, metrics, gates, run.data.tags),
                         "model_card.md")
     # Tag the status first, then (in deploy) move aliases.
@@ -221,6 +222,47 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
             "symbol": mv.tags["symbol"], "spec": spec.name, "metric": spec.metric,
             "score": metrics[spec.metric], "failed_gates": failed,
             "metrics": json_safe({k: metrics[k] for k in (spec.metric, "n_test", "null_p_value")})}
+
+
+def _log_holdout_plots(spec: ModelSpec, data: Dataset, output: np.ndarray) -> None:
+    """Confusion matrix and calibration (classifiers) or residuals (regressors) on the holdout."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    y = data.y[data.holdout_idx]
+    if spec.task == "classifier":
+        fig, ax = plt.subplots(figsize=(5, 4))
+        ConfusionMatrixDisplay.from_predictions(y, np.argmax(output, axis=1), labels=np.arange(output.shape[1]),
+                                                display_labels=list(spec.class_names), ax=ax, colorbar=False)
+        ax.set_title(f"{spec.name}: holdout confusion matrix")
+        mlflow.log_figure(fig, "plots/confusion_matrix.png")
+        plt.close(fig)
+        fig, ax = plt.subplots(figsize=(5, 4))
+        for k, name in enumerate(spec.class_names if output.shape[1] > 2 else spec.class_names[1:]):
+            k = k if output.shape[1] > 2 else 1
+            observed, predicted = calibration_curve(y == k, output[:, k], n_bins=10, strategy="quantile")
+            ax.plot(predicted, observed, marker="o", label=name)
+        ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+        ax.set_xlabel("predicted probability")
+        ax.set_ylabel("observed frequency")
+        ax.set_title(f"{spec.name}: holdout calibration")
+        ax.legend()
+        mlflow.log_figure(fig, "plots/calibration.png")
+        plt.close(fig)
+    elif spec.task == "regressor":
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.scatter(output, y - output, s=4, alpha=0.4)
+        ax.axhline(0.0, color="grey", linestyle=":")
+        ax.set_xlabel("prediction")
+        ax.set_ylabel("residual")
+        ax.set_title(f"{spec.name}: holdout residuals")
+        mlflow.log_figure(fig, "plots/residuals.png")
+        plt.close(fig)
 
 
 def model_card(name: str, version: str, spec: ModelSpec, data: Dataset, metrics: dict[str, float],

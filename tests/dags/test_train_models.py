@@ -72,6 +72,10 @@ def test_mlflow_run_carries_params_metrics_bundle_and_lineage(dag_run):
     artifacts = {a.path for a in registry.client.list_artifacts(mv.run_id, "bundle")}
     assert artifacts == {"bundle/model.onnx", "bundle/schema.json"}
     assert "model_card.md" in {a.path for a in registry.client.list_artifacts(mv.run_id)}
+    plots = {a.path for a in registry.client.list_artifacts(mv.run_id, "plots")}
+    assert plots == {"plots/confusion_matrix.png", "plots/calibration.png"}
+    assert {a.path for a in registry.client.list_artifacts(mv.run_id, "importance")} == {
+        "importance/feature_importance.csv", "importance/permutation_top20.png"}
     trials = registry.client.search_runs([run.info.experiment_id],
                                          f"tags.mlflow.parentRunId = '{mv.run_id}'")
     assert len(trials) == 3
@@ -117,7 +121,7 @@ def test_rerun_is_idempotent_for_data_and_adds_a_version(dag_run, alphaops_home)
     with open_warehouse(settings) as warehouse:
         before = warehouse.count("bars", "symbol = {s:String}", {"s": SYMBOL})
     state, _ = run_dag(settings, "train_models", {"symbols": [SYMBOL], "families": ["direction_h1"],
-                                                 "trials": 2, "holdout_fraction": 0.25, "reason": "rerun"})
+                                                 "trials": 3, "holdout_fraction": 0.25, "reason": "rerun"})
     assert state == "success"
     with open_warehouse(settings) as warehouse:
         assert warehouse.count("bars", "symbol = {s:String}", {"s": SYMBOL}) == before
@@ -127,6 +131,11 @@ def test_rerun_is_idempotent_for_data_and_adds_a_version(dag_run, alphaops_home)
     # Same data window: the new version is compared on the rows unseen by both and deployed only if better.
     champions = [v for v in mine if "champion" in v["aliases"]]
     assert len(champions) == 1
+    # Reproducible: the same spec on the same data gives identical metrics.
+    first, second = (v["metrics"] for v in mine)
+    assert {k: first[k] for k in ("auc", "accuracy", "null_p_value", "trading_sharpe")} == \
+        {k: second[k] for k in ("auc", "accuracy", "null_p_value", "trading_sharpe")}
+    assert mine[0]["data_fingerprint"] == mine[1]["data_fingerprint"]
 
 
 @pytest.mark.parametrize("args, message", [
