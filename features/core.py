@@ -152,15 +152,16 @@ def compute_latest_arrays(bars: BarArrays) -> tuple[tuple[FeatureInfo, ...], np.
         vector[row] = values[-1]
         produced.append(row)
 
-    _run_engine(bars, put, produced, len(infos))
+    _run_engine(bars, put, produced, len(infos), last_only=True)
     return infos, vector
 
 
-def _run_engine(bars: BarArrays, put: Put, produced: list[int], n_features: int) -> None:
+def _run_engine(bars: BarArrays, put: Put, produced: list[int], n_features: int, last_only: bool = False) -> None:
+    """``last_only``: only each series' last value is used; groups may then run on shorter tails."""
     with np.errstate(all="ignore"):
         centering = Centering(bars.close)  # shared by the OHLCV and microstructure features
-        ohlcv_features(bars, put, centering)
-        microstructure_features(bars, put, centering)
+        ohlcv_features(bars, put, centering, last_only=last_only)
+        microstructure_features(bars, put, centering, last_only=last_only)
     if len(set(produced)) != n_features:  # the engine and the catalog disagree: a bug, not bad input
         raise RuntimeError(f"engine produced {len(set(produced))} features, the catalog lists {n_features}")
 

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
-import talib
+from talib import _ta_lib as talib  # unwrapped C functions (the package wraps each for pandas/polars)
 
 __all__ = [
     "ema_length",
