@@ -284,7 +284,7 @@ def risk_specs() -> list[ModelSpec]:
     h = RISK_HORIZON
     return [ModelSpec(
         name=f"risk_h{h}", family="risk", task="regressor", label=f"risk_pct_h{h}", horizon=h,
-        make_label=partial(_risk, h), build=_risk_scorer, search_space=forest_space, metric="mae",
+        make_label=partial(_risk, h), build=_risk_scorer, search_space=forest_space, metric="mae", max_train_rows=6000,
         greater_is_better=False,
         # float32 resolution near 100 is 7.6e-6, and a forest sums 100 float32 leaves: the ONNX
         # score differs from the native one by up to ~4e-5 points (relative 5e-7).
@@ -312,7 +312,7 @@ def gate_specs() -> list[ModelSpec]:
     h, k = GATE_HORIZON, GATE_K
     return [ModelSpec(
         name=f"gate_h{h}", family="gate", task="classifier", label=f"sigma_reversion_{h}", horizon=h,
-        make_label=partial(_reversion, h, k), build=_gate, search_space=gbm_space, metric="auc",
+        make_label=partial(_reversion, h, k), build=_gate, search_space=gbm_space, metric="auc", max_train_rows=6000,
         class_names=("reject", "approve"),
         description=f"σ-reversion gate: P(price moves ≥ {k:g}σ toward its 20-bar mean within {h} bars), "
                     "StandardScaler + GradientBoosting; float and UInt8-quantized ONNX",
@@ -347,7 +347,7 @@ def sequence_specs() -> list[ModelSpec]:
         ModelSpec(
             name=f"sequence_{arch}_h{h}", family="sequence", task="classifier", label=f"dir_up_h{h}", horizon=h,
             make_label=partial(_direction_up, h), build=partial(_sequence, arch), search_space=sequence_space,
-            metric="auc", class_names=("down", "up"), window=w,
+            metric="auc", class_names=("down", "up"), window=w, max_train_rows=4000, max_trials=3,
             description=f"P(close[t+{h}] > close[t]) and expected return from the last {w} feature vectors, "
                         f"torch {arch}",
             schema_extras={

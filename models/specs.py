@@ -52,6 +52,10 @@ class ModelSpec:
     # Named baseline predictions on the holdout, fitted on the training window only:
     # (y_train, y_holdout, train_returns, holdout_returns) -> {"garch": array, ...}
     baselines: Callable[..., dict[str, np.ndarray]] | None = None
+    # CPU budget of expensive families: train (and CV, and null-test) on the most recent rows of
+    # the training window only, and cap the Optuna trials. The holdout is never cut.
+    max_train_rows: int | None = None
+    max_trials: int | None = None
 
     def label_for(self, bars: pd.DataFrame) -> pd.Series:
         return self.make_label(bars).rename(self.label)

@@ -72,6 +72,8 @@ def load_dataset(warehouse: Warehouse, spec: ModelSpec, *, tenant: str, symbol: 
         X, y, index, next_ret = make_windows(X, spec.window), y[spec.window - 1:], \
             index[spec.window - 1:], next_ret[spec.window - 1:]
     train_idx, holdout_idx = holdout_split(len(y), holdout_fraction, purge=spec.horizon)
+    if spec.max_train_rows:
+        train_idx = train_idx[-spec.max_train_rows:]
     digest = hashlib.sha256()
     digest.update(index.asi8.tobytes())
     digest.update(np.ascontiguousarray(X).tobytes())

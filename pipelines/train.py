@@ -49,7 +49,7 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
     import mlflow
 
     spec = spec_by_name(spec_name)
-    trials = trials or settings.trials
+    trials = min(trials or settings.trials, spec.max_trials or 10**9)
     holdout_fraction = holdout_fraction or settings.holdout_fraction
     with open_warehouse(settings) as warehouse:
         data = load_dataset(warehouse, spec, tenant=settings.tenant, symbol=symbol, timeframe=timeframe,
