@@ -40,7 +40,8 @@ def _split(values: list[str] | None) -> list[str] | None:
 
 
 def _print_json(payload: Any) -> None:
-    out.print_json(json.dumps(payload, default=str))
+    """Plain JSON on stdout (no wrapping or colour, so pipes always get valid JSON)."""
+    sys.stdout.write(json.dumps(payload, default=str, indent=2) + "\n")
 
 
 def _utc_now() -> Any:
