@@ -311,6 +311,25 @@ def _print_figures(title: str, figures: dict[str, Any], as_json: bool) -> None:
     out.print(table)
 
 
+@app.command()
+def serve(name: str = typer.Argument(..., help="Model to serve, e.g. direction_h1.SYN1"),
+          host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+          port: int = typer.Option(8000, help="Port to serve on.")) -> None:
+    """Serve NAME over REST: champion, plus the challenger on ALPHAOPS_CANARY_SHARE of routing keys."""
+    import uvicorn
+
+    from registry import Registry
+    from registry.watch import canary_router
+    from serving.http import create_app
+
+    settings = _settings()
+    registry = Registry.from_settings(settings)
+    router = canary_router(registry, name, settings.home_dir / "serving-cache", share=settings.canary_share)
+    console.print(f"serving {registry.qualify(name)} on http://{host}:{port} (OpenAPI at /docs); "
+                  f"challenger share {settings.canary_share:.0%}")
+    uvicorn.run(create_app(router), host=host, port=port, log_level="warning")
+
+
 @ui_app.command("mlflow")
 def ui_mlflow(port: int = typer.Option(5000, help="Port to serve on.")) -> None:
     """Serve the MLflow UI on this state's tracking store."""
@@ -395,7 +414,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no DB-migration chatter on stderr
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     known: tuple[type[BaseException], ...] = (CliError, ValueError, FileNotFoundError, WarehouseError,
-                                             RuntimeError, KeyError)
+                                             RuntimeError, KeyError, LookupError)
     try:
         app()
     except known as exc:

@@ -45,3 +45,20 @@ def watch_alias(registry: Registry, name: str, alias: str, cache_dir: Path, *, i
     predictor = serving.Predictor.load(first, intra_op_num_threads=intra_op_num_threads)
     watcher = serving.AliasWatcher(resolve, predictor, interval=interval)
     return predictor, watcher
+
+
+def canary_router(registry: Registry, name: str, cache_dir: Path, *, share: float) -> object:
+    """A ``serving.CanaryRouter`` over ``name@champion`` and, if set, ``name@challenger``.
+
+    ``share`` (``ALPHAOPS_CANARY_SHARE``, 10% by default) of routing keys go to the challenger.
+    """
+    import serving
+
+    from registry.client import CHALLENGER
+
+    champion = alias_resolver(registry, name, CHAMPION, cache_dir)()
+    if champion is None:
+        raise LookupError(f"{registry.qualify(name)} has no champion to serve")
+    challenger = alias_resolver(registry, name, CHALLENGER, cache_dir)()
+    return serving.CanaryRouter(serving.Predictor.load(champion),
+                                serving.Predictor.load(challenger) if challenger else None, share=share)

@@ -70,3 +70,22 @@ def test_predictor_follows_alias_moves_without_restart(registry_with_two_version
     assert watcher.poll() is True
     assert predictor.version == v1
     assert registry.alias_version(name, CHAMPION) == v1
+
+
+def test_canary_router_serves_the_champion_and_a_sticky_share_to_the_challenger(registry_with_two_versions, tmp_path):
+    from registry import CHALLENGER
+    from registry.watch import canary_router
+
+    registry, name, (v1, v2) = registry_with_two_versions
+    registry.set_challenger(name, v2, reason="beats champion")
+    router = canary_router(registry, name, tmp_path / "cache", share=0.25)
+    answered = [router.predict([0.1, 0.2, 0.3, 0.4], key=f"order-{i}") for i in range(400)]
+    versions = [a.model_version for a in answered]
+    assert set(versions) == {v1, v2}
+    assert 0.15 < versions.count(v2) / len(versions) < 0.35
+    again = [router.predict([0.1, 0.2, 0.3, 0.4], key=f"order-{i}").model_version for i in range(400)]
+    assert again == versions, "routing is sticky per key"
+    registry.rollback(name, reason="test")
+    assert registry.alias_version(name, CHALLENGER) is None
+    alone = canary_router(registry, name, tmp_path / "cache", share=0.25)
+    assert {alone.predict([0.1, 0.2, 0.3, 0.4], key=f"k{i}").model_version for i in range(50)} == {v1}
