@@ -31,6 +31,17 @@ def classifier_schema(*, model: dict[str, str], feature_set_version: str, featur
     }
 
 
+def fallback_for_features(fallback: dict[str, Any], features: list[str]) -> dict[str, Any]:
+    """The fallback rule without the rules that test features this model does not have.
+
+    A symbol without microstructure columns has no ``price_dist``; such rules could never
+    match, so they are dropped and the rule's ``default`` answers.
+    """
+    present = set(features)
+    rules = [r for r in fallback.get("rules", []) if all(cond[0] in present for cond in r.get("when", []))]
+    return {**fallback, "rules": rules}
+
+
 def spec_schema(spec: Any, *, model: dict[str, str], feature_set_version: str, features: list[str]
                 ) -> dict[str, Any]:
     """schema.json for any spec: the classifier layout, or the spec's declared outputs and extras.
@@ -53,6 +64,8 @@ def spec_schema(spec: Any, *, model: dict[str, str], feature_set_version: str, f
         }
         if spec.class_names:
             schema["class_names"] = list(spec.class_names)
+    if extras.get("fallback"):
+        extras["fallback"] = fallback_for_features(extras["fallback"], features)
     for key, value in extras.items():
         if key == "thresholds":
             schema["thresholds"] = {**schema.get("thresholds", {}), **value}
