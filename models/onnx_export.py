@@ -16,12 +16,55 @@ def lightgbm_to_onnx(model: object, n_features: int) -> onnx.ModelProto:
     import onnxmltools
     from onnxmltools.convert.common.data_types import FloatTensorType
 
-    return onnxmltools.convert_lightgbm(
+    onnx_model = onnxmltools.convert_lightgbm(
         model,
         initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
         zipmap=False,
         target_opset=LIGHTGBM_OPSET,
     )
+    return exact_float32_thresholds(onnx_model, model.booster_)  # type: ignore[attr-defined]
+
+
+def exact_float32_thresholds(onnx_model: onnx.ModelProto, booster: object) -> onnx.ModelProto:
+    """Make the ONNX tree ensemble split exactly like LightGBM on float32 inputs.
+
+    LightGBM compares ``x <= t`` with a double threshold ``t``; the ONNX graph stores ``t`` as
+    the *nearest* float32, which can round up past ``t``, so an input equal to that float32
+    (common for discrete features: candlestick codes, time encodings) goes left in ONNX and
+    right in LightGBM. Storing the largest float32 ``<= t`` instead gives identical decisions
+    for every float32 input. Nodes are matched per tree by (feature, float32 threshold).
+    """
+    import numpy as np
+
+    exact: dict[int, dict[tuple[int, float], float]] = {}
+
+    def walk(node: dict, tree: int) -> None:
+        if "split_index" not in node:
+            return
+        if node.get("decision_type") == "<=":
+            t = float(node["threshold"])
+            exact.setdefault(tree, {})[(int(node["split_feature"]), float(np.float32(t)))] = t
+        walk(node["left_child"], tree)
+        walk(node["right_child"], tree)
+
+    for info in booster.dump_model()["tree_info"]:  # type: ignore[attr-defined]
+        walk(info["tree_structure"], int(info["tree_index"]))
+    for node in onnx_model.graph.node:
+        if node.op_type not in ("TreeEnsembleClassifier", "TreeEnsembleRegressor"):
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        values = list(attrs["nodes_values"].floats)
+        for i, (mode, tree, feature) in enumerate(zip(attrs["nodes_modes"].strings, attrs["nodes_treeids"].ints,
+                                                      attrs["nodes_featureids"].ints)):
+            t = exact.get(int(tree), {}).get((int(feature), float(np.float32(values[i]))))
+            if mode == b"BRANCH_LEQ" and t is not None:
+                down = np.float32(t)
+                if float(down) > t:
+                    down = np.nextafter(down, np.float32(-np.inf))
+                values[i] = float(down)
+        del attrs["nodes_values"].floats[:]
+        attrs["nodes_values"].floats.extend(values)
+    return onnx_model
 
 
 def sklearn_to_onnx(model: object, n_features: int) -> onnx.ModelProto:
