@@ -259,17 +259,10 @@ class Warehouse:
     def write_bars(self, bars: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str,
                    source: str, ingest_id: str) -> int:
         """Upsert bars indexed by UTC ``ts`` with OHLCV (+ optional microstructure) columns."""
-        frame = pd.DataFrame(index=bars.index)
-        for col in OHLCV + BAR_EXTRA:
-            frame[col] = bars[col].astype(float) if col in bars else np.nan
-        frame = frame.reset_index(names="ts")
-        frame.insert(0, "timeframe", timeframe)
-        frame.insert(0, "symbol", symbol)
-        frame.insert(0, "tenant", tenant)
-        frame["source"] = source
-        frame["ingest_id"] = ingest_id
-        frame["version"] = np.uint64(time.time_ns())
-        return self.insert("bars", frame)
+        values = pd.DataFrame({col: bars[col].astype(float) if col in bars else np.nan
+                               for col in OHLCV + BAR_EXTRA}, index=bars.index)
+        return self.insert("bars", _keyed(values, tenant=tenant, symbol=symbol, timeframe=timeframe,
+                                          source=source, ingest_id=ingest_id))
 
     def read_bars(self, *, tenant: str, symbol: str, timeframe: str,
                   start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -318,17 +311,9 @@ class Warehouse:
     def write_book(self, book: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str,
                    source: str, ingest_id: str) -> int:
         """Upsert top-of-book snapshots indexed by UTC ``ts``."""
-        frame = pd.DataFrame(index=book.index)
-        for col in BOOK:
-            frame[col] = book[col].astype(float)
-        frame = frame.reset_index(names="ts")
-        frame.insert(0, "timeframe", timeframe)
-        frame.insert(0, "symbol", symbol)
-        frame.insert(0, "tenant", tenant)
-        frame["source"] = source
-        frame["ingest_id"] = ingest_id
-        frame["version"] = np.uint64(time.time_ns())
-        return self.insert("book", frame)
+        values = pd.DataFrame({col: book[col].astype(float) for col in BOOK}, index=book.index)
+        return self.insert("book", _keyed(values, tenant=tenant, symbol=symbol, timeframe=timeframe,
+                                          source=source, ingest_id=ingest_id))
 
     def read_book(self, *, tenant: str, symbol: str, timeframe: str,
                   start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -581,6 +566,19 @@ class Warehouse:
                 text = pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S.%f")
                 params[name] = text[: len(text) - (6 - precision)] if precision < 6 else text
         return clauses
+
+
+def _keyed(values: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str, source: str,
+           ingest_id: str) -> pd.DataFrame:
+    """Rows for a (tenant, symbol, timeframe, ts)-keyed table: the key, the values, lineage, version."""
+    frame = values.reset_index(names="ts")
+    frame.insert(0, "timeframe", timeframe)
+    frame.insert(0, "symbol", symbol)
+    frame.insert(0, "tenant", tenant)
+    frame["source"] = source
+    frame["ingest_id"] = ingest_id
+    frame["version"] = np.uint64(time.time_ns())
+    return frame
 
 
 def open_warehouse(settings: Any) -> Any:

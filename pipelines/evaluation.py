@@ -125,5 +125,10 @@ class NullTest:
                 "null_q95": float(np.quantile(scores, 0.95)), "null_n": float(len(scores))}
 
 
+def finite_or_none(value: Any) -> Any:
+    """``None`` for NaN and ±inf floats (not valid JSON), the value otherwise."""
+    return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
 def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()}
+    return {k: finite_or_none(v) for k, v in metrics.items()}

@@ -27,6 +27,7 @@ from pipelines.evaluation import (
     block_permutation,
     classification_metrics,
     classifier_position,
+    finite_or_none,
     json_safe,
     periods_per_year,
     regression_metrics,
@@ -220,7 +221,7 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
              metrics[spec.metric], metrics["null_p_value"], failed or "none")
     return {"model_name": model_name, "version": version, "status": status, "family": spec.family,
             "symbol": mv.tags["symbol"], "spec": spec.name, "metric": spec.metric,
-            "score": json_safe({"score": metrics[spec.metric]})["score"], "failed_gates": failed,
+            "score": finite_or_none(metrics[spec.metric]), "failed_gates": failed,
             "metrics": json_safe({k: metrics[k] for k in (spec.metric, "n_test", "null_p_value")})}
 
 
