@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.specs import Gates, ModelSpec
+from models.specs import Gates, ModelSpec, lightgbm_space
 
 # -- labels ------------------------------------------------------------------------------
 
@@ -128,17 +128,6 @@ def _ensemble(params: dict[str, Any]) -> Any:
 
 
 # -- search spaces -----------------------------------------------------------------------
-
-
-def lightgbm_space(trial: Any) -> dict[str, Any]:
-    return {
-        "n_estimators": trial.suggest_int("n_estimators", 50, 300, step=50),
-        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
-        "num_leaves": trial.suggest_int("num_leaves", 4, 31),
-        "min_child_samples": trial.suggest_int("min_child_samples", 20, 200, log=True),
-        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
-        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
-    }
 
 
 def small_lightgbm_space(trial: Any) -> dict[str, Any]:

@@ -84,7 +84,8 @@ def _three_class_direction(horizon: int, threshold: float) -> Callable[[pd.DataF
     return make
 
 
-def _lightgbm_space(trial: Any) -> dict[str, Any]:
+def lightgbm_space(trial: Any) -> dict[str, Any]:
+    """The LightGBM search space shared by the LightGBM-based families."""
     return {
         "n_estimators": trial.suggest_int("n_estimators", 50, 300, step=50),
         "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
@@ -106,7 +107,7 @@ def direction_specs() -> list[ModelSpec]:
         ModelSpec(
             name=f"direction_h{h}", family="direction", task="classifier", label=f"dir_up_h{h}",
             horizon=h, make_label=_binary_direction(h), build=_direction_classifier,
-            search_space=_lightgbm_space, metric="auc", class_names=("down", "up"),
+            search_space=lightgbm_space, metric="auc", class_names=("down", "up"),
             description=f"P(close[t+{h}] > close[t]), LightGBM",
         )
         for h in (1, 5)
@@ -114,7 +115,7 @@ def direction_specs() -> list[ModelSpec]:
     specs.append(ModelSpec(
         name="direction3_h5", family="direction", task="classifier", label="dir3_h5_0.001",
         horizon=5, make_label=_three_class_direction(5, 0.001), build=_direction_classifier,
-        search_space=_lightgbm_space, metric="auc", class_names=("down", "flat", "up"),
+        search_space=lightgbm_space, metric="auc", class_names=("down", "flat", "up"),
         description="down / flat / up over 5 bars with a ±0.1% band, LightGBM",
     ))
     return specs
