@@ -336,7 +336,7 @@ def sequence_specs() -> list[ModelSpec]:
         ModelSpec(
             name=f"sequence_{arch}_h{h}", family="sequence", task="classifier", label=f"dir_up_h{h}", horizon=h,
             make_label=partial(_direction_up, h), build=partial(_sequence, arch), search_space=sequence_space,
-            metric="auc", class_names=("down", "up"), window=w, max_train_rows=4000, max_trials=3,
+            metric="auc", class_names=("down", "up"), window=w, max_train_rows=4000, max_trials=3, parallel_fits=False,
             description=f"P(close[t+{h}] > close[t]) and expected return from the last {w} feature vectors, "
                         f"torch {arch}",
             schema_extras={

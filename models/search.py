@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 from models.cv import PurgedWalkForward
 from models.metrics import primary_score
 from models.outputs import build_estimator, fit_estimator, full_proba, native_output
+from models.parallel import ordered_map
 from models.specs import ModelSpec
 
 
@@ -25,26 +27,40 @@ class SearchResult:
 
 def cv_score(spec: ModelSpec, params: dict[str, Any], X: np.ndarray, y: np.ndarray,
              cv: PurgedWalkForward, report: Callable[[int, float], bool] | None = None,
-             feature_names: list[str] | None = None, next_return: np.ndarray | None = None) -> list[float]:
-    """Score ``params`` on each purged fold; ``report(step, running_mean)`` returning True prunes."""
+             feature_names: list[str] | None = None, next_return: np.ndarray | None = None,
+             n_jobs: int = 1) -> list[float]:
+    """Score ``params`` on each purged fold; ``report(step, running_mean)`` returning True prunes.
+
+    Folds are fitted on up to ``n_jobs`` threads (if the spec allows) and reported in fold
+    order, so pruning decisions and scores do not depend on ``n_jobs``."""
     scores: list[float] = []
     names = feature_names or [f"f{i}" for i in range(X.shape[-1])]
-    for step, (train_idx, test_idx) in enumerate(cv.split(len(X))):
+
+    def fold_score(split: tuple[np.ndarray, np.ndarray]) -> float:
+        train_idx, test_idx = split
         model = fit_estimator(spec, build_estimator(spec, params, names), X[train_idx], y[train_idx],
                               None if next_return is None else next_return[train_idx])
         output = full_proba(model, X[test_idx], len(spec.class_names)) if spec.task == "classifier" \
             else native_output(spec, model, X[test_idx])
         score = primary_score(spec, y[test_idx], output)
-        scores.append(score if np.isfinite(score) else (0.5 if spec.task == "anomaly" else score))
-        if report is not None and report(step, float(np.mean(scores))):
-            break
+        return score if np.isfinite(score) else (0.5 if spec.task == "anomaly" else score)
+
+    with closing(ordered_map(fold_score, cv.split(len(X)), n_jobs if spec.parallel_fits else 1)) as fold_scores:
+        for step, score in enumerate(fold_scores):
+            scores.append(score)
+            if report is not None and report(step, float(np.mean(scores))):
+                break
     return scores
 
 
 def tune(spec: ModelSpec, X: np.ndarray, y: np.ndarray, *, n_trials: int, cv: PurgedWalkForward,
          seed: int, log_trial: Callable[[int, dict[str, Any], float, str], None] | None = None,
-         feature_names: list[str] | None = None, next_return: np.ndarray | None = None) -> SearchResult:
-    """One Optuna study (TPE, median pruner) over the spec's search space."""
+         feature_names: list[str] | None = None, next_return: np.ndarray | None = None,
+         n_jobs: int = 1) -> SearchResult:
+    """One Optuna study (TPE, median pruner) over the spec's search space.
+
+    Trials run one after another (TPE's suggestions depend on every earlier trial, so this
+    keeps a study reproducible); each trial's CV folds use up to ``n_jobs`` threads."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -63,7 +79,7 @@ def tune(spec: ModelSpec, X: np.ndarray, y: np.ndarray, *, n_trials: int, cv: Pu
             trial.report(value, step)
             return trial.should_prune()
 
-        scores = cv_score(spec, params, X, y, cv, report, feature_names, next_return)
+        scores = cv_score(spec, params, X, y, cv, report, feature_names, next_return, n_jobs)
         value = float(np.mean(scores))
         if len(scores) < cv.n_splits:
             if log_trial:

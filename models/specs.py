@@ -56,6 +56,9 @@ class ModelSpec:
     # the training window only, and cap the Optuna trials. The holdout is never cut.
     max_train_rows: int | None = None
     max_trials: int | None = None
+    # Independent fits (CV folds, null-test retrains) may run on threads (see models.parallel);
+    # False for estimators with process-wide state (torch's seed and thread count).
+    parallel_fits: bool = True
 
     def label_for(self, bars: pd.DataFrame) -> pd.Series:
         return self.make_label(bars).rename(self.label)

@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.parallel import default_n_jobs
+
 FAMILY_ALL = "all"
 
 
@@ -50,6 +52,12 @@ class Settings(BaseSettings):
     seed: int = 42
     top_k: int = Field(default=5, ge=1)
     null_permutations: int = Field(default=20, ge=0)
+    # Stop null-test retrains once this many score at least as well as the real model: the
+    # model fails the test either way (see pipelines.evaluation.NullTest). None: never stop.
+    null_stop_after: int | None = Field(default=3, ge=1)
+    # Threads for independent fits inside one task (CV folds, null-test retrains); results
+    # do not depend on it. Default: the cores this process may use.
+    n_jobs: int = Field(default_factory=default_n_jobs, ge=1)
 
     # Trading costs used by validation (bps per side).
     commission_bps: float = 1.0

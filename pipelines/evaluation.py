@@ -104,25 +104,45 @@ def block_permutation(y: np.ndarray, block: int, rng: np.random.Generator) -> np
 
 @dataclass(frozen=True)
 class NullTest:
-    """The real score against scores under permuted labels (in the metric's own units)."""
+    """The real score against scores under permuted labels (in the metric's own units).
+
+    ``stop_after``: the null scores were drawn sequentially and drawing stopped at the
+    ``stop_after``-th null score at least as good as the real one (Besag & Clifford's
+    sequential Monte Carlo test, 1991). The p-value is then ``stop_after / draws``; when the
+    draws ran out first it is the usual ``(1 + beats) / (1 + draws)``. Either way it is a
+    valid p-value, and with ``stop_after >= 1`` the decision ``p < alpha`` is the same as
+    with every draw made (stopping only ever happens once ``p >= stop_after / n >= 1/n``).
+    """
 
     real: float
     null_scores: list[float]
     greater_is_better: bool = True
+    stop_after: int | None = None
+
+    def beats(self, score: float) -> bool:
+        """Is a null ``score`` at least as good as the real one?"""
+        sign = 1.0 if self.greater_is_better else -1.0
+        return not np.isfinite(self.real) or sign * score >= sign * self.real
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.stop_after is not None and sum(map(self.beats, self.null_scores)) >= self.stop_after
 
     @property
     def p_value(self) -> float:
         """Share of null scores at least as good as the real one (with the +1 correction)."""
         if not np.isfinite(self.real):
             return 1.0
-        sign = 1.0 if self.greater_is_better else -1.0
-        beats = sum(sign * score >= sign * self.real for score in self.null_scores)
+        beats = sum(map(self.beats, self.null_scores))
+        if self.stopped_early:
+            return beats / len(self.null_scores)
         return (1 + beats) / (1 + len(self.null_scores))
 
     def as_metrics(self) -> dict[str, float]:
         scores = np.asarray(self.null_scores)
         return {"null_p_value": self.p_value, "null_mean": float(scores.mean()),
-                "null_q95": float(np.quantile(scores, 0.95)), "null_n": float(len(scores))}
+                "null_q95": float(np.quantile(scores, 0.95)), "null_n": float(len(scores)),
+                "null_stopped_early": float(self.stopped_early)}
 
 
 def finite_or_none(value: Any) -> Any:

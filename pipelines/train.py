@@ -81,7 +81,8 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
                 mlflow.set_tag("trial_state", state)
 
         search = tune(spec, X_train, y_train, n_trials=trials, cv=cv, seed=settings.seed, log_trial=log_trial,
-                      feature_names=data.feature_names, next_return=data.next_return[data.train_idx])
+                      feature_names=data.feature_names, next_return=data.next_return[data.train_idx],
+                      n_jobs=settings.n_jobs)
         mlflow.log_params({f"best_{k}": v for k, v in search.best_params.items()})
         mlflow.set_tag("best_params", json.dumps(search.best_params, sort_keys=True))
         mlflow.log_metrics({f"cv_{spec.metric}": search.best_cv_score, "trials_pruned": search.n_pruned})

@@ -11,6 +11,7 @@ import json
 import logging
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from models.specs import ModelSpec, spec_by_name
 from pipelines.config import Settings
 from pipelines.datasets import Dataset, load_dataset
 from models.outputs import build_estimator, fit_estimator, full_proba, native_output
+from models.parallel import ordered_map
 from pipelines.evaluation import (
     NullTest,
     block_permutation,
@@ -74,12 +76,14 @@ def one_row_latency_us(bundle: Path, X: np.ndarray, n: int = 300) -> float:
 
 
 def null_test(spec: ModelSpec, data: Dataset, params: dict[str, Any], real: float, n: int, seed: int,
-              holdout_output: np.ndarray) -> NullTest:
+              holdout_output: np.ndarray, n_jobs: int = 1, stop_after: int | None = None) -> NullTest:
     """Scores of the spec under block-permuted labels, on the same holdout.
 
-    Supervised specs are retrained on permuted training labels. An unsupervised (anomaly)
-    model never sees labels, so its null permutes the holdout's event labels against the same
-    scores instead (200 permutations, cheap).
+    Supervised specs are retrained on permuted training labels, at most ``n`` times and,
+    with ``stop_after``, only until that many retrains score at least as well as the real
+    model (a sequential test: see :class:`NullTest`; the pass/fail decision is unchanged).
+    An unsupervised (anomaly) model never sees labels, so its null permutes the holdout's
+    event labels against the same scores instead (200 permutations, cheap).
     """
     from models.metrics import primary_score
 
@@ -88,18 +92,28 @@ def null_test(spec: ModelSpec, data: Dataset, params: dict[str, Any], real: floa
     hold_y = data.y[data.holdout_idx]
     if spec.task == "anomaly":
         return NullTest(real=real, null_scores=[
-            primary_score(spec, block_permutation(hold_y, block, rng), holdout_output) for _ in range(200)])
+            primary_score(spec, block_permutation(hold_y, block, rng), holdout_output) for _ in range(200)],
+            greater_is_better=spec.greater_is_better)
     X_train, y_train = data.X[data.train_idx], data.y[data.train_idx]
     X_hold = data.X[data.holdout_idx]
     train_returns = data.next_return[data.train_idx]
-    scores = []
-    for _ in range(n):
+    # Draw every permutation first: the null scores then do not depend on n_jobs.
+    permuted = [block_permutation(y_train, block, rng) for _ in range(n)]
+
+    def null_score(y_permuted: np.ndarray) -> float:
         model = fit_estimator(spec, build_estimator(spec, params, data.feature_names), X_train,
-                              block_permutation(y_train, block, rng), train_returns)
+                              y_permuted, train_returns)
         output = full_proba(model, X_hold, len(spec.class_names)) if spec.task == "classifier" \
             else native_output(spec, model, X_hold)
-        scores.append(primary_score(spec, hold_y, output))
-    return NullTest(real=real, null_scores=scores, greater_is_better=spec.greater_is_better)
+        return primary_score(spec, hold_y, output)
+
+    result = NullTest(real=real, null_scores=[], greater_is_better=spec.greater_is_better, stop_after=stop_after)
+    with closing(ordered_map(null_score, permuted, n_jobs if spec.parallel_fits else 1)) as scores:
+        for score in scores:  # in permutation order, whatever n_jobs
+            result.null_scores.append(score)
+            if result.stopped_early:
+                break
+    return result
 
 
 def trading_metrics_for(settings: Settings, data: Dataset, position: np.ndarray) -> dict[str, float]:
@@ -197,7 +211,8 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
     else:
         metrics = evaluate_regressor(spec, data, output)
     metrics.update(null_test(spec, data, params, metrics[spec.metric], settings.null_permutations,
-                             settings.seed, output).as_metrics())
+                             settings.seed, output, n_jobs=settings.n_jobs,
+                             stop_after=settings.null_stop_after).as_metrics())
     metrics["onnx_max_abs_diff"] = float(run.data.metrics["onnx_max_abs_diff"])
     metrics["latency_p50_us"] = one_row_latency_us(bundle, X_hold)
     gates = gate_results(spec, metrics)
@@ -298,7 +313,7 @@ def model_card(name: str, version: str, spec: ModelSpec, data: Dataset, metrics:
 
 Labels permuted in blocks, the spec retrained {int(metrics['null_n'])} times: null mean
 {metrics['null_mean']:.4f}, 95th percentile {metrics['null_q95']:.4f}; the real model's p-value is
-{metrics['null_p_value']:.4f}.
+{metrics['null_p_value']:.4f}{' (sequential test: retraining stopped once enough permuted-label models scored at least as well)' if metrics.get('null_stopped_early') else ''}.
 
 ## Gates
 

@@ -47,3 +47,30 @@ def test_block_permutation_keeps_values_and_blocks():
 def test_null_p_value_counts_null_scores_at_least_as_good():
     assert NullTest(real=0.6, null_scores=[0.5] * 20).p_value == pytest.approx(1 / 21)
     assert NullTest(real=0.5, null_scores=[0.55] * 19 + [0.4]).p_value == pytest.approx(20 / 21)
+
+
+def test_sequential_null_test_stops_at_the_hth_exceedance_with_the_besag_clifford_p_value():
+    stopped = NullTest(real=0.55, null_scores=[0.5, 0.6, 0.56, 0.58], stop_after=3)
+    assert stopped.stopped_early
+    assert stopped.p_value == pytest.approx(3 / 4)
+    running = NullTest(real=0.55, null_scores=[0.5] * 18 + [0.6, 0.6], stop_after=3)
+    assert not running.stopped_early
+    assert running.p_value == pytest.approx(3 / 21)
+
+
+@pytest.mark.parametrize("stop_after", [1, 2, 3, 5])
+def test_sequential_null_test_decides_as_the_full_test_does(stop_after):
+    """Stopping early never changes p < 0.05 for n = 20 draws (lower is better here)."""
+    rng = np.random.default_rng(stop_after)
+    for _ in range(200):
+        null = list(rng.normal(1.0, 0.1, 20))
+        real = float(rng.normal(0.85, 0.1))
+        full = NullTest(real=real, null_scores=null, greater_is_better=False)
+        drawn = []
+        sequential = NullTest(real=real, null_scores=drawn, greater_is_better=False, stop_after=stop_after)
+        for score in null:
+            drawn.append(score)
+            if sequential.stopped_early:
+                break
+        assert (sequential.p_value < 0.05) == (full.p_value < 0.05)
+        assert len(drawn) <= 20
