@@ -1,9 +1,11 @@
 """Batch and online feature computation: :func:`compute` and :func:`compute_latest`.
 
-Both run the same engine. Every feature has finite memory (its value at bar t depends only
-on bars ``t - warmup .. t``), so ``compute_latest`` runs the engine on the last
-:data:`LOOKBACK` bars and returns the last row, which equals ``compute`` at that bar up to
-floating-point rounding (tested to 1e-9).
+``compute`` runs the batch engine (:mod:`features.indicators`, :mod:`features.microstructure`)
+over whole series. Every feature has finite memory (its value at bar t depends only on bars
+``t - warmup .. t``), so ``compute_latest`` needs only the last :data:`LOOKBACK` bars; it
+runs the online engine (:mod:`features.online`), which evaluates the same definitions at
+the last bar only, and equals ``compute`` at that bar up to floating-point rounding (every
+feature tested to 1e-9).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from features.definitions import (
 )
 from features.indicators import BarArrays, Put, ohlcv_features
 from features.microstructure import microstructure_features
+from features.online import latest_features
 from features.smoothing import Centering
 
 __all__ = ["compute", "compute_latest", "compute_latest_arrays", "compute_arrays", "to_bar_arrays"]
@@ -37,6 +40,11 @@ def _layout(extra_columns: frozenset[str]) -> tuple[tuple[FeatureInfo, ...], dic
     available = set(extra_columns) | set(OHLCV_COLUMNS)
     infos = _OHLCV_INFOS + tuple(info for info in _MICRO_INFOS if set(info.requires) <= available)
     return infos, {info.name: row for row, info in enumerate(infos)}, pd.Index([info.name for info in infos])
+
+
+@lru_cache(maxsize=64)
+def _names(extra_columns: frozenset[str]) -> tuple[str, ...]:
+    return tuple(info.name for info in _layout(extra_columns)[0])
 
 
 def to_bar_arrays(bars: pd.DataFrame, tail: int | None = None) -> BarArrays:
@@ -64,18 +72,9 @@ def to_bar_arrays(bars: pd.DataFrame, tail: int | None = None) -> BarArrays:
         raise ValueError(f"timestamps must be strictly increasing: ts[{bad}] = {index[bad]} follows {index[bad - 1]}")
 
     names = list(OHLCV_COLUMNS) + [name for name in MICROSTRUCTURE_COLUMNS if name in position]
-    arrays = _float_columns(bars, names, position, start)
-    for name in names:
-        values = arrays[name]
-        # A NaN inside TA-Lib's running sums would poison every later value: fill gaps first.
-        if np.count_nonzero(np.isfinite(values)) != values.size:
-            bad = start + int(np.argmin(np.isfinite(values)))
-            raise ValueError(f"column {name!r} has a NaN/inf value at {index[bad]} (fill or drop it first)")
-    for name in OHLCV_COLUMNS:
-        invalid = arrays[name] < 0 if name == "volume" else arrays[name] <= 0
-        if np.count_nonzero(invalid):
-            what = "a negative volume" if name == "volume" else "a non-positive price"
-            raise ValueError(f"column {name!r} has {what} at {index[start + int(np.argmax(invalid))]}")
+    arrays, matrix = _float_columns(bars, names, position, start)
+    if matrix is None or not _all_valid(matrix):
+        _check_values(arrays, names, index, start)
     extra = {name: arrays[name] for name in names[len(OHLCV_COLUMNS) :]}
     return BarArrays(
         open=arrays["open"],
@@ -88,8 +87,33 @@ def to_bar_arrays(bars: pd.DataFrame, tail: int | None = None) -> BarArrays:
     )
 
 
-def _float_columns(bars: pd.DataFrame, names: list[str], position: dict[str, int], start: int) -> dict[str, np.ndarray]:
-    """Columns ``names`` from row ``start`` on, as contiguous float64 arrays."""
+def _all_valid(matrix: np.ndarray) -> bool:
+    """Every value finite, prices (the first four rows) > 0 and volume (the fifth) >= 0."""
+    return bool(np.isfinite(matrix).all() and (matrix[:4] > 0.0).all() and (matrix[4] >= 0.0).all())
+
+
+def _check_values(arrays: dict[str, np.ndarray], names: list[str], index: pd.DatetimeIndex, start: int) -> None:
+    """Raise ValueError naming the first column (and bar) with a NaN/inf, a non-positive price
+    or a negative volume."""
+    for name in names:
+        values = arrays[name]
+        # A NaN inside TA-Lib's running sums would poison every later value: fill gaps first.
+        if np.count_nonzero(np.isfinite(values)) != values.size:
+            bad = start + int(np.argmin(np.isfinite(values)))
+            raise ValueError(f"column {name!r} has a NaN/inf value at {index[bad]} (fill or drop it first)")
+    for name in OHLCV_COLUMNS:
+        invalid = arrays[name] < 0 if name == "volume" else arrays[name] <= 0
+        if np.count_nonzero(invalid):
+            what = "a negative volume" if name == "volume" else "a non-positive price"
+            raise ValueError(f"column {name!r} has {what} at {index[start + int(np.argmax(invalid))]}")
+
+
+def _float_columns(
+    bars: pd.DataFrame, names: list[str], position: dict[str, int], start: int
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Columns ``names`` from row ``start`` on, as contiguous float64 arrays, and (on the
+    online path, ``start > 0``) the same as one ``(len(names), rows)`` matrix whose rows
+    they are."""
     if start > 0:
         # Online path: one 2-D conversion is much cheaper than one Series per column. Falls
         # back to the per-column path (and its error message) if a column is not numeric.
@@ -98,14 +122,15 @@ def _float_columns(bars: pd.DataFrame, names: list[str], position: dict[str, int
         except (TypeError, ValueError):
             pass
         else:
-            return {name: np.ascontiguousarray(block[start:, position[name]]) for name in names}
+            matrix = np.ascontiguousarray(block[start:, [position[name] for name in names]].T)
+            return dict(zip(names, matrix)), matrix
     arrays = {}
     for name in names:
         try:
             arrays[name] = np.ascontiguousarray(bars[name].to_numpy(dtype=np.float64)[start:])
         except (TypeError, ValueError) as error:
             raise ValueError(f"column {name!r} is not numeric: {error}") from error
-    return arrays
+    return arrays, None
 
 
 def compute_arrays(bars: BarArrays) -> tuple[tuple[FeatureInfo, ...], np.ndarray]:
@@ -135,33 +160,24 @@ def compute_arrays(bars: BarArrays) -> tuple[tuple[FeatureInfo, ...], np.ndarray
 
 def compute_latest_arrays(bars: BarArrays) -> tuple[tuple[FeatureInfo, ...], np.ndarray]:
     """Feature vector of the last bar of validated arrays holding at least LOOKBACK bars
-    (only the last LOOKBACK are needed). The numpy-only core of :func:`compute_latest`."""
+    (only the last LOOKBACK are used). The numpy-only core of :func:`compute_latest`: the
+    online engine of :mod:`features.online`."""
     if len(bars) < LOOKBACK:
         raise ValueError(_short_window_message(len(bars)))
-    if len(bars) > LOOKBACK:
-        bars = BarArrays(
-            *(values[-LOOKBACK:] for values in (bars.open, bars.high, bars.low, bars.close, bars.volume, bars.ts_ns)),
-            extra={name: values[-LOOKBACK:] for name, values in bars.extra.items()},
-        )
-    infos, row_of, _ = _layout(frozenset(bars.extra))
-    vector = np.empty(len(infos))
-    produced: list[int] = []
-
-    def put(name: str, values: np.ndarray) -> None:
-        row = row_of[name]
-        vector[row] = values[-1]
-        produced.append(row)
-
-    _run_engine(bars, put, produced, len(infos), last_only=True)
-    return infos, vector
+    extra_columns = frozenset(bars.extra)
+    infos, names = _layout(extra_columns)[0], _names(extra_columns)
+    with np.errstate(all="ignore"):
+        values = latest_features(bars)
+    if len(values) != len(infos):  # the online engine and the catalog disagree: a bug, not bad input
+        raise RuntimeError(f"online engine produced {len(values)} features, the catalog lists {len(infos)}")
+    return infos, np.fromiter(map(values.__getitem__, names), np.float64, len(infos))
 
 
-def _run_engine(bars: BarArrays, put: Put, produced: list[int], n_features: int, last_only: bool = False) -> None:
-    """``last_only``: only each series' last value is used; groups may then run on shorter tails."""
+def _run_engine(bars: BarArrays, put: Put, produced: list[int], n_features: int) -> None:
     with np.errstate(all="ignore"):
         centering = Centering(bars.close)  # shared by the OHLCV and microstructure features
-        ohlcv_features(bars, put, centering, last_only=last_only)
-        microstructure_features(bars, put, centering, last_only=last_only)
+        ohlcv_features(bars, put, centering)
+        microstructure_features(bars, put, centering)
     if len(set(produced)) != n_features:  # the engine and the catalog disagree: a bug, not bad input
         raise RuntimeError(f"engine produced {len(set(produced))} features, the catalog lists {n_features}")
 
@@ -196,7 +212,9 @@ def compute_latest(window: pd.DataFrame) -> pd.Series:
     arrays = to_bar_arrays(window, tail=LOOKBACK)
     _, vector = compute_latest_arrays(arrays)
     columns = _layout(frozenset(arrays.extra))[2]
-    return pd.Series(vector, index=columns, name=window.index[-1], dtype=np.float64, copy=False)
+    latest = pd.Series(vector, index=columns, copy=False)  # float64 already; naming after is cheaper
+    latest.name = window.index[-1]
+    return latest
 
 
 def _short_window_message(n_bars: int) -> str:

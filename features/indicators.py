@@ -7,10 +7,8 @@ use the truncated smoothers of :mod:`features.smoothing` for that reason; everyt
 is TA-Lib as is, with two numerical precautions from :mod:`features.smoothing`: rolling
 functions of price levels (σ, Bollinger, regression slope, CCI, VWAP) run on the price
 minus a nearby anchor, and windows that are exactly flat give exact zeros rather than
-TA-Lib's running-sum residues. Both keep batch and online values within 1e-9.
-
-The engine works on plain arrays and is the same for the batch path (a million bars) and
-the online path (the last LOOKBACK bars), so the two agree by construction.
+TA-Lib's running-sum residues. Both keep values independent of where the series starts,
+so :mod:`features.online` (the last bar only) reproduces them within 1e-9.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from talib import _ta_lib as talib  # unwrapped C functions (the package wraps each for pandas/polars)
+from features import talib_raw as talib  # TA-Lib C functions without the package's pandas wrapper
 
 from features import definitions as cat
 from features.smoothing import (
@@ -62,8 +60,7 @@ class BarArrays:
 class _Context:
     """Input arrays plus intermediates shared by several feature groups (memoised)."""
 
-    def __init__(self, bars: BarArrays, centering: Centering, last_only: bool = False) -> None:
-        self.last_only = last_only  # only each series' last value is used (see :meth:`block`)
+    def __init__(self, bars: BarArrays, centering: Centering) -> None:
         self.o, self.h, self.l, self.c, self.v = bars.open, bars.high, bars.low, bars.close, bars.volume
         self.centering = centering  # anchors for rolling TA-Lib functions on price levels
         self.ts_ns = bars.ts_ns
@@ -80,27 +77,6 @@ class _Context:
         self._volume_sum: dict[int, np.ndarray] = {}
         self._close_constant: dict[int, np.ndarray] = {}
         self._donchian_pos: dict[int, np.ndarray] = {}
-
-    def tail(self, n: int) -> _Context:
-        """The context of the last ``n`` bars only (the online path: only the last bar's
-        value is kept, and a group's value there needs no more bars than its warm-up + 1).
-        Shared intermediates are sliced, not recomputed; memoised ones start afresh."""
-        if n >= len(self.c):
-            return self
-        sub = object.__new__(_Context)
-        sub.last_only = self.last_only
-        sub.o, sub.h, sub.l, sub.c, sub.v = self.o[-n:], self.h[-n:], self.l[-n:], self.c[-n:], self.v[-n:]
-        sub.centering = Centering(sub.c)
-        sub.ts_ns = self.ts_ns[-n:]
-        sub.log_close, sub.ret_1, sub.close_diff = self.log_close[-n:], self.ret_1[-n:], self.close_diff[-n:]
-        sub.true_range, sub.atr, sub.per_atr = self.true_range[-n:], self.atr[-n:], self.per_atr[-n:]
-        sub.emas, sub._highest, sub._lowest, sub._volume_sum, sub._close_constant, sub._donchian_pos = {}, {}, {}, {}, {}, {}
-        return sub
-
-    def block(self, lookback: int) -> _Context:
-        """The context a block of features with that ``lookback`` (largest warm-up + 1) runs
-        on: its :meth:`tail` on the online path, the whole context otherwise."""
-        return self.tail(lookback) if self.last_only else self
 
     def ema(self, period: int) -> np.ndarray:
         """Truncated EMA of close."""
@@ -140,31 +116,13 @@ class _Context:
         return self._volume_sum[period]
 
 
-def ohlcv_features(
-    bars: BarArrays, put: Put, centering: Centering | None = None, last_only: bool = False
-) -> None:
+def ohlcv_features(bars: BarArrays, put: Put, centering: Centering | None = None) -> None:
     """Compute every OHLCV feature of the catalog and hand each to ``put(name, values)``.
 
-    ``centering``: :class:`features.smoothing.Centering` of the close, if already built.
-    ``last_only``: only the last value of each series will be used (the online path): each
-    group then runs on the shortest tail its warm-ups allow, and hands ``put`` series of
-    different lengths, each ending at the last bar."""
-    ctx = _Context(bars, Centering(bars.close) if centering is None else centering, last_only)
-    for group, lookback in _GROUPS:
-        group(ctx.block(lookback), put)
-
-
-def _lookback(*prefixes: str) -> int:
-    """Bars the last value of every feature whose name starts with one of ``prefixes``
-    needs: their largest warm-up + 1."""
-    return 1 + max(info.warmup for info in cat.catalog() if info.name.startswith(prefixes))
-
-
-_MACD_LOOKBACK = _lookback("macd_")
-_ADX_LOOKBACK = _lookback("adx_", "plus_di_", "minus_di_", "di_spread_")
-_AROON_LOOKBACK = _lookback("aroon_")
-_ICHIMOKU_LOOKBACK = _lookback("ichimoku_")
-_LINREG_LOOKBACK = _lookback("linreg_slope_")
+    ``centering``: :class:`features.smoothing.Centering` of the close, if already built."""
+    ctx = _Context(bars, Centering(bars.close) if centering is None else centering)
+    for group in _GROUPS:
+        group(ctx, put)
 
 
 def _returns(ctx: _Context, put: Put) -> None:
@@ -187,13 +145,12 @@ def _trend(ctx: _Context, put: Put) -> None:
         else:
             put(f"ema_cross_{fast}_{slow}", ctx.ema(fast) / ctx.ema(slow) - 1.0)
 
-    block = ctx.block(_MACD_LOOKBACK)
-    macd_line = block.ema(cat.MACD_FAST) - block.ema(cat.MACD_SLOW)
+    macd_line = ctx.ema(cat.MACD_FAST) - ctx.ema(cat.MACD_SLOW)
     macd_signal = truncated_ema(macd_line, cat.MACD_SIGNAL)
-    put("macd_line", macd_line * block.per_atr)
-    put("macd_signal", macd_signal * block.per_atr)
-    put("macd_hist", (macd_line - macd_signal) * block.per_atr)
-    _trend_directional(ctx.block(_ADX_LOOKBACK), put)
+    put("macd_line", macd_line * ctx.per_atr)
+    put("macd_signal", macd_signal * ctx.per_atr)
+    put("macd_hist", (macd_line - macd_signal) * ctx.per_atr)
+    _trend_directional(ctx, put)
     _trend_channels(ctx, put)
 
 
@@ -211,17 +168,15 @@ def _trend_directional(ctx: _Context, put: Put) -> None:
 
 
 def _trend_channels(ctx: _Context, put: Put) -> None:
-    block = ctx.block(_AROON_LOOKBACK)
-    aroon_down, aroon_up = talib.AROON(block.h, block.l, cat.AROON_PERIOD)
+    aroon_down, aroon_up = talib.AROON(ctx.h, ctx.l, cat.AROON_PERIOD)
     put(f"aroon_up_{cat.AROON_PERIOD}", aroon_up)
     put(f"aroon_down_{cat.AROON_PERIOD}", aroon_down)
     put(f"aroon_osc_{cat.AROON_PERIOD}", aroon_up - aroon_down)  # = talib.AROONOSC
 
-    ichimoku = ctx.block(_ICHIMOKU_LOOKBACK)
-    c = ichimoku.c
+    c = ctx.c
 
     def midpoint(period: int) -> np.ndarray:
-        return (ichimoku.highest(period) + ichimoku.lowest(period)) * 0.5
+        return (ctx.highest(period) + ctx.lowest(period)) * 0.5
 
     tenkan, kijun = midpoint(cat.ICHIMOKU_TENKAN), midpoint(cat.ICHIMOKU_KIJUN)
     # The cloud drawn at bar t was computed `kijun` bars earlier: no look-ahead.
@@ -233,8 +188,7 @@ def _trend_channels(ctx: _Context, put: Put) -> None:
     put("ichimoku_senkou_b_dist", c / senkou_b - 1.0)
     put("ichimoku_cloud_thickness", (senkou_a - senkou_b) / c)
 
-    ctx = ctx.block(_LINREG_LOOKBACK)
-    c, per_atr = ctx.c, ctx.per_atr
+    per_atr = ctx.per_atr
     for n in cat.LINREG_PERIODS:
         slope = centered_talib(talib.LINEARREG_SLOPE, (c,), n, centering=ctx.centering)[1][0]
         slope[ctx.close_constant(n)] = 0.0  # exactly 0 on a flat window, not a rounding residue
@@ -397,20 +351,6 @@ def _time(ctx: _Context, put: Put) -> None:
     put("dow_cos", np.cos(weekday_angle))
 
 
-def _group_lookback(group: str) -> int:
-    """Bars the last value of every feature of a catalog group needs: its largest warm-up + 1."""
-    return 1 + max(info.warmup for info in cat.catalog() if info.group == group)
-
-
-_GROUPS: tuple[tuple[Callable[[_Context, Put], None], int], ...] = tuple(
-    (function, _group_lookback(group))
-    for function, group in (
-        (_returns, "returns"),
-        (_trend, "trend"),
-        (_momentum, "momentum"),
-        (_volatility, "volatility"),
-        (_volume, "volume"),
-        (_structure, "structure"),
-        (_time, "time"),
-    )
+_GROUPS: tuple[Callable[[_Context, Put], None], ...] = (
+    _returns, _trend, _momentum, _volatility, _volume, _structure, _time,
 )

@@ -8,7 +8,7 @@ book depth (``bid_size``, ``ask_size``), ``spread``, trade count (``n_trades``),
 from __future__ import annotations
 
 import numpy as np
-from talib import _ta_lib as talib  # unwrapped C functions (the package wraps each for pandas/polars)
+from features import talib_raw as talib  # TA-Lib C functions without the package's pandas wrapper
 
 from features import definitions as cat
 from features.indicators import BarArrays, Put, rolling_vwap
@@ -17,24 +17,10 @@ from features.smoothing import Centering, level_stddev, ratio_of_sums, rolling_s
 _BPS = 1e4
 
 
-_LOOKBACK = 1 + max(info.warmup for info in cat.catalog() if info.group == "microstructure")
-
-
-def microstructure_features(
-    bars: BarArrays, put: Put, centering: Centering | None = None, last_only: bool = False
-) -> None:
+def microstructure_features(bars: BarArrays, put: Put, centering: Centering | None = None) -> None:
     """Compute the microstructure features whose columns are in ``bars.extra``.
 
-    ``centering``: :class:`features.smoothing.Centering` of the close, if already built.
-    ``last_only``: only the last value of each series will be used (the online path): the
-    features then run on the last ``warm-up + 1`` bars only."""
-    if last_only and len(bars) > _LOOKBACK:
-        n = _LOOKBACK
-        bars = BarArrays(
-            bars.open[-n:], bars.high[-n:], bars.low[-n:], bars.close[-n:], bars.volume[-n:], bars.ts_ns[-n:],
-            {name: values[-n:] for name, values in bars.extra.items()},
-        )
-        centering = None
+    ``centering``: :class:`features.smoothing.Centering` of the close, if already built."""
     x, c = bars.extra, bars.close
 
     if "buy_volume" in x and "sell_volume" in x:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
-from talib import _ta_lib as talib  # unwrapped C functions (the package wraps each for pandas/polars)
+from features import talib_raw as talib  # TA-Lib C functions without the package's pandas wrapper
 
 __all__ = [
     "ema_length",

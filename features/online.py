@@ -1,0 +1,529 @@
+"""The online engine: every feature's value at the last bar only, for :func:`features.compute_latest`.
+
+The batch engine (:mod:`features.indicators`, :mod:`features.microstructure`) computes
+whole series; a trading runtime needs one vector per bar, within a millisecond. This
+engine computes the same definitions at the last bar directly:
+
+* a truncated EMA or Wilder average (:mod:`features.smoothing`) at bar t is the dot
+  product of its last ``L`` inputs with fixed weights: the batch's O(n) recursion and
+  this sum are the same number up to rounding;
+* rolling sums, means and extremes are reductions over the last ``period`` bars;
+* TA-Lib still computes every indicator whose result depends on TA-Lib's own conventions
+  (STDDEV's zero threshold, CCI, STOCH, ULTOSC, MFI, AROON, WILLR, BBANDS, CORREL,
+  LINEARREG_SLOPE, the candlestick patterns), on the shortest tail its warm-up needs.
+
+Degenerate windows get the batch engine's values (exact zeros on a flat market, the
+neutral fill of a zero denominator). Every feature equals :func:`features.compute` at
+the same bar within 1e-9 (tests/features/test_core.py checks every feature on real and
+synthetic bars, including a flat market and zero-volume bars).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from features import talib_raw as talib  # TA-Lib C functions without the package's pandas wrapper
+
+from features import definitions as cat
+from features.indicators import BarArrays
+from features.smoothing import _truncation_constants, ema_length, wilder_length
+
+_NS_PER_MINUTE = 60_000_000_000
+_MINUTES_PER_DAY = 1_440
+_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
+_BPS = 1e4
+
+
+def latest_features(bars: BarArrays) -> dict[str, float]:
+    """Every feature the columns of ``bars`` allow, at its last bar.
+
+    ``bars`` must hold at least :data:`features.LOOKBACK` bars (validated, finite)."""
+    out: dict[str, float] = {}
+    last = _Last(bars)
+    for group in (_returns, _trend, _momentum, _volatility, _volume, _structure, _time):
+        group(last, out)
+    _microstructure(bars, last, out)
+    return out
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def _ema_weights(period: int, length: int) -> np.ndarray:
+    """Weights of the truncated EMA over a window ordered oldest to newest."""
+    alpha = 2.0 / (period + 1)
+    _, scale = _truncation_constants(period, length)
+    weights = (alpha * (1.0 - alpha) ** np.arange(length) * scale)[::-1].copy()
+    weights.setflags(write=False)
+    return weights
+
+
+@lru_cache(maxsize=None)
+def _ema_weight_matrix(periods_and_lengths: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """One column of :func:`_ema_weights` per ``(period, length)``, aligned on the newest bar
+    (zeros before a shorter window), so one product gives several EMAs."""
+    rows = max(length for _, length in periods_and_lengths)
+    matrix = np.zeros((rows, len(periods_and_lengths)))
+    for column, (period, length) in enumerate(periods_and_lengths):
+        matrix[rows - length:, column] = _ema_weights(period, length)
+    matrix.setflags(write=False)
+    return matrix
+
+
+def _windows(x: np.ndarray, length: int, count: int) -> np.ndarray:
+    """The last ``count`` windows of ``length`` values of a C-contiguous ``x`` (1-D, or 2-D
+    for one set of windows per row), as a read-only ``(..., count, length)`` view; window i
+    ends at bar ``-count + i``."""
+    columns = x.shape[-1]
+    start = columns - (length + count - 1)
+    shape, strides = (count, length), (8, 8)
+    if x.ndim == 2:
+        shape, strides = (x.shape[0], *shape), (columns * 8, *strides)
+    view = np.ndarray(shape, np.float64, x, start * 8, strides)
+    view.flags.writeable = False
+    return view
+
+
+def _tema(x: np.ndarray, period: int, count: int = 1, length: int | None = None) -> np.ndarray | float:
+    """:func:`features.smoothing.truncated_ema` at the last bar (a float), or at the last
+    ``count`` bars (an array)."""
+    length = ema_length(period) if length is None else length
+    weights = _ema_weights(period, length)
+    if count == 1:
+        return float(x[-length:] @ weights)
+    return _windows(x, length, count) @ weights
+
+
+def _wilder(x: np.ndarray, period: int, count: int = 1) -> np.ndarray | float:
+    """:func:`features.smoothing.wilder` of a non-negative series at the last bar(s). A
+    window of zeros gives exactly 0, as in the batch engine."""
+    return _tema(x, 2 * period - 1, count, wilder_length(period))
+
+
+def _divide(numerator: float, denominator: float, fill: float = 0.0) -> float:
+    """:func:`features.smoothing.safe_divide` for one value."""
+    return numerator / denominator if denominator != 0.0 else fill
+
+
+def _divide_arrays(numerator: np.ndarray, denominator: np.ndarray, fill: float = 0.0) -> np.ndarray:
+    if np.count_nonzero(denominator) == denominator.size:
+        return numerator / denominator
+    out = np.full(denominator.shape, fill)
+    np.divide(numerator, denominator, out=out, where=denominator != 0.0)
+    return out
+
+
+def _constant(window: np.ndarray) -> bool:
+    """All values equal (exact)."""
+    return bool(np.maximum.reduce(window) == np.minimum.reduce(window))
+
+
+def _stddev(window: np.ndarray, constant: bool | None = None) -> float:
+    """:func:`features.smoothing.rolling_stddev` at the last bar: TA-Lib's STDDEV (with
+    its zero threshold), exactly 0 on a constant window."""
+    std = float(talib.STDDEV(window, len(window))[-1])
+    if std != 0.0 and (constant if constant is not None else std < 1e-6 * (abs(float(window[-1])) + 1.0)
+                       and _constant(window)):
+        return 0.0
+    return std
+
+
+def _zscore(window: np.ndarray) -> float:
+    """:func:`features.smoothing.zscore` at the last bar of ``window`` (its length is the period)."""
+    mean = float(np.add.reduce(window)) / len(window)
+    return _divide(float(window[-1]) - mean, _stddev(window))
+
+
+def _mean_of_nonnegative(window: np.ndarray) -> float:
+    """:func:`features.smoothing.mean_of_nonnegative`: the mean, exactly 0 on zeros."""
+    return max(float(np.add.reduce(window)) / len(window), 0.0)
+
+
+def _ratio_of_sums(numerator: np.ndarray, denominator: np.ndarray, fill: float = 0.0) -> float:
+    """:func:`features.smoothing.ratio_of_sums` over the given windows."""
+    if not np.maximum.reduce(denominator) > 0.0:  # no volume in the window
+        return fill
+    return _divide(float(np.add.reduce(numerator)), float(np.add.reduce(denominator)), fill)
+
+
+def _vwap(price: np.ndarray, volume: np.ndarray, anchor: float) -> float:
+    """:func:`features.indicators.rolling_vwap` over the given windows (centred on ``anchor``)."""
+    shifted = price - anchor
+    if not np.maximum.reduce(volume) > 0.0:
+        return float(np.add.reduce(shifted)) / len(shifted) + anchor
+    return float(shifted @ volume) / float(np.add.reduce(volume)) + anchor
+
+
+def _close_stddev(last: _Last, period: int) -> float:
+    """:func:`features.smoothing.level_stddev` of the close: σ, centred; 0 when flat."""
+    return _stddev(last.centred_close[-period:], constant=last.close_constant(period))
+
+
+_MA_EMAS = tuple((n, ema_length(n)) for n in cat.MA_PERIODS)
+_MACD_EMAS = ((cat.MACD_FAST, ema_length(cat.MACD_FAST)), (cat.MACD_SLOW, ema_length(cat.MACD_SLOW)))
+_RSI_WILDERS = tuple((2 * n - 1, wilder_length(n)) for n in cat.RSI_PERIODS)
+
+
+class _Last:
+    """The last LOOKBACK bars and the intermediates several groups share."""
+
+    def __init__(self, bars: BarArrays) -> None:
+        n = cat.WARMUP + 1
+        self.o, self.h, self.l, self.c, self.v = (x[-n:] for x in (bars.open, bars.high, bars.low, bars.close,
+                                                                    bars.volume))
+        self.ts_ns = int(bars.ts_ns[-1])
+        c = self.c
+        self.close = float(c[-1])
+        self.anchor = self.close  # centring anchor for rolling functions of price levels
+        # EMAs run on the centred close: a flat window then gives exactly the anchor, as
+        # the batch recursion does, instead of anchor * (sum of weights) with its last ulp.
+        self.centred_close = c - self.anchor
+        # log returns over the last 100 bars (hv_100 is the longest user)
+        log_close = np.log(c[-(max(cat.HV_PERIODS) + 1):])
+        self.log_close = log_close
+        self.ret_1 = log_close[1:] - log_close[:-1]
+        # true range over the last ATR_SLOW memory (and the ADX's 2 x 54 bars)
+        tr_bars = max(wilder_length(cat.ATR_SLOW_PERIOD), 2 * wilder_length(cat.ADX_PERIOD) - 1)
+        self.true_range = talib.TRANGE(self.h[-(tr_bars + 1):], self.l[-(tr_bars + 1):], c[-(tr_bars + 1):])[1:]
+        self.atr = _wilder(self.true_range, cat.ATR_PERIOD)
+        self.per_atr = 1.0 / self.atr if self.atr != 0.0 else 0.0
+        self._emas: dict[int, np.ndarray] = {}
+        # Bars at the end with exactly the last close (the close is constant over n bars iff n <= run).
+        differs = np.flatnonzero(c[::-1] != self.close)
+        self.close_run = int(differs[0]) if differs.size else len(c)
+        # Highest high / lowest low of the last k bars for every k, ending at the last bar or `lag` before.
+        self._highest: dict[int, np.ndarray] = {}
+        self._lowest: dict[int, np.ndarray] = {}
+
+    def ema(self, period: int) -> np.ndarray:
+        """Truncated EMA of close at the last EMA_SLOPE_LAG + 1 bars."""
+        if not self._emas:  # every MA period in one product
+            weights = _ema_weight_matrix(_MA_EMAS)
+            values = _windows(self.centred_close, weights.shape[0], cat.EMA_SLOPE_LAG + 1) @ weights
+            values += self.anchor
+            self._emas.update(zip(cat.MA_PERIODS, values.T))
+        if period not in self._emas:
+            self._emas[period] = _tema(self.centred_close, period, cat.EMA_SLOPE_LAG + 1) + self.anchor
+        return self._emas[period]
+
+    def highest(self, period: int, lag: int = 0) -> float:
+        """Highest high of the ``period`` bars ending ``lag`` bars before the last."""
+        if lag not in self._highest:
+            self._highest[lag] = np.maximum.accumulate(self.h[len(self.h) - 1 - lag :: -1])
+        return float(self._highest[lag][period - 1])
+
+    def lowest(self, period: int, lag: int = 0) -> float:
+        if lag not in self._lowest:
+            self._lowest[lag] = np.minimum.accumulate(self.l[len(self.l) - 1 - lag :: -1])
+        return float(self._lowest[lag][period - 1])
+
+    def donchian_pos(self, period: int) -> float:
+        highest, lowest = self.highest(period), self.lowest(period)
+        return _divide(self.close - lowest, highest - lowest, 0.5)
+
+    def close_constant(self, period: int) -> bool:
+        """The last ``period`` closes are all equal."""
+        return self.close_run >= period
+
+
+# --- OHLCV groups (same order and formulas as features.indicators) -----------------------
+
+
+def _returns(last: _Last, out: dict[str, float]) -> None:
+    log_close = last.log_close
+    now = float(log_close[-1])
+    for lag in cat.RETURN_LAGS:
+        out[f"ret_{lag}"] = now - float(log_close[-1 - lag])
+
+
+def _trend(last: _Last, out: dict[str, float]) -> None:
+    c, close = last.c, last.close
+    # SMA(n) of the last bar for every n at once: sums of the last n closes.
+    periods = np.asarray(cat.MA_PERIODS)
+    sums = np.cumsum(c[::-1][: max(cat.MA_PERIODS)])[periods - 1]
+    smas = dict(zip(cat.MA_PERIODS, (sums / periods).tolist()))
+    for n in cat.MA_PERIODS:
+        out[f"sma_dist_{n}"] = close / smas[n] - 1.0
+    for n in cat.MA_PERIODS:
+        out[f"ema_dist_{n}"] = close / float(last.ema(n)[-1]) - 1.0
+    for n in cat.MA_PERIODS:
+        ema = last.ema(n)
+        out[f"ema_slope_{n}"] = float(ema[-1]) / float(ema[0]) - 1.0
+    for kind, fast, slow in cat.MA_CROSSES:
+        if kind == "sma":
+            out[f"sma_cross_{fast}_{slow}"] = smas[fast] / smas[slow] - 1.0
+        else:
+            out[f"ema_cross_{fast}_{slow}"] = float(last.ema(fast)[-1]) / float(last.ema(slow)[-1]) - 1.0
+
+    weights = _ema_weight_matrix(_MACD_EMAS)
+    fast_slow = _windows(last.centred_close, weights.shape[0], ema_length(cat.MACD_SIGNAL)) @ weights
+    macd_line = fast_slow[:, 0] - fast_slow[:, 1]
+    line, signal = float(macd_line[-1]), _tema(macd_line, cat.MACD_SIGNAL)
+    out["macd_line"] = line * last.per_atr
+    out["macd_signal"] = signal * last.per_atr
+    out["macd_hist"] = (line - signal) * last.per_atr
+    _trend_directional(last, out)
+    _trend_channels(last, out)
+
+
+def _trend_directional(last: _Last, out: dict[str, float]) -> None:
+    n = cat.ADX_PERIOD
+    memory = wilder_length(n)
+    bars = 2 * memory - 1  # DI at each of the last `memory` bars, each from `memory` bars
+    h, l = last.h[-(bars + 1):], last.l[-(bars + 1):]
+    series = np.empty((3, bars))  # true range, +DM, -DM: Wilder-smoothed in one product
+    series[0] = last.true_range[-bars:]
+    series[1] = talib.PLUS_DM(h, l, 1)[1:]
+    series[2] = talib.MINUS_DM(h, l, 1)[1:]
+    smoothed_tr, plus_dm, minus_dm = _windows(series, memory, memory) @ _ema_weights(2 * n - 1, memory)
+    plus_di = 100.0 * _divide_arrays(plus_dm, smoothed_tr)
+    minus_di = 100.0 * _divide_arrays(minus_dm, smoothed_tr)
+    dx = 100.0 * _divide_arrays(np.abs(plus_di - minus_di), plus_di + minus_di)
+    plus, minus = float(plus_di[-1]), float(minus_di[-1])
+    out[f"adx_{n}"] = _wilder(dx, n)
+    out[f"plus_di_{n}"] = plus
+    out[f"minus_di_{n}"] = minus
+    out[f"di_spread_{n}"] = plus - minus
+
+
+def _trend_channels(last: _Last, out: dict[str, float]) -> None:
+    p = cat.AROON_PERIOD
+    aroon_down, aroon_up = talib.AROON(last.h[-(p + 1):], last.l[-(p + 1):], p)
+    up, down = float(aroon_up[-1]), float(aroon_down[-1])
+    out[f"aroon_up_{p}"] = up
+    out[f"aroon_down_{p}"] = down
+    out[f"aroon_osc_{p}"] = up - down
+
+    def midpoint(period: int, lag: int = 0) -> float:
+        return (last.highest(period, lag) + last.lowest(period, lag)) * 0.5
+
+    close, lag = last.close, cat.ICHIMOKU_KIJUN
+    tenkan, kijun = midpoint(cat.ICHIMOKU_TENKAN), midpoint(cat.ICHIMOKU_KIJUN)
+    senkou_a = (midpoint(cat.ICHIMOKU_TENKAN, lag) + midpoint(cat.ICHIMOKU_KIJUN, lag)) * 0.5
+    senkou_b = midpoint(cat.ICHIMOKU_SENKOU_B, lag)
+    out["ichimoku_tenkan_dist"] = close / tenkan - 1.0
+    out["ichimoku_kijun_dist"] = close / kijun - 1.0
+    out["ichimoku_senkou_a_dist"] = close / senkou_a - 1.0
+    out["ichimoku_senkou_b_dist"] = close / senkou_b - 1.0
+    out["ichimoku_cloud_thickness"] = (senkou_a - senkou_b) / close
+
+    for n in cat.LINREG_PERIODS:
+        slope = 0.0 if last.close_constant(n) else float(talib.LINEARREG_SLOPE(last.centred_close[-n:], n)[-1])
+        out[f"linreg_slope_{n}"] = slope * last.per_atr
+
+
+def _momentum(last: _Last, out: dict[str, float]) -> None:
+    o, h, l, c = last.o, last.h, last.l, last.c
+    weights = _ema_weight_matrix(_RSI_WILDERS)
+    memory = weights.shape[0]
+    recent = c[-(memory + 1):]
+    close_diff = recent[1:] - recent[:-1]
+    gains_losses = np.empty((2, memory))
+    np.maximum(close_diff, 0.0, out=gains_losses[0])
+    np.maximum(-close_diff, 0.0, out=gains_losses[1])
+    averages = (gains_losses @ weights).tolist()  # [gains, losses] x RSI periods
+    for n, avg_gain, avg_loss in zip(cat.RSI_PERIODS, *averages):
+        out[f"rsi_{n}"] = 100.0 * _divide(avg_gain, avg_gain + avg_loss, 0.5)
+    k = cat.STOCH_K + cat.STOCH_SMOOTH_K + cat.STOCH_D - 2
+    slow_k, slow_d = talib.STOCH(h[-k:], l[-k:], c[-k:], cat.STOCH_K, cat.STOCH_SMOOTH_K, 0, cat.STOCH_D, 0)
+    out["stoch_k"] = float(slow_k[-1])
+    out["stoch_d"] = float(slow_d[-1])
+    anchor = last.anchor
+    for n in cat.CCI_PERIODS:
+        out[f"cci_{n}"] = float(talib.CCI(h[-n:] - anchor, l[-n:] - anchor, c[-n:] - anchor, n)[-1])
+    n = cat.WILLR_PERIOD
+    out[f"willr_{n}"] = float(talib.WILLR(h[-n:], l[-n:], c[-n:], n)[-1])
+    close = last.close
+    for n in cat.ROC_PERIODS:
+        before = float(c[-1 - n])
+        out[f"roc_{n}"] = (close - before) / before
+    out[f"mom_{cat.MOMENTUM_PERIOD}_atr"] = (close - float(c[-1 - cat.MOMENTUM_PERIOD])) * last.per_atr
+    n = max(cat.ULTOSC_PERIODS) + 1
+    out["ultosc"] = float(talib.ULTOSC(h[-n:], l[-n:], c[-n:], *cat.ULTOSC_PERIODS)[-1])
+    n = cat.BOP_PERIOD
+    out[f"bop_{n}"] = float(talib.SMA(talib.BOP(o[-n:], h[-n:], l[-n:], c[-n:]), n)[-1])
+
+
+def _volatility(last: _Last, out: dict[str, float]) -> None:
+    o, h, l, c, atr, close, anchor = last.o, last.h, last.l, last.c, last.atr, last.close, last.anchor
+    for n in cat.BBANDS_PERIODS:
+        upper, middle, lower = talib.BBANDS(last.centred_close[-n:], n, cat.BBANDS_NBDEV, cat.BBANDS_NBDEV, 0)
+        low = float(lower[-1])
+        band = 0.0 if last.close_constant(n) else float(upper[-1]) - low
+        out[f"bb_pctb_{n}"] = _divide((close - anchor) - low, band, 0.5)
+        out[f"bb_width_{n}"] = band / (float(middle[-1]) + anchor)
+    atr_slow = _wilder(last.true_range, cat.ATR_SLOW_PERIOD)
+    out[f"atr_pct_{cat.ATR_PERIOD}"] = atr / close
+    out[f"atr_pct_{cat.ATR_SLOW_PERIOD}"] = atr_slow / close
+    out[f"atr_ratio_{cat.ATR_PERIOD}_{cat.ATR_SLOW_PERIOD}"] = _divide(atr, atr_slow, 1.0)
+    keltner_mid = float(last.ema(cat.KELTNER_PERIOD)[-1])
+    out[f"keltner_pos_{cat.KELTNER_PERIOD}"] = (close - keltner_mid) * last.per_atr * (1.0 / cat.KELTNER_ATR_MULT)
+    out[f"keltner_width_{cat.KELTNER_PERIOD}"] = (2.0 * cat.KELTNER_ATR_MULT) * atr / keltner_mid
+    for n in cat.DONCHIAN_PERIODS:
+        out[f"donchian_pos_{n}"] = last.donchian_pos(n)
+        out[f"donchian_width_{n}"] = (last.highest(n) - last.lowest(n)) / close
+    squared_ret = last.ret_1 * last.ret_1
+    rv = {n: math.sqrt(_mean_of_nonnegative(squared_ret[-n:])) for n in cat.RV_PERIODS}
+    for n in cat.RV_PERIODS:
+        out[f"rv_{n}"] = rv[n]
+    for n in cat.HV_PERIODS:
+        out[f"hv_{n}"] = float(talib.STDDEV(last.ret_1[-n:], n)[-1])
+    n = cat.RANGE_VOL_PERIOD
+    log_hl = np.log(h[-n:] / l[-n:])
+    log_co = np.log(c[-n:] / o[-n:])
+    squared_hl = log_hl * log_hl
+    out[f"parkinson_vol_{n}"] = math.sqrt(_mean_of_nonnegative(squared_hl) * (1.0 / (4.0 * np.log(2.0))))
+    gk_terms = 0.5 * squared_hl - (2.0 * np.log(2.0) - 1.0) * log_co * log_co
+    no_range = not np.maximum.reduce(squared_hl) > 0.0
+    gk_variance = 0.0 if no_range else max(float(np.add.reduce(gk_terms)) / n, 0.0)
+    out[f"garman_klass_vol_{n}"] = math.sqrt(gk_variance)
+    out["rv_ratio_10_60"] = _divide(rv[10], rv[60], 1.0)
+    out["range_pct"] = (float(h[-1]) - float(l[-1])) / close
+    out["tr_atr"] = _divide(float(last.true_range[-1]), atr, 1.0)
+
+
+def _volume(last: _Last, out: dict[str, float]) -> None:
+    h, l, c, v, close, anchor = last.h, last.l, last.c, last.v, last.close, last.anchor
+    n, z = cat.OBV_PERIOD, cat.OBV_Z_PERIOD
+    recent = c[-(n + z):]
+    signed_volume = np.sign(recent[1:] - recent[:-1]) * v[-(n + z - 1):]
+    obv_flow = _ratio_of_sums(signed_volume[-n:], v[-n:])
+    out[f"obv_flow_{n}"] = obv_flow
+    sums = np.cumsum(signed_volume)
+    obv_change = sums[n - 1:] - np.concatenate(([0.0], sums[:-n]))  # SUM(signed volume, 20), last 100 bars
+    out[f"obv_slope_z_{n}"] = _zscore(obv_change)
+
+    longest = max(cat.VWAP_PERIODS)
+    typical = (h[-longest:] + l[-longest:] + c[-longest:]) * (1.0 / 3.0)
+    for n in cat.VWAP_PERIODS:
+        vwap = _vwap(typical[-n:], v[-n:], anchor)
+        sigma = _close_stddev(last, n)
+        out[f"vwap_dist_sigma_{n}"] = _divide(close - vwap, sigma)
+        if n == cat.VWAP_PERIODS[0]:
+            out[f"vwap_dist_pct_{n}"] = close / vwap - 1.0
+    n = cat.MFI_PERIOD + 1
+    out[f"mfi_{cat.MFI_PERIOD}"] = float(talib.MFI(h[-n:], l[-n:], c[-n:], v[-n:], cat.MFI_PERIOD)[-1])
+    n = cat.VOLUME_PERIOD
+    out[f"vol_ratio_{n}"] = _divide(float(v[-1]), float(np.add.reduce(v[-n:])) / n, 1.0)
+    longest = max(cat.VOLUME_Z_PERIODS)
+    log_volume = np.log1p(v[-(longest + 1):])
+    for n in cat.VOLUME_Z_PERIODS:
+        out[f"vol_z_{n}"] = _zscore(log_volume[-n:])
+    n = cat.VP_PERIOD
+    volume_change = log_volume[-n:] - log_volume[-(n + 1):-1]
+    returns = last.ret_1[-n:]
+    flat = _constant(returns) or _constant(volume_change)
+    out[f"vp_corr_{n}"] = 0.0 if flat else float(talib.CORREL(returns, volume_change, n)[-1])
+    out[f"vp_divergence_{n}"] = last.donchian_pos(n) - (obv_flow + 1.0) * 0.5
+    n = cat.CMF_PERIOD
+    hn, ln, cn, vn = h[-n:], l[-n:], c[-n:], v[-n:]
+    money_flow_multiplier = _divide_arrays((cn - ln) - (hn - cn), hn - ln)
+    out[f"cmf_{n}"] = _ratio_of_sums(money_flow_multiplier * vn, vn)
+
+
+_CANDLE_FUNCTIONS = tuple((getattr(talib, function), f"cdl_{short}") for function, short in cat.CANDLE_PATTERNS)
+_STRUCTURE_BARS = 1 + max(info.warmup for info in cat.catalog() if info.group == "structure")
+
+
+def _structure(last: _Last, out: dict[str, float]) -> None:
+    # Candlestick patterns on the tail the batch engine's online path always used.
+    n = _STRUCTURE_BARS
+    o, h, l, c = last.o[-n:], last.h[-n:], last.l[-n:], last.c[-n:]
+    for function, name in _CANDLE_FUNCTIONS:
+        out[name] = float(function(o, h, l, c)[-1]) * 0.01
+    close, per_atr = last.close, last.per_atr
+    high, low, open_ = float(h[-1]), float(l[-1]), float(o[-1])
+    bar_range = high - low
+    out["candle_body"] = _divide(close - open_, bar_range)
+    out["candle_upper_wick"] = _divide(high - max(open_, close), bar_range)
+    out["candle_lower_wick"] = _divide(min(open_, close) - low, bar_range)
+    for n in cat.SR_PERIODS:
+        out[f"resistance_dist_{n}"] = (last.highest(n) - close) * per_atr
+        out[f"support_dist_{n}"] = (close - last.lowest(n)) * per_atr
+
+    prev_close = float(c[-2])
+    p = cat.PIVOT_PERIOD
+    for prefix, prev_high, prev_low in (
+        ("pivot", float(h[-2]), float(l[-2])),
+        (f"pivot{p}", last.highest(p, 1), last.lowest(p, 1)),
+    ):
+        pivot = (prev_high + prev_low + prev_close) * (1.0 / 3.0)
+        out[f"{prefix}_dist"] = (close - pivot) * per_atr
+        out[f"{prefix}_r1_dist"] = (close - (2.0 * pivot - prev_low)) * per_atr
+        out[f"{prefix}_s1_dist"] = (close - (2.0 * pivot - prev_high)) * per_atr
+
+    # Bars since the close last left the previous 20-bar channel, looked for in the last 100 bars.
+    channel, cap = cat.CONSOLIDATION_CHANNEL, cat.CONSOLIDATION_CAP
+    previous_high = talib.MAX(h[-(cap + channel):-1], channel)[channel - 1:]
+    previous_low = talib.MIN(l[-(cap + channel):-1], channel)[channel - 1:]
+    recent = c[-cap:]
+    breakout = np.flatnonzero((recent > previous_high) | (recent < previous_low))
+    out["consolidation_len"] = float(cap - 1 - breakout[-1]) if breakout.size else float(cap)
+    n = cat.RANGE_COMPRESSION_PERIOD
+    out[f"range_compression_{n}"] = (last.highest(n) - last.lowest(n)) * per_atr
+
+
+def _time(last: _Last, out: dict[str, float]) -> None:
+    day, minute_of_day = divmod(last.ts_ns // _NS_PER_MINUTE, _MINUTES_PER_DAY)
+    hour_angle = minute_of_day * (2.0 * np.pi / _MINUTES_PER_DAY)
+    weekday_angle = ((day + _EPOCH_WEEKDAY) % 7) * (2.0 * np.pi / 7.0)
+    out["hour_sin"] = math.sin(hour_angle)
+    out["hour_cos"] = math.cos(hour_angle)
+    out["dow_sin"] = math.sin(weekday_angle)
+    out["dow_cos"] = math.cos(weekday_angle)
+
+
+# --- microstructure (same formulas as features.microstructure) ---------------------------
+
+
+def _microstructure(bars: BarArrays, last: _Last, out: dict[str, float]) -> None:
+    x, c, close, anchor = bars.extra, last.c, last.close, last.anchor
+    if "buy_volume" in x and "sell_volume" in x:
+        n = max(*cat.FLOW_PERIODS, cat.TICK_Z_PERIOD, cat.PRICE_DIST_PERIOD)
+        buy, sell = x["buy_volume"][-n:], x["sell_volume"][-n:]
+        imbalance, traded = buy - sell, buy + sell
+        tick_ratio = _divide_arrays(imbalance, traded)
+        out["tick_ratio"] = float(tick_ratio[-1])
+        for n in cat.FLOW_PERIODS:
+            out[f"ofi_{n}"] = _ratio_of_sums(imbalance[-n:], traded[-n:])
+        out[f"tick_ratio_z_{cat.TICK_Z_PERIOD}"] = _zscore(tick_ratio[-cat.TICK_Z_PERIOD:])
+        n = cat.PRICE_DIST_PERIOD
+        vwap = _vwap(c[-n:], traded[-n:], anchor)
+        out["price_dist"] = _divide(close - vwap, _close_stddev(last, n))
+
+    if "bid_size" in x and "ask_size" in x:
+        n = cat.DEPTH_PERIOD
+        bid, ask = x["bid_size"][-n:], x["ask_size"][-n:]
+        depth_ratio = _divide_arrays(bid - ask, bid + ask)
+        out["depth_ratio"] = float(depth_ratio[-1])
+        out[f"depth_ratio_sma_{n}"] = float(np.add.reduce(depth_ratio)) / n
+
+    if "spread" in x:
+        n = max(cat.SPREAD_VOL_PERIOD, cat.SPREAD_Z_PERIOD)
+        spread_bps = _BPS * x["spread"][-n:] / c[-n:]
+        out["spread_bps"] = float(spread_bps[-1])
+        out[f"spread_vol_{cat.SPREAD_VOL_PERIOD}"] = _stddev(spread_bps[-cat.SPREAD_VOL_PERIOD:])
+        out[f"spread_z_{cat.SPREAD_Z_PERIOD}"] = _zscore(spread_bps[-cat.SPREAD_Z_PERIOD:])
+
+    if "n_trades" in x:
+        n = cat.TRADES_PERIOD
+        n_trades = x["n_trades"][-n:]
+        out[f"trade_intensity_z_{n}"] = _zscore(np.log1p(n_trades))
+        avg_trade_size = _divide_arrays(last.v[-n:], n_trades)
+        mean_size = float(np.add.reduce(avg_trade_size)) / n
+        out[f"avg_trade_size_ratio_{n}"] = _divide(float(avg_trade_size[-1]), mean_size, 1.0) - 1.0
+
+    if "funding_rate" in x:
+        n = cat.FUNDING_PERIOD
+        funding = x["funding_rate"][-n:]
+        out["funding_rate_bps"] = _BPS * float(funding[-1])
+        out[f"funding_dev_{n}"] = _zscore(_BPS * funding)
+
+    if "liquidations" in x:
+        n = cat.LIQUIDATION_PERIOD
+        liq_z = _zscore(np.log1p(x["liquidations"][-n:]))
+        out[f"liq_z_{n}"] = liq_z
+        out["liq_spike"] = 1.0 if liq_z > cat.LIQUIDATION_SPIKE_Z else 0.0
