@@ -109,6 +109,7 @@ def _divide(numerator: float, denominator: float, fill: float = 0.0) -> float:
 
 
 def _divide_arrays(numerator: np.ndarray, denominator: np.ndarray, fill: float = 0.0) -> np.ndarray:
+    """:func:`features.smoothing.safe_divide` for arrays without NaN."""
     if np.count_nonzero(denominator) == denominator.size:
         return numerator / denominator
     out = np.full(denominator.shape, fill)
@@ -125,10 +126,13 @@ def _stddev(window: np.ndarray, constant: bool | None = None) -> float:
     """:func:`features.smoothing.rolling_stddev` at the last bar: TA-Lib's STDDEV (with
     its zero threshold), exactly 0 on a constant window."""
     std = float(talib.STDDEV(window, len(window))[-1])
-    if std != 0.0 and (constant if constant is not None else std < 1e-6 * (abs(float(window[-1])) + 1.0)
-                       and _constant(window)):
-        return 0.0
-    return std
+    if std == 0.0:
+        return std
+    if constant is None:
+        # On a constant window TA-Lib leaves at most a residue of ~1e-8 of the level: only a
+        # σ that small needs the exact check.
+        constant = std < 1e-6 * (abs(float(window[-1])) + 1.0) and _constant(window)
+    return 0.0 if constant else std
 
 
 def _zscore(window: np.ndarray) -> float:

@@ -99,7 +99,8 @@ def _risk_scorer(params: dict[str, Any]) -> Any:
 def _momentum_svm(params: dict[str, Any]) -> Any:
     from models.families.momentum import MomentumSVM
 
-    return MomentumSVM(**params)
+    # The kernel SVM fits on (and predicts with support vectors from) 1,200 evenly spaced rows.
+    return MomentumSVM(**{"max_train_rows": 1200, **params})
 
 
 def _gate(params: dict[str, Any]) -> Any:
@@ -151,10 +152,10 @@ def anomaly_space(trial: Any) -> dict[str, Any]:
 
 def forest_space(trial: Any) -> dict[str, Any]:
     return {
-        "n_estimators": trial.suggest_int("n_estimators", 50, 200, step=50),
-        "max_depth": trial.suggest_int("max_depth", 4, 12),
+        "n_estimators": trial.suggest_int("n_estimators", 50, 150, step=50),
+        "max_depth": trial.suggest_int("max_depth", 4, 10),
         "min_samples_leaf": trial.suggest_int("min_samples_leaf", 20, 200, log=True),
-        "max_features": trial.suggest_float("max_features", 0.1, 0.6),
+        "max_features": trial.suggest_float("max_features", 0.1, 0.4),
     }
 
 
@@ -167,7 +168,7 @@ def svm_space(trial: Any) -> dict[str, Any]:
 
 def gbm_space(trial: Any) -> dict[str, Any]:
     return {
-        "n_estimators": trial.suggest_int("n_estimators", 50, 200, step=50),
+        "n_estimators": trial.suggest_int("n_estimators", 50, 150, step=50),
         "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
         "max_depth": trial.suggest_int("max_depth", 2, 4),
         "subsample": trial.suggest_float("subsample", 0.5, 1.0),
@@ -178,8 +179,8 @@ def gbm_space(trial: Any) -> dict[str, Any]:
 
 def sequence_space(trial: Any) -> dict[str, Any]:
     return {
-        "hidden_size": trial.suggest_categorical("hidden_size", [16, 32, 64]),
-        "epochs": trial.suggest_int("epochs", 3, 8),
+        "hidden_size": trial.suggest_categorical("hidden_size", [16, 32]),
+        "epochs": trial.suggest_int("epochs", 3, 5),
         "learning_rate": trial.suggest_float("learning_rate", 5e-4, 5e-3, log=True),
         "dropout": trial.suggest_float("dropout", 0.0, 0.3),
     }
@@ -244,7 +245,7 @@ def regime_specs() -> list[ModelSpec]:
     return [ModelSpec(
         name=f"regime_h{h}", family="regime", task="classifier", label=f"regime_{h}", horizon=h,
         make_label=partial(_regime, h), build=_regime_classifier, search_space=lightgbm_space, metric="auc",
-        class_names=REGIME_NAMES,
+        class_names=REGIME_NAMES, max_train_rows=8000,
         description=f"regime of the next {h} bars (trend up/down, range, high vol, consolidation), LightGBM",
     )]
 
@@ -273,7 +274,7 @@ def risk_specs() -> list[ModelSpec]:
     h = RISK_HORIZON
     return [ModelSpec(
         name=f"risk_h{h}", family="risk", task="regressor", label=f"risk_pct_h{h}", horizon=h,
-        make_label=partial(_risk, h), build=_risk_scorer, search_space=forest_space, metric="mae", max_train_rows=6000,
+        make_label=partial(_risk, h), build=_risk_scorer, search_space=forest_space, metric="mae", max_train_rows=4000,
         greater_is_better=False,
         # float32 resolution near 100 is 7.6e-6, and a forest sums 100 float32 leaves: the ONNX
         # score differs from the native one by up to ~4e-5 points (relative 5e-7).
@@ -301,7 +302,7 @@ def gate_specs() -> list[ModelSpec]:
     h, k = GATE_HORIZON, GATE_K
     return [ModelSpec(
         name=f"gate_h{h}", family="gate", task="classifier", label=f"sigma_reversion_{h}", horizon=h,
-        make_label=partial(_reversion, h, k), build=_gate, search_space=gbm_space, metric="auc", max_train_rows=6000,
+        make_label=partial(_reversion, h, k), build=_gate, search_space=gbm_space, metric="auc", max_train_rows=4000,
         class_names=("reject", "approve"),
         description=f"σ-reversion gate: P(price moves ≥ {k:g}σ toward its 20-bar mean within {h} bars), "
                     "StandardScaler + GradientBoosting; float and UInt8-quantized ONNX",
@@ -336,7 +337,7 @@ def sequence_specs() -> list[ModelSpec]:
         ModelSpec(
             name=f"sequence_{arch}_h{h}", family="sequence", task="classifier", label=f"dir_up_h{h}", horizon=h,
             make_label=partial(_direction_up, h), build=partial(_sequence, arch), search_space=sequence_space,
-            metric="auc", class_names=("down", "up"), window=w, max_train_rows=4000, max_trials=3, parallel_fits=False,
+            metric="auc", class_names=("down", "up"), window=w, max_train_rows=2000, max_trials=3, parallel_fits=False,
             description=f"P(close[t+{h}] > close[t]) and expected return from the last {w} feature vectors, "
                         f"torch {arch}",
             schema_extras={

@@ -90,7 +90,7 @@ def _three_class_direction(horizon: int, threshold: float) -> Callable[[pd.DataF
 def lightgbm_space(trial: Any) -> dict[str, Any]:
     """The LightGBM search space shared by the LightGBM-based families."""
     return {
-        "n_estimators": trial.suggest_int("n_estimators", 50, 300, step=50),
+        "n_estimators": trial.suggest_int("n_estimators", 50, 200, step=50),
         "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
         "num_leaves": trial.suggest_int("num_leaves", 4, 31),
         "min_child_samples": trial.suggest_int("min_child_samples", 20, 200, log=True),
@@ -118,7 +118,7 @@ def direction_specs() -> list[ModelSpec]:
     specs.append(ModelSpec(
         name="direction3_h5", family="direction", task="classifier", label="dir3_h5_0.001",
         horizon=5, make_label=_three_class_direction(5, 0.001), build=_direction_classifier,
-        search_space=lightgbm_space, metric="auc", class_names=("down", "flat", "up"),
+        search_space=lightgbm_space, metric="auc", class_names=("down", "flat", "up"), max_train_rows=8000,
         description="down / flat / up over 5 bars with a ±0.1% band, LightGBM",
     ))
     return specs

@@ -15,6 +15,7 @@ from features.store import open_warehouse
 from models.bundle import spec_schema, write_bundle
 from models.outputs import build_estimator, fit_estimator, native_output, primary_output_name
 from models.cv import PurgedWalkForward
+from models.parallel import ordered_map
 from models.search import tune
 from models.specs import ModelSpec, spec_by_name
 from pipelines.config import Settings
@@ -104,7 +105,7 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
             )
             bundle = write_bundle(Path(tmp) / "bundle", onnx_model, schema)
             mlflow.log_artifacts(str(bundle), "bundle")
-            _log_importance(spec, model, data, Path(tmp))
+            _log_importance(spec, model, data, Path(tmp), settings.n_jobs)
         version = Registry.from_settings(settings).register(name, run_id, tags={
             "family": spec.family, "spec": spec.name, "symbol": symbol, "timeframe": timeframe,
             "feature_set_version": feature_set_version, "data_fingerprint": data.fingerprint,
@@ -129,7 +130,7 @@ def _score(spec: ModelSpec, model: Any, X: np.ndarray, y: np.ndarray) -> float:
     return value if spec.greater_is_better else -value
 
 
-def _log_importance(spec: ModelSpec, model: Any, data: Dataset, tmp: Path) -> None:
+def _log_importance(spec: ModelSpec, model: Any, data: Dataset, tmp: Path, n_jobs: int = 1) -> None:
     """Gain importance, and permutation importance on the holdout (explanation only: nothing is selected on it)."""
     import matplotlib
 
@@ -145,15 +146,20 @@ def _log_importance(spec: ModelSpec, model: Any, data: Dataset, tmp: Path) -> No
         gain = np.ones(n_features)
     top = np.argsort(gain)[::-1][:PERMUTATION_TOP]
     rng = np.random.default_rng(0)
+    orders = {column: [rng.permutation(len(X_hold)) for _ in range(PERMUTATION_REPEATS)] for column in top}
     base = _score(spec, model, X_hold, y_hold)
-    drops = np.zeros(len(data.feature_names))
-    for column in top:
+
+    def mean_drop(column: int) -> float:
         shuffled = np.array(X_hold, copy=True)
         losses = []
-        for _ in range(PERMUTATION_REPEATS):
-            shuffled[..., column] = X_hold[rng.permutation(len(X_hold))][..., column]
+        for order in orders[column]:
+            shuffled[..., column] = X_hold[order][..., column]
             losses.append(base - _score(spec, model, shuffled, y_hold))
-        drops[column] = float(np.mean(losses))
+        return float(np.mean(losses))
+
+    drops = np.zeros(len(data.feature_names))
+    # Predictions release the GIL (except torch's, which run one at a time).
+    drops[top] = list(ordered_map(mean_drop, top, n_jobs if spec.parallel_fits else 1))
     table = pd.DataFrame({"feature": data.feature_names, "gain": gain, "permutation": drops})
     table = table.sort_values("permutation", ascending=False)
     table.to_csv(tmp / "feature_importance.csv", index=False)

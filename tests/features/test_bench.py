@@ -23,6 +23,8 @@ def test_run_feature_bench_returns_positive_figures():
         "latest_p50_ms",
         "latest_arrays_p50_ms",
         "latest_cpu_p50_ms",
+        "batch_engine_on_window_p50_ms",
+        "online_vs_batch_engine_speedup",
     ):
         assert figures[key] > 0, key
     assert figures["latest_window_bars"] >= features.LOOKBACK
