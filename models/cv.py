@@ -63,3 +63,10 @@ def holdout_split(n_samples: int, holdout_fraction: float, purge: int) -> tuple[
             f"{n_samples} labelled rows are too few for a {holdout_fraction:.0%} holdout; ingest more data"
         )
     return np.arange(0, start - purge), np.arange(start, n_samples)
+
+
+def evenly_spaced_rows(n_rows: int, max_rows: int) -> np.ndarray:
+    """At most ``max_rows`` row indices spread evenly over ``0 .. n_rows - 1`` (all rows if fewer)."""
+    if n_rows <= max_rows:
+        return np.arange(n_rows)
+    return np.unique(np.linspace(0, n_rows - 1, max_rows).round().astype(int))

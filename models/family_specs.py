@@ -144,7 +144,7 @@ def small_lightgbm_space(trial: Any) -> dict[str, Any]:
 
 def anomaly_space(trial: Any) -> dict[str, Any]:
     return {
-        "n_estimators": trial.suggest_int("n_estimators", 100, 300, step=50),
+        "n_estimators": trial.suggest_int("n_estimators", 100, 200, step=50),
         "max_samples": trial.suggest_categorical("max_samples", [128, 256, 512]),
         "max_features": trial.suggest_float("max_features", 0.5, 1.0),
     }
@@ -153,7 +153,7 @@ def anomaly_space(trial: Any) -> dict[str, Any]:
 def forest_space(trial: Any) -> dict[str, Any]:
     return {
         "n_estimators": trial.suggest_int("n_estimators", 50, 150, step=50),
-        "max_depth": trial.suggest_int("max_depth", 4, 10),
+        "max_depth": trial.suggest_int("max_depth", 4, 8),
         "min_samples_leaf": trial.suggest_int("min_samples_leaf", 20, 200, log=True),
         "max_features": trial.suggest_float("max_features", 0.1, 0.4),
     }
@@ -337,7 +337,7 @@ def sequence_specs() -> list[ModelSpec]:
         ModelSpec(
             name=f"sequence_{arch}_h{h}", family="sequence", task="classifier", label=f"dir_up_h{h}", horizon=h,
             make_label=partial(_direction_up, h), build=partial(_sequence, arch), search_space=sequence_space,
-            metric="auc", class_names=("down", "up"), window=w, max_train_rows=2000, max_trials=3, parallel_fits=False,
+            metric="auc", class_names=("down", "up"), window=w, max_train_rows=1500, max_trials=2, parallel_fits=False,
             description=f"P(close[t+{h}] > close[t]) and expected return from the last {w} feature vectors, "
                         f"torch {arch}",
             schema_extras={

@@ -175,13 +175,14 @@ def evaluate_anomaly(spec: ModelSpec, data: Dataset, score: np.ndarray) -> dict[
 
 
 def gate_results(spec: ModelSpec, metrics: dict[str, float]) -> dict[str, bool]:
+    """Every gate's pass/fail; the null-test gate only once ``metrics`` holds its p-value."""
     gates = spec.gates
     primary = metrics[spec.metric]
     baselines = [v for k, v in metrics.items() if k.startswith("baseline_") and k.endswith(f"_{spec.metric}")]
     beats = all(primary > b for b in baselines) if spec.greater_is_better else all(primary < b for b in baselines)
     return {
         "gate_beats_baselines": beats or not gates.must_beat_baselines,
-        "gate_null_test": metrics["null_p_value"] < gates.max_null_p_value,
+        **({"gate_null_test": metrics["null_p_value"] < gates.max_null_p_value} if "null_p_value" in metrics else {}),
         "gate_max_drawdown": metrics.get("trading_max_drawdown", 0.0) <= gates.max_drawdown,
         "gate_onnx_parity": metrics["onnx_max_abs_diff"] <= gates.max_onnx_abs_diff,
         "gate_latency": metrics["latency_p50_us"] <= gates.max_latency_p50_us,
@@ -210,11 +211,15 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
         metrics = evaluate_anomaly(spec, data, output)
     else:
         metrics = evaluate_regressor(spec, data, output)
-    metrics.update(null_test(spec, data, params, metrics[spec.metric], settings.null_permutations,
-                             settings.seed, output, n_jobs=settings.n_jobs,
-                             stop_after=settings.null_stop_after).as_metrics())
     metrics["onnx_max_abs_diff"] = float(run.data.metrics["onnx_max_abs_diff"])
     metrics["latency_p50_us"] = one_row_latency_us(bundle, X_hold)
+    # The null test retrains the spec up to 20 times: run it only if the version passes every
+    # other gate (else it is rejected whatever the null test says, and the card says so).
+    failed_first = [g for g, ok in gate_results(spec, metrics).items() if not ok]
+    if not failed_first:
+        metrics.update(null_test(spec, data, params, metrics[spec.metric], settings.null_permutations,
+                                 settings.seed, output, n_jobs=settings.n_jobs,
+                                 stop_after=settings.null_stop_after).as_metrics())
     gates = gate_results(spec, metrics)
     status = "validated" if all(gates.values()) else "rejected"
     failed = [g.removeprefix("gate_") for g, ok in gates.items() if not ok]
@@ -233,11 +238,22 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
                  failed_gates=",".join(failed) or "none",
                  holdout_score=f"{metrics[spec.metric]:.6f}", primary_metric=spec.metric)
     log.info("%s v%s %s: %s=%.4f null p=%.3f gates failed=%s", model_name, version, status, spec.metric,
-             metrics[spec.metric], metrics["null_p_value"], failed or "none")
+             metrics[spec.metric], metrics.get("null_p_value", float("nan")), failed or "none")
     return {"model_name": model_name, "version": version, "status": status, "family": spec.family,
             "symbol": mv.tags["symbol"], "spec": spec.name, "metric": spec.metric,
             "score": finite_or_none(metrics[spec.metric]), "failed_gates": failed,
-            "metrics": json_safe({k: metrics[k] for k in (spec.metric, "n_test", "null_p_value")})}
+            "metrics": json_safe({k: metrics.get(k, float("nan")) for k in (spec.metric, "n_test", "null_p_value")})}
+
+
+def _null_test_text(metrics: dict[str, float], gates: dict[str, bool]) -> str:
+    if "null_p_value" not in metrics:
+        failed = ", ".join(g.removeprefix("gate_") for g, ok in gates.items() if not ok)
+        return f"Not run: the version already failed {failed}, so it is rejected whatever the null test says."
+    sequential = (" (sequential test: retraining stopped once enough permuted-label models scored at least as "
+                  "well)") if metrics.get("null_stopped_early") else ""
+    return (f"Labels permuted in blocks, the spec retrained {int(metrics['null_n'])} times: null mean "
+            f"{metrics['null_mean']:.4f}, 95th percentile {metrics['null_q95']:.4f}; the real model's p-value is "
+            f"{metrics['null_p_value']:.4f}{sequential}.")
 
 
 def _log_holdout_plots(spec: ModelSpec, data: Dataset, output: np.ndarray) -> None:
@@ -287,6 +303,8 @@ def model_card(name: str, version: str, spec: ModelSpec, data: Dataset, metrics:
     base = "\n".join(f"| {k.removeprefix('baseline_')} | {v:.6g} |" for k, v in sorted(metrics.items())
                      if k.startswith("baseline_"))
     gate_rows = "\n".join(f"| {g.removeprefix('gate_')} | {'pass' if ok else 'FAIL'} |" for g, ok in gates.items())
+    if "gate_null_test" not in gates:
+        gate_rows += "\n| null_test | not run |"
     return f"""# Model card: {name} v{version}
 
 - Family / spec: `{spec.family}` / `{spec.name}` — {spec.description}
@@ -311,9 +329,7 @@ def model_card(name: str, version: str, spec: ModelSpec, data: Dataset, metrics:
 
 ## Null test
 
-Labels permuted in blocks, the spec retrained {int(metrics['null_n'])} times: null mean
-{metrics['null_mean']:.4f}, 95th percentile {metrics['null_q95']:.4f}; the real model's p-value is
-{metrics['null_p_value']:.4f}{' (sequential test: retraining stopped once enough permuted-label models scored at least as well)' if metrics.get('null_stopped_early') else ''}.
+{_null_test_text(metrics, gates)}
 
 ## Gates
 

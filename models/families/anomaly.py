@@ -37,6 +37,7 @@ import onnx
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from models.cv import evenly_spaced_rows
 from models.onnx_export import combine_models, piecewise_linear, piecewise_linear_nodes, sklearn_to_onnx
 
 ANOMALY_TYPES: tuple[str, ...] = ("volume", "price", "liquidity", "derivatives")
@@ -52,6 +53,7 @@ ANOMALY_GROUP_FEATURES: dict[str, tuple[str, ...]] = {
 }
 
 MAD_TO_SIGMA = 1.4826
+CALIBRATION_ROWS = 5000  # training rows whose scores set the score's CDF (evenly spaced)
 
 
 def anomaly_groups(feature_names: list[str] | tuple[str, ...]) -> dict[str, list[int]]:
@@ -110,7 +112,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
             n_estimators=self.n_estimators, max_samples=min(self.max_samples, len(X)),
             max_features=self.max_features, random_state=self.random_state, n_jobs=self.n_jobs,
         ).fit(X)
-        raw = -self.model_.score_samples(X)
+        # The score's CDF from at most CALIBRATION_ROWS evenly spaced rows (IsolationForest
+        # scores row by row through every tree: the whole window would dominate the fit).
+        raw = -self.model_.score_samples(X[evenly_spaced_rows(len(X), CALIBRATION_ROWS)])
         levels = np.linspace(0.0, 1.0, self.n_knots)
         knots = np.quantile(raw, levels)
         knots, first = np.unique(knots, return_index=True)  # ties in the quantiles collapse

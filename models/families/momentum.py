@@ -19,14 +19,8 @@ import onnx
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from models.cv import evenly_spaced_rows
 from models.onnx_export import sklearn_to_onnx
-
-
-def evenly_spaced_rows(n_rows: int, max_rows: int) -> np.ndarray:
-    """At most ``max_rows`` row indices spread evenly over ``0 .. n_rows - 1`` (all rows if fewer)."""
-    if n_rows <= max_rows:
-        return np.arange(n_rows)
-    return np.unique(np.linspace(0, n_rows - 1, max_rows).round().astype(int))
 
 
 class MomentumSVM(ClassifierMixin, BaseEstimator):

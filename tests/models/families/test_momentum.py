@@ -9,7 +9,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from models.families.labels import momentum_acceleration
-from models.families.momentum import MomentumSVM, evenly_spaced_rows
+from models.cv import evenly_spaced_rows
+from models.families.momentum import MomentumSVM
 from models.onnx_export import run_onnx
 
 

@@ -1,0 +1,24 @@
+"""Gates of pipelines.validate: the null test only runs for versions that pass every other gate."""
+
+from models.specs import spec_by_name
+from pipelines.validate import _null_test_text, gate_results
+
+SPEC = spec_by_name("direction_h1")
+CHEAP = {"auc": 0.56, "baseline_majority_auc": 0.5, "baseline_coin_flip_auc": 0.5, "trading_max_drawdown": 0.1,
+         "onnx_max_abs_diff": 1e-7, "latency_p50_us": 30.0}
+
+
+def test_without_a_null_p_value_the_null_gate_is_not_evaluated():
+    gates = gate_results(SPEC, CHEAP)
+    assert "gate_null_test" not in gates and all(gates.values())
+    assert gate_results(SPEC, {**CHEAP, "null_p_value": 0.048})["gate_null_test"]
+    assert not gate_results(SPEC, {**CHEAP, "null_p_value": 0.095})["gate_null_test"]
+
+
+def test_a_version_failing_its_baselines_fails_without_the_null_test_and_the_card_says_why():
+    gates = gate_results(SPEC, {**CHEAP, "auc": 0.49})
+    assert not gates["gate_beats_baselines"] and "gate_null_test" not in gates
+    assert "Not run: the version already failed beats_baselines" in _null_test_text({**CHEAP, "auc": 0.49}, gates)
+    ran = _null_test_text({"null_n": 20.0, "null_mean": 0.5, "null_q95": 0.52, "null_p_value": 0.048,
+                           "null_stopped_early": 0.0}, gates)
+    assert "retrained 20 times" in ran and "0.0480" in ran
