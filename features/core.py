@@ -66,7 +66,7 @@ def to_bar_arrays(bars: pd.DataFrame, tail: int | None = None) -> BarArrays:
     start = 0 if tail is None else max(len(bars) - tail, 0)
     # asi8 of a tz-aware index is UTC; a naive index is taken as UTC.
     ts_ns = (index.asi8 if index.unit == "ns" else index.as_unit("ns").asi8)[start:]
-    steps = np.diff(ts_ns)
+    steps = ts_ns[1:] - ts_ns[:-1]
     if np.count_nonzero(steps > 0) != steps.size:
         bad = start + int(np.argmax(steps <= 0)) + 1
         raise ValueError(f"timestamps must be strictly increasing: ts[{bad}] = {index[bad]} follows {index[bad - 1]}")
@@ -88,8 +88,12 @@ def to_bar_arrays(bars: pd.DataFrame, tail: int | None = None) -> BarArrays:
 
 
 def _all_valid(matrix: np.ndarray) -> bool:
-    """Every value finite, prices (the first four rows) > 0 and volume (the fifth) >= 0."""
-    return bool(np.isfinite(matrix).all() and (matrix[:4] > 0.0).all() and (matrix[4] >= 0.0).all())
+    """Every value finite, prices (the first four rows) > 0 and volume (the fifth) >= 0.
+
+    A quick test: a NaN or inf makes the sum non-finite (so can an overflow, which sends the
+    bars to the exact per-column checks, and those pass)."""
+    return bool(np.isfinite(np.add.reduce(matrix, axis=None)) and np.minimum.reduce(matrix[:4], axis=None) > 0.0
+                and np.minimum.reduce(matrix[4]) >= 0.0)
 
 
 def _check_values(arrays: dict[str, np.ndarray], names: list[str], index: pd.DatetimeIndex, start: int) -> None:

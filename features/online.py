@@ -396,8 +396,7 @@ def _volume(last: _Last, out: dict[str, float]) -> None:
     signed_volume = np.sign(recent[1:] - recent[:-1]) * v[-(n + z - 1):]
     obv_flow = _ratio_of_sums(signed_volume[-n:], v[-n:])
     out[f"obv_flow_{n}"] = obv_flow
-    sums = np.cumsum(signed_volume)
-    obv_change = sums[n - 1:] - np.concatenate(([0.0], sums[:-n]))  # SUM(signed volume, 20), last 100 bars
+    obv_change = talib.SUM(signed_volume, n)[n - 1:]  # the 20-bar OBV change at each of the last 100 bars
     out[f"obv_slope_z_{n}"] = _zscore(obv_change)
 
     longest = max(cat.VWAP_PERIODS)
@@ -428,16 +427,16 @@ def _volume(last: _Last, out: dict[str, float]) -> None:
     out[f"cmf_{n}"] = _ratio_of_sums(money_flow_multiplier * vn, vn)
 
 
-_CANDLE_FUNCTIONS = tuple((getattr(talib, function), f"cdl_{short}") for function, short in cat.CANDLE_PATTERNS)
-_STRUCTURE_BARS = 1 + max(info.warmup for info in cat.catalog() if info.group == "structure")
+_WARMUP = {info.name: info.warmup for info in cat.catalog()}
+# (TA-Lib function, feature name, bars its last value needs = its lookback + 1)
+_CANDLE_FUNCTIONS = tuple((getattr(talib, function), f"cdl_{short}", _WARMUP[f"cdl_{short}"] + 1)
+                          for function, short in cat.CANDLE_PATTERNS)
 
 
 def _structure(last: _Last, out: dict[str, float]) -> None:
-    # Candlestick patterns on the tail the batch engine's online path always used.
-    n = _STRUCTURE_BARS
-    o, h, l, c = last.o[-n:], last.h[-n:], last.l[-n:], last.c[-n:]
-    for function, name in _CANDLE_FUNCTIONS:
-        out[name] = float(function(o, h, l, c)[-1]) * 0.01
+    o, h, l, c = last.o, last.h, last.l, last.c
+    for function, name, n in _CANDLE_FUNCTIONS:  # each pattern on the bars its lookback needs
+        out[name] = float(function(o[-n:], h[-n:], l[-n:], c[-n:])[-1]) * 0.01
     close, per_atr = last.close, last.per_atr
     high, low, open_ = float(h[-1]), float(l[-1]), float(o[-1])
     bar_range = high - low

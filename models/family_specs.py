@@ -152,7 +152,7 @@ def anomaly_space(trial: Any) -> dict[str, Any]:
 
 def forest_space(trial: Any) -> dict[str, Any]:
     return {
-        "n_estimators": trial.suggest_int("n_estimators", 50, 150, step=50),
+        "n_estimators": trial.suggest_int("n_estimators", 50, 100, step=25),
         "max_depth": trial.suggest_int("max_depth", 4, 8),
         "min_samples_leaf": trial.suggest_int("min_samples_leaf", 20, 200, log=True),
         "max_features": trial.suggest_float("max_features", 0.1, 0.4),
@@ -355,7 +355,7 @@ def ensemble_specs() -> list[ModelSpec]:
     return [ModelSpec(
         name=f"ensemble_h{h}", family="ensemble", task="classifier", label=f"dir_up_h{h}", horizon=h,
         make_label=partial(_direction_up, h), build=_ensemble, search_space=ensemble_space, metric="auc",
-        class_names=("down", "up"),
+        class_names=("down", "up"), max_train_rows=8000,
         description="three LightGBM direction members combined by mean, vote, stacking or regime selection "
                     "(searched), exported as one ONNX graph",
     )]
