@@ -83,7 +83,7 @@ def run_feature_bench(
     seed: int = 0,
     repeats: int = 3,
     latest_window: int = 500,
-    latest_repeats: int = 200,
+    latest_repeats: int = 1000,
 ) -> dict[str, float | int | str]:
     """Measure the feature set on ``n_bars`` synthetic 1-minute bars (see module docstring).
 

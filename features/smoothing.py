@@ -173,29 +173,31 @@ CENTERING_BLOCK = 512
 
 class Centering:
     """Per-block anchors for :func:`centered_talib`, taken from a reference level series
-    (the close), with the reference's shifted copies cached for reuse.
+    (the close), with the reference's shifted copy cached for reuse.
 
     The anchor of bar t is the reference's first value in t's block of
-    :data:`CENTERING_BLOCK` bars. Series longer than a block take two passes, the second
-    with blocks staggered by half a block, so that every window lies inside one block of
-    some pass. Anchors depend only on a bar's position, never on later bars, so a prefix
-    of the series gets exactly the anchors it gets inside the whole series.
+    :data:`CENTERING_BLOCK` bars. In a series longer than a block, a window that crosses a
+    block boundary is computed again with the anchor of the block staggered by half a block
+    (see :func:`centered_talib`), so every window lies inside one block. Anchors depend only
+    on a bar's position, never on later bars, so a prefix of the series gets exactly the
+    anchors it gets inside the whole series.
     """
 
     def __init__(self, reference: np.ndarray) -> None:
         n = len(reference)
         self.reference = reference
-        if n <= CENTERING_BLOCK:  # a single block: the online path and short histories
-            self.anchors: tuple[np.ndarray, ...] = (np.full(n, reference[0]) if n else np.empty(0),)
+        self.single_block = n <= CENTERING_BLOCK  # the online path and short histories
+        if self.single_block:
+            self.anchor = np.full(n, reference[0]) if n else np.empty(0)
         else:
-            self.anchors = tuple(reference[_block_starts(n, offset)] for offset in (0, CENTERING_BLOCK // 2))
-        self.shifted_reference = tuple(reference - anchor for anchor in self.anchors)
+            self.anchor = reference[_block_starts(n, 0)]
+        self.shifted_reference = reference - self.anchor
 
-    def shift(self, level: np.ndarray) -> tuple[np.ndarray, ...]:
-        """``level - anchor`` for each pass."""
+    def shift(self, level: np.ndarray) -> np.ndarray:
+        """``level - anchor``."""
         if level is self.reference:
             return self.shifted_reference
-        return tuple(level - anchor for anchor in self.anchors)
+        return level - self.anchor
 
 
 def centered_talib(
@@ -220,22 +222,41 @@ def centered_talib(
     coordinates (add the anchor back for levels, differences need nothing).
     """
     centering = Centering(levels[0]) if centering is None else centering
-    shifted = [centering.shift(level) for level in levels]
-    passes = []
-    for index in range(len(centering.anchors)):
-        result = function(*(levels_shifted[index] for levels_shifted in shifted), *others, period, *args)
-        passes.append(result if isinstance(result, tuple) else (result,))
-    if len(passes) == 1:
-        return centering.anchors[0], passes[0]
-    first_pass = _first_pass_valid(len(levels[0]), period)
-    anchor = np.where(first_pass, *centering.anchors)
-    return anchor, tuple(np.where(first_pass, out_0, out_1) for out_0, out_1 in zip(*passes))
+    first = function(*(centering.shift(level) for level in levels), *others, period, *args)
+    first = first if isinstance(first, tuple) else (first,)
+    anchor = centering.anchor
+    if centering.single_block or period < 2:
+        return anchor, first
+    # The windows that cross a block boundary of the first pass take the staggered pass. It
+    # runs only on the stretches around the boundaries, concatenated into one series (each
+    # stretch with its own anchor); a wanted window never reaches into another stretch.
+    series_index, anchor_index, wanted, positions = _boundary_stretches(len(levels[0]), period)
+    stretch_anchor = centering.reference[anchor_index]
+    second = function(*(level[series_index] - stretch_anchor for level in levels),
+                      *(other[series_index] for other in others), period, *args)
+    second = second if isinstance(second, tuple) else (second,)
+    anchor = anchor.copy()
+    anchor[positions] = stretch_anchor[wanted]
+    for out_first, out_second in zip(first, second):
+        out_first[positions] = out_second[wanted]
+    return anchor, first
 
 
 @lru_cache(maxsize=16)
-def _first_pass_valid(n: int, period: int) -> np.ndarray:
-    """True where the window [t-period+1, t] lies inside t's unshifted block."""
-    return np.arange(n) % CENTERING_BLOCK >= period - 1
+def _boundary_stretches(n: int, period: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Stretches around each first-pass block boundary b: bars ``b - period + 1 .. b + period - 2``.
+
+    Returns the series index of every element of their concatenation, the index of its
+    staggered-pass anchor (``b - CENTERING_BLOCK // 2``), which elements are wanted (bars
+    ``b .. b + period - 2``, whose window lies in the stretch) and the bars they are."""
+    boundaries = np.arange(CENTERING_BLOCK, n, CENTERING_BLOCK)
+    offsets = np.arange(2 * (period - 1))
+    series_index = (boundaries[:, None] - (period - 1) + offsets[None, :]).ravel()
+    anchor_index = np.repeat(boundaries - CENTERING_BLOCK // 2, len(offsets))
+    wanted = np.tile(offsets >= period - 1, len(boundaries))
+    inside = series_index < n
+    series_index, anchor_index, wanted = series_index[inside], anchor_index[inside], wanted[inside]
+    return series_index, anchor_index, np.flatnonzero(wanted), series_index[wanted]
 
 
 @lru_cache(maxsize=8)
