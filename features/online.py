@@ -27,13 +27,10 @@ import numpy as np
 from features import talib_raw as talib  # TA-Lib C functions without the package's pandas wrapper
 
 from features import definitions as cat
-from features.indicators import BarArrays
+from features.indicators import _EPOCH_WEEKDAY, _MINUTES_PER_DAY, _NS_PER_MINUTE, BarArrays
+from features.microstructure import _BPS
 from features.smoothing import _truncation_constants, ema_length, wilder_length
 
-_NS_PER_MINUTE = 60_000_000_000
-_MINUTES_PER_DAY = 1_440
-_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
-_BPS = 1e4
 
 
 def latest_features(bars: BarArrays) -> dict[str, float]:

@@ -25,6 +25,16 @@ class SearchResult:
     trials: list[dict[str, Any]]
 
 
+def fit_and_score(spec: ModelSpec, params: dict[str, Any], feature_names: list[str], X_train: np.ndarray,
+                  y_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
+                  train_returns: np.ndarray | None = None) -> float:
+    """Fit the spec with ``params`` on the training rows; its primary metric on the test rows."""
+    model = fit_estimator(spec, build_estimator(spec, params, feature_names), X_train, y_train, train_returns)
+    output = full_proba(model, X_test, len(spec.class_names)) if spec.task == "classifier" \
+        else native_output(spec, model, X_test)
+    return primary_score(spec, y_test, output)
+
+
 def cv_score(spec: ModelSpec, params: dict[str, Any], X: np.ndarray, y: np.ndarray,
              cv: PurgedWalkForward, report: Callable[[int, float], bool] | None = None,
              feature_names: list[str] | None = None, next_return: np.ndarray | None = None,
@@ -38,14 +48,11 @@ def cv_score(spec: ModelSpec, params: dict[str, Any], X: np.ndarray, y: np.ndarr
 
     def fold_score(split: tuple[np.ndarray, np.ndarray]) -> float:
         train_idx, test_idx = split
-        model = fit_estimator(spec, build_estimator(spec, params, names), X[train_idx], y[train_idx],
+        score = fit_and_score(spec, params, names, X[train_idx], y[train_idx], X[test_idx], y[test_idx],
                               None if next_return is None else next_return[train_idx])
-        output = full_proba(model, X[test_idx], len(spec.class_names)) if spec.task == "classifier" \
-            else native_output(spec, model, X[test_idx])
-        score = primary_score(spec, y[test_idx], output)
         return score if np.isfinite(score) else (0.5 if spec.task == "anomaly" else score)
 
-    with closing(ordered_map(fold_score, cv.split(len(X)), n_jobs if spec.parallel_fits else 1)) as fold_scores:
+    with closing(ordered_map(fold_score, cv.split(len(X)), spec.fit_threads(n_jobs))) as fold_scores:
         for step, score in enumerate(fold_scores):
             scores.append(score)
             if report is not None and report(step, float(np.mean(scores))):

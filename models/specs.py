@@ -60,6 +60,10 @@ class ModelSpec:
     # False for estimators with process-wide state (torch's seed and thread count).
     parallel_fits: bool = True
 
+    def fit_threads(self, n_jobs: int) -> int:
+        """Threads for this spec's independent fits: ``n_jobs``, or 1 without ``parallel_fits``."""
+        return n_jobs if self.parallel_fits else 1
+
     def label_for(self, bars: pd.DataFrame) -> pd.Series:
         return self.make_label(bars).rename(self.label)
 

@@ -159,7 +159,7 @@ def _log_importance(spec: ModelSpec, model: Any, data: Dataset, tmp: Path, n_job
 
     drops = np.zeros(len(data.feature_names))
     # Predictions release the GIL (except torch's, which run one at a time).
-    drops[top] = list(ordered_map(mean_drop, top, n_jobs if spec.parallel_fits else 1))
+    drops[top] = list(ordered_map(mean_drop, top, spec.fit_threads(n_jobs)))
     table = pd.DataFrame({"feature": data.feature_names, "gain": gain, "permutation": drops})
     table = table.sort_values("permutation", ascending=False)
     table.to_csv(tmp / "feature_importance.csv", index=False)

@@ -22,7 +22,7 @@ from features.store import open_warehouse
 from models.specs import ModelSpec, spec_by_name
 from pipelines.config import Settings
 from pipelines.datasets import Dataset, load_dataset
-from models.outputs import build_estimator, fit_estimator, full_proba, native_output
+from models.search import fit_and_score
 from models.parallel import ordered_map
 from pipelines.evaluation import (
     NullTest,
@@ -101,14 +101,10 @@ def null_test(spec: ModelSpec, data: Dataset, params: dict[str, Any], real: floa
     permuted = [block_permutation(y_train, block, rng) for _ in range(n)]
 
     def null_score(y_permuted: np.ndarray) -> float:
-        model = fit_estimator(spec, build_estimator(spec, params, data.feature_names), X_train,
-                              y_permuted, train_returns)
-        output = full_proba(model, X_hold, len(spec.class_names)) if spec.task == "classifier" \
-            else native_output(spec, model, X_hold)
-        return primary_score(spec, hold_y, output)
+        return fit_and_score(spec, params, data.feature_names, X_train, y_permuted, X_hold, hold_y, train_returns)
 
     result = NullTest(real=real, null_scores=[], greater_is_better=spec.greater_is_better, stop_after=stop_after)
-    with closing(ordered_map(null_score, permuted, n_jobs if spec.parallel_fits else 1)) as scores:
+    with closing(ordered_map(null_score, permuted, spec.fit_threads(n_jobs))) as scores:
         for score in scores:  # in permutation order, whatever n_jobs
             result.null_scores.append(score)
             if result.stopped_early:
@@ -215,8 +211,7 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
     metrics["latency_p50_us"] = one_row_latency_us(bundle, X_hold)
     # The null test retrains the spec up to 20 times: run it only if the version passes every
     # other gate (else it is rejected whatever the null test says, and the card says so).
-    failed_first = [g for g, ok in gate_results(spec, metrics).items() if not ok]
-    if not failed_first:
+    if all(gate_results(spec, metrics).values()):
         metrics.update(null_test(spec, data, params, metrics[spec.metric], settings.null_permutations,
                                  settings.seed, output, n_jobs=settings.n_jobs,
                                  stop_after=settings.null_stop_after).as_metrics())
