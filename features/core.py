@@ -10,6 +10,10 @@ feature tested to 1e-9).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from functools import lru_cache
 
 import numpy as np
@@ -23,12 +27,16 @@ from features.definitions import (
     FeatureInfo,
     catalog,
 )
-from features.indicators import BarArrays, Put, ohlcv_features
-from features.microstructure import microstructure_features
+from features.indicators import BarArrays, Put, ohlcv_tasks
+from features.microstructure import microstructure_tasks
 from features.online import latest_features
 from features.smoothing import Centering
 
-__all__ = ["compute", "compute_latest", "compute_latest_arrays", "compute_arrays", "to_bar_arrays"]
+__all__ = ["compute", "compute_latest", "compute_latest_arrays", "compute_arrays", "to_bar_arrays", "default_n_jobs"]
+
+# Below this many bars the engine runs on one thread: handing ~20 tasks to a second thread
+# costs more than it saves when each numpy/TA-Lib call takes microseconds.
+PARALLEL_MIN_BARS = 20_000
 
 _OHLCV_INFOS = tuple(info for info in catalog() if info.group != "microstructure")
 _MICRO_INFOS = tuple(info for info in catalog() if info.group == "microstructure")
@@ -137,16 +145,26 @@ def _float_columns(
     return arrays, None
 
 
-def compute_arrays(bars: BarArrays) -> tuple[tuple[FeatureInfo, ...], np.ndarray]:
-    """Run the engine on validated arrays.
+def default_n_jobs() -> int:
+    """Threads :func:`compute` uses by default: the cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def compute_arrays(bars: BarArrays, n_jobs: int | None = None) -> tuple[tuple[FeatureInfo, ...], np.ndarray]:
+    """Run the engine on validated arrays, on ``n_jobs`` threads (default: the cores).
 
     Returns the features produced (catalog order) and a ``(n_features, n_bars)`` float64
-    matrix; each feature's first ``warmup`` values are NaN.
+    matrix; each feature's first ``warmup`` values are NaN. The values do not depend on
+    ``n_jobs``: every feature is computed by the same code whichever thread runs it.
     """
+    n_jobs = default_n_jobs() if n_jobs is None else n_jobs
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs must be at least 1, got {n_jobs}")
     infos, row_of, _ = _layout(frozenset(bars.extra))
-    # Touch the whole output before the engine's temporaries come and go: faulting in ~1 GB
-    # (a million bars) in one piece is markedly cheaper than row by row between them.
-    matrix = np.full((len(infos), len(bars)), np.nan)
+    matrix = np.empty((len(infos), len(bars)))
     if len(bars) == 0:
         return infos, matrix
     produced: list[int] = []
@@ -156,10 +174,27 @@ def compute_arrays(bars: BarArrays) -> tuple[tuple[FeatureInfo, ...], np.ndarray
         matrix[row] = values
         produced.append(row)
 
-    _run_engine(bars, put, produced, len(infos))
+    threads = n_jobs if len(bars) >= PARALLEL_MIN_BARS else 1
+    with ExitStack() as stack:
+        if threads > 1:
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=threads, thread_name_prefix="features"))
+            each = pool.map
+        else:
+            each = map
+        # Touch the whole output before the engine's temporaries come and go: faulting in ~1 GB
+        # (a million bars) in one piece is markedly cheaper than row by row between them.
+        for _ in each(_fill_nan, np.array_split(matrix, threads)):
+            pass
+        _run_engine(bars, put, each)
+    if len(set(produced)) != len(infos):  # the engine and the catalog disagree: a bug, not bad input
+        raise RuntimeError(f"engine produced {len(set(produced))} features, the catalog lists {len(infos)}")
     for row, info in enumerate(infos):
         matrix[row, : info.warmup] = np.nan
     return infos, matrix
+
+
+def _fill_nan(block: np.ndarray) -> None:
+    block.fill(np.nan)
 
 
 def compute_latest_arrays(bars: BarArrays) -> tuple[tuple[FeatureInfo, ...], np.ndarray]:
@@ -177,16 +212,22 @@ def compute_latest_arrays(bars: BarArrays) -> tuple[tuple[FeatureInfo, ...], np.
     return infos, np.fromiter(map(values.__getitem__, names), np.float64, len(infos))
 
 
-def _run_engine(bars: BarArrays, put: Put, produced: list[int], n_features: int) -> None:
+def _run_engine(bars: BarArrays, put: Put, each: Callable[..., Iterator[None]]) -> None:
+    """Every feature task, run through ``each`` (``map``, or a thread pool's, which hands the
+    tasks, costliest first, to whichever thread is free)."""
+
+    def run(task: Callable[[Put], None]) -> None:
+        with np.errstate(all="ignore"):  # the state is per thread
+            task(put)
+
     with np.errstate(all="ignore"):
         centering = Centering(bars.close)  # shared by the OHLCV and microstructure features
-        ohlcv_features(bars, put, centering)
-        microstructure_features(bars, put, centering)
-    if len(set(produced)) != n_features:  # the engine and the catalog disagree: a bug, not bad input
-        raise RuntimeError(f"engine produced {len(set(produced))} features, the catalog lists {n_features}")
+        tasks = ohlcv_tasks(bars, centering) + microstructure_tasks(bars, centering)
+    for _ in each(run, tasks):
+        pass
 
 
-def compute(bars: pd.DataFrame) -> pd.DataFrame:
+def compute(bars: pd.DataFrame, n_jobs: int | None = None) -> pd.DataFrame:
     """All features for every bar: one float64 column per feature, on ``bars.index``.
 
     ``bars`` needs columns open, high, low, close, volume (finite floats, prices > 0) and a
@@ -194,9 +235,12 @@ def compute(bars: pd.DataFrame) -> pd.DataFrame:
     microstructure columns (:data:`features.MICROSTRUCTURE_COLUMNS`, finite) add their
     features; other columns are ignored.
     Each feature is NaN for its first ``warmup`` bars (see :func:`features.catalog`).
+
+    ``n_jobs``: threads for long series (default: the cores; 1 for none). TA-Lib and numpy
+    release the GIL, so groups of features run side by side; the values are the same.
     """
     arrays = to_bar_arrays(bars)
-    infos, matrix = compute_arrays(arrays)
+    infos, matrix = compute_arrays(arrays, n_jobs)
     columns = _layout(frozenset(arrays.extra))[2]
     # (n_features, n) in C order is (n, n_features) in F order: pandas keeps it without a copy.
     return pd.DataFrame(matrix.T, index=bars.index, columns=columns, copy=False)

@@ -13,7 +13,9 @@ so :mod:`features.online` (the last bar only) reproduces them within 1e-9.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,7 +60,10 @@ class BarArrays:
 
 
 class _Context:
-    """Input arrays plus intermediates shared by several feature groups (memoised)."""
+    """Input arrays plus intermediates shared by several feature groups (memoised).
+
+    Groups may run on several threads (see :func:`ohlcv_tasks`): each intermediate is then
+    computed once, by the first group that asks, and the others wait for it."""
 
     def __init__(self, bars: BarArrays, centering: Centering) -> None:
         self.o, self.h, self.l, self.c, self.v = bars.open, bars.high, bars.low, bars.close, bars.volume
@@ -71,49 +76,71 @@ class _Context:
         self.atr = wilder(self.true_range, cat.ATR_PERIOD)
         # 1 / ATR, and 0 where ATR is 0 (a flat market): "x / ATR" features are then 0.
         self.per_atr = safe_divide(np.ones_like(self.atr), self.atr)
-        self.emas: dict[int, np.ndarray] = {}
-        self._highest: dict[int, np.ndarray] = {}
-        self._lowest: dict[int, np.ndarray] = {}
-        self._volume_sum: dict[int, np.ndarray] = {}
-        self._close_constant: dict[int, np.ndarray] = {}
-        self._donchian_pos: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self._memo: dict[Hashable, Future[np.ndarray]] = {}
+
+    def _once(self, key: Hashable, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """``make()``, computed once per ``key`` whichever thread asks first."""
+        with self._lock:
+            cell = self._memo.get(key)
+            owner = cell is None
+            if owner:
+                cell = self._memo[key] = Future()
+        if owner:
+            try:
+                cell.set_result(make())
+            except BaseException as error:
+                cell.set_exception(error)
+        return cell.result()
 
     def ema(self, period: int) -> np.ndarray:
         """Truncated EMA of close."""
-        if period not in self.emas:
-            self.emas[period] = truncated_ema(self.c, period)
-        return self.emas[period]
+        return self._once(("ema", period), lambda: truncated_ema(self.c, period))
 
     def highest(self, period: int) -> np.ndarray:
         """``talib.MAX(high, period)``: the highest high of the last ``period`` bars."""
-        if period not in self._highest:
-            self._highest[period] = talib.MAX(self.h, period)
-        return self._highest[period]
+        return self._once(("highest", period), lambda: talib.MAX(self.h, period))
 
     def lowest(self, period: int) -> np.ndarray:
         """``talib.MIN(low, period)``: the lowest low of the last ``period`` bars."""
-        if period not in self._lowest:
-            self._lowest[period] = talib.MIN(self.l, period)
-        return self._lowest[period]
+        return self._once(("lowest", period), lambda: talib.MIN(self.l, period))
 
     def close_constant(self, period: int) -> np.ndarray:
         """True where the last ``period`` closes are all equal."""
-        if period not in self._close_constant:
-            self._close_constant[period] = rolling_constant(self.c, period)
-        return self._close_constant[period]
+        return self._once(("close_constant", period), lambda: rolling_constant(self.c, period))
 
     def donchian_pos(self, period: int) -> np.ndarray:
         """``(close - lowest) / (highest - lowest)`` over ``period`` bars, 0.5 on a flat range."""
-        if period not in self._donchian_pos:
+
+        def make() -> np.ndarray:
             highest, lowest = self.highest(period), self.lowest(period)
-            self._donchian_pos[period] = safe_divide(self.c - lowest, highest - lowest, fill=0.5)
-        return self._donchian_pos[period]
+            return safe_divide(self.c - lowest, highest - lowest, fill=0.5)
+
+        return self._once(("donchian_pos", period), make)
 
     def volume_sum(self, period: int) -> np.ndarray:
         """``talib.SUM(volume, period)``."""
-        if period not in self._volume_sum:
-            self._volume_sum[period] = talib.SUM(self.v, period)
-        return self._volume_sum[period]
+        return self._once(("volume_sum", period), lambda: talib.SUM(self.v, period))
+
+
+Task = Callable[[Put], None]
+
+
+def ohlcv_tasks(bars: BarArrays, centering: Centering | None = None) -> list[Task]:
+    """The OHLCV features of the catalog as independent tasks, costliest first: each
+    ``task(put)`` hands its features to ``put(name, values)``. The tasks share memoised
+    intermediates and may run on several threads at once (TA-Lib and numpy release the GIL).
+
+    ``centering``: :class:`features.smoothing.Centering` of the close, if already built."""
+    ctx = _Context(bars, Centering(bars.close) if centering is None else centering)
+    return [lambda put, group=group: group(ctx, put) for group in _GROUPS]
+
+
+def ohlcv_features(bars: BarArrays, put: Put, centering: Centering | None = None) -> None:
+    """Compute every OHLCV feature of the catalog, one after the other, and hand each to
+    ``put(name, values)``."""
+    for task in ohlcv_tasks(bars, centering):
+        task(put)
 
 
 def ohlcv_features(bars: BarArrays, put: Put, centering: Centering | None = None) -> None:
@@ -150,8 +177,6 @@ def _trend(ctx: _Context, put: Put) -> None:
     put("macd_line", macd_line * ctx.per_atr)
     put("macd_signal", macd_signal * ctx.per_atr)
     put("macd_hist", (macd_line - macd_signal) * ctx.per_atr)
-    _trend_directional(ctx, put)
-    _trend_channels(ctx, put)
 
 
 def _trend_directional(ctx: _Context, put: Put) -> None:
@@ -307,10 +332,14 @@ def _vwap_sums(price: np.ndarray, volume: np.ndarray, period: int) -> tuple[np.n
     return talib.SUM(price * volume, period), talib.SUM(volume, period), talib.SMA(price, period)
 
 
-def _structure(ctx: _Context, put: Put) -> None:
-    o, h, l, c, per_atr = ctx.o, ctx.h, ctx.l, ctx.c, ctx.per_atr
+def _candles(ctx: _Context, put: Put) -> None:
+    o, h, l, c = ctx.o, ctx.h, ctx.l, ctx.c
     for function, short in cat.CANDLE_PATTERNS:
         put(f"cdl_{short}", getattr(talib, function)(o, h, l, c) * 0.01)
+
+
+def _structure(ctx: _Context, put: Put) -> None:
+    o, h, l, c, per_atr = ctx.o, ctx.h, ctx.l, ctx.c, ctx.per_atr
     bar_range = h - l
     put("candle_body", safe_divide(c - o, bar_range))
     put("candle_upper_wick", safe_divide(h - np.maximum(o, c), bar_range))
@@ -351,6 +380,8 @@ def _time(ctx: _Context, put: Put) -> None:
     put("dow_cos", np.cos(weekday_angle))
 
 
+# Costliest first (measured on 1M bars), so that threads finish close together.
 _GROUPS: tuple[Callable[[_Context, Put], None], ...] = (
-    _returns, _trend, _momentum, _volatility, _volume, _structure, _time,
+    _candles, _volume, _momentum, _volatility, _trend, _structure, _trend_channels,
+    _trend_directional, _time, _returns,
 )

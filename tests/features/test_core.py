@@ -109,6 +109,25 @@ def test_compute_latest_arrays_is_the_numpy_core_of_compute_latest(minute_bars):
     np.testing.assert_array_equal(from_longer_arrays, vector)
 
 
+def test_threads_give_the_same_values_as_one_thread(minute_bars):
+    from features.core import PARALLEL_MIN_BARS
+
+    # Long enough for the threaded path; tiled so every microstructure path runs.
+    repeats = PARALLEL_MIN_BARS // len(minute_bars) + 1
+    bars = pd.concat([minute_bars] * repeats)
+    bars.index = pd.date_range("2024-03-01", periods=len(bars), freq="1min", tz="UTC", name="ts")
+    one_thread = features.compute(bars, n_jobs=1)
+    two_threads = features.compute(bars, n_jobs=2)
+    assert len(bars) >= PARALLEL_MIN_BARS
+    pd.testing.assert_frame_equal(one_thread, two_threads, check_exact=True)
+    assert features.compute(bars.iloc[:1_000], n_jobs=4).equals(one_thread.iloc[:1_000])
+
+
+def test_n_jobs_below_one_is_rejected(sp500_bars):
+    with pytest.raises(ValueError, match="n_jobs"):
+        features.compute(sp500_bars, n_jobs=0)
+
+
 def test_lookback_is_warmup_plus_one_and_covers_every_feature():
     assert features.LOOKBACK == features.WARMUP + 1
     assert features.WARMUP == max(info.warmup for info in features.catalog())
