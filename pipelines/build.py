@@ -20,7 +20,7 @@ def build_features(settings: Settings, *, symbol: str, timeframe: str, as_of: pd
         bars = warehouse.read_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of)
         if bars.empty:
             raise ValueError(f"no bars for symbol {symbol!r} timeframe {timeframe!r}; ingest data first")
-        matrix = features.compute(bars)
+        matrix = features.compute(bars, n_jobs=settings.n_jobs)
         rows = warehouse.write_features(matrix, tenant=settings.tenant, symbol=symbol, timeframe=timeframe,
                                         feature_set_version=features.FEATURE_SET_VERSION)
     return {"symbol": symbol, "timeframe": timeframe, "feature_set_version": features.FEATURE_SET_VERSION,
