@@ -2,7 +2,7 @@
 
 Public API::
 
-    compute(bars) -> DataFrame          # batch: every feature for every bar
+    compute(bars, n_jobs=None) -> DataFrame  # batch: every feature for every bar (on the cores)
     compute_latest(window) -> Series    # online: the last bar, equal to compute() at that bar
     catalog() / feature_names()         # names, groups, warm-ups, descriptions
     FEATURE_SET_VERSION, WARMUP, LOOKBACK
