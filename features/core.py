@@ -27,7 +27,7 @@ from features.definitions import (
     FeatureInfo,
     catalog,
 )
-from features.indicators import BarArrays, Put, ohlcv_tasks
+from features.indicators import BarArrays, Put, Task, ohlcv_tasks
 from features.microstructure import microstructure_tasks
 from features.online import latest_features
 from features.smoothing import Centering
@@ -216,13 +216,14 @@ def _run_engine(bars: BarArrays, put: Put, each: Callable[..., Iterator[None]]) 
     """Every feature task, run through ``each`` (``map``, or a thread pool's, which hands the
     tasks, costliest first, to whichever thread is free)."""
 
-    def run(task: Callable[[Put], None]) -> None:
+    def run(task: Task) -> None:
         with np.errstate(all="ignore"):  # the state is per thread
-            task(put)
+            task.run(put)
 
     with np.errstate(all="ignore"):
         centering = Centering(bars.close)  # shared by the OHLCV and microstructure features
         tasks = ohlcv_tasks(bars, centering) + microstructure_tasks(bars, centering)
+    tasks.sort(key=lambda task: task.cost, reverse=True)
     for _ in each(run, tasks):
         pass
 

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from features import talib_raw as talib  # TA-Lib C functions without the package's pandas wrapper
@@ -123,33 +124,22 @@ class _Context:
         return self._once(("volume_sum", period), lambda: talib.SUM(self.v, period))
 
 
-Task = Callable[[Put], None]
+class Task(NamedTuple):
+    """A group of features: ``run(put)`` hands each to ``put(name, values)``. ``cost`` is
+    the group's share of the work (ms on 1M bars, one thread, measured), so that a thread
+    pool can take the costliest first and its threads finish close together."""
+
+    run: Callable[[Put], None]
+    cost: float
 
 
 def ohlcv_tasks(bars: BarArrays, centering: Centering | None = None) -> list[Task]:
-    """The OHLCV features of the catalog as independent tasks, costliest first: each
-    ``task(put)`` hands its features to ``put(name, values)``. The tasks share memoised
+    """The OHLCV features of the catalog as independent tasks. They share memoised
     intermediates and may run on several threads at once (TA-Lib and numpy release the GIL).
 
     ``centering``: :class:`features.smoothing.Centering` of the close, if already built."""
     ctx = _Context(bars, Centering(bars.close) if centering is None else centering)
-    return [lambda put, group=group: group(ctx, put) for group in _GROUPS]
-
-
-def ohlcv_features(bars: BarArrays, put: Put, centering: Centering | None = None) -> None:
-    """Compute every OHLCV feature of the catalog, one after the other, and hand each to
-    ``put(name, values)``."""
-    for task in ohlcv_tasks(bars, centering):
-        task(put)
-
-
-def ohlcv_features(bars: BarArrays, put: Put, centering: Centering | None = None) -> None:
-    """Compute every OHLCV feature of the catalog and hand each to ``put(name, values)``.
-
-    ``centering``: :class:`features.smoothing.Centering` of the close, if already built."""
-    ctx = _Context(bars, Centering(bars.close) if centering is None else centering)
-    for group in _GROUPS:
-        group(ctx, put)
+    return [Task(lambda put, group=group: group(ctx, put), cost) for group, cost in _GROUPS]
 
 
 def _returns(ctx: _Context, put: Put) -> None:
@@ -380,8 +370,8 @@ def _time(ctx: _Context, put: Put) -> None:
     put("dow_cos", np.cos(weekday_angle))
 
 
-# Costliest first (measured on 1M bars), so that threads finish close together.
-_GROUPS: tuple[Callable[[_Context, Put], None], ...] = (
-    _candles, _volume, _momentum, _volatility, _trend, _structure, _trend_channels,
-    _trend_directional, _time, _returns,
+# Each group with its cost (see Task).
+_GROUPS: tuple[tuple[Callable[[_Context, Put], None], float], ...] = (
+    (_volatility, 280), (_candles, 270), (_volume, 260), (_momentum, 220), (_trend, 150),
+    (_structure, 140), (_trend_channels, 90), (_trend_directional, 80), (_time, 70), (_returns, 20),
 )

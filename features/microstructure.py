@@ -28,18 +28,11 @@ def microstructure_tasks(bars: BarArrays, centering: Centering | None = None) ->
     tasks: list[Task] = []
     if "buy_volume" in x and "sell_volume" in x:
         shared = Centering(bars.close) if centering is None else centering
-        tasks.append(lambda put: _tick_flow(bars, put, shared))
-    for columns, group in _GROUPS:
+        tasks.append(Task(lambda put: _tick_flow(bars, put, shared), 110))
+    for columns, group, cost in _GROUPS:
         if all(column in x for column in columns):
-            tasks.append(lambda put, group=group: group(bars, put))
+            tasks.append(Task(lambda put, group=group: group(bars, put), cost))
     return tasks
-
-
-def microstructure_features(bars: BarArrays, put: Put, centering: Centering | None = None) -> None:
-    """Compute the microstructure features whose columns are in ``bars.extra``, one group
-    after the other, and hand each to ``put(name, values)``."""
-    for task in microstructure_tasks(bars, centering):
-        task(put)
 
 
 def _tick_flow(bars: BarArrays, put: Put, centering: Centering) -> None:
@@ -91,11 +84,13 @@ def _liquidations(bars: BarArrays, put: Put) -> None:
     put("liq_spike", spike)
 
 
-# The column groups after tick flow (which also needs the close's Centering).
-_GROUPS: tuple[tuple[tuple[str, ...], Callable[[BarArrays, Put], None]], ...] = (
-    (("bid_size", "ask_size"), _depth),
-    (("spread",), _spread),
-    (("n_trades",), _trades),
-    (("funding_rate",), _funding),
-    (("liquidations",), _liquidations),
+# The column groups after tick flow (which also needs the close's Centering), with their
+# costs (see features.indicators.Task). The funding rate's z-score is dear: TA-Lib's STDDEV
+# is O(period) per bar on its flat stretches (see docs/features.md).
+_GROUPS: tuple[tuple[tuple[str, ...], Callable[[BarArrays, Put], None], float], ...] = (
+    (("bid_size", "ask_size"), _depth, 10),
+    (("spread",), _spread, 30),
+    (("n_trades",), _trades, 30),
+    (("funding_rate",), _funding, 120),
+    (("liquidations",), _liquidations, 30),
 )
