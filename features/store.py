@@ -540,6 +540,16 @@ class Warehouse:
         frame["checked_at"] = pd.DatetimeIndex(frame["checked_at"]).tz_convert("UTC")
         return frame
 
+    def last_retrain_requests(self, *, tenant: str, since: pd.Timestamp, before: pd.Timestamp) -> dict[str, pd.Timestamp]:
+        """Per model, the latest check in ``[since, before)`` that requested retraining."""
+        frame = self.query(
+            f"SELECT model, max(checked_at) AS last_request FROM {DATABASE}.monitor_history "
+            "WHERE tenant = {tenant:String} AND retrain = 1 AND checked_at >= {since:DateTime64(3, 'UTC')} "
+            "AND checked_at < {before:DateTime64(3, 'UTC')} GROUP BY model",
+            {"tenant": tenant, "since": _ms_text(since), "before": _ms_text(before)})
+        return {str(model): pd.Timestamp(ts).tz_convert("UTC") if pd.Timestamp(ts).tzinfo else
+                pd.Timestamp(ts, tz="UTC") for model, ts in zip(frame["model"], frame["last_request"])}
+
     # -- helpers -----------------------------------------------------------------------
     @staticmethod
     def _key_where(tenant: str, symbol: str, timeframe: str, start: pd.Timestamp | None,
@@ -548,10 +558,10 @@ class Warehouse:
         params: dict[str, Any] = {"tenant": tenant, "symbol": symbol, "timeframe": timeframe}
         if start is not None:
             clauses.append("ts >= {start:DateTime64(3, 'UTC')}")
-            params["start"] = pd.Timestamp(start).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            params["start"] = _ms_text(start)
         if end is not None:
             clauses.append("ts <= {end:DateTime64(3, 'UTC')}")
-            params["end"] = pd.Timestamp(end).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            params["end"] = _ms_text(end)
         return " AND ".join(clauses), params
 
 
@@ -566,6 +576,11 @@ class Warehouse:
                 text = pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S.%f")
                 params[name] = text[: len(text) - (6 - precision)] if precision < 6 else text
         return clauses
+
+
+def _ms_text(value: pd.Timestamp) -> str:
+    """A tz-aware timestamp as ClickHouse ``DateTime64(3, 'UTC')`` text."""
+    return pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _keyed(values: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str, source: str,

@@ -19,7 +19,9 @@ Retraining is requested when any trigger fires (:func:`decide_retrain`): the dri
 exceeds ``drift_share_threshold``; live accuracy falls below ``baseline_factor`` × the
 holdout majority-class baseline, or more than ``backtest_margin`` below the holdout accuracy;
 a scheduled check finds the newest version older than ``max_model_age_hours``; or a manual
-request names the model. Results go to ``monitor_history``; each Evidently HTML report is an
+request names the model. Within ``retrain_cooldown_hours`` of a check that requested retraining
+of a model, automatic triggers are recorded but request nothing new (:func:`apply_cooldown`);
+manual requests always go through. Results go to ``monitor_history``; each Evidently HTML report is an
 artifact of a run in the MLflow experiment ``<tenant>/monitoring``. The ``monitor_drift`` DAG
 turns the requests into one Airflow Asset event on ``alphaops://retrain-request``
 (:func:`request_retrain`, :func:`retrain_event_extra`); ``train_models`` retrains, and its deploy
@@ -66,6 +68,7 @@ class MonitorConfig:
     drift_preset: bool = False              # True: DataDriftPreset (adds its legacy summary table to the
                                             # HTML; same per-feature tests, ~1.8x the CPU and HTML size)
     max_model_age_hours: float = 168.0      # scheduled checks retrain older models
+    retrain_cooldown_hours: float = 12.0    # no new automatic request this soon after the last (0: off)
     max_latency_p99_us: float = 5000.0      # alert above (pipelines.alerts)
     max_error_rate: float = 0.01            # alert above (pipelines.alerts)
     seed: int = 42
@@ -158,6 +161,26 @@ def decide_retrain(*, drift_share: float, n_features: int, n_outcomes: int, live
     if manual:
         fired.append(("manual", "manual: retraining requested"))
     return [code for code, _ in fired], [text for _, text in fired]
+
+
+def apply_cooldown(result: dict[str, Any], last_request: pd.Timestamp | None,
+                   config: MonitorConfig) -> dict[str, Any]:
+    """``result`` without its retraining request if retraining of the model was already
+    requested at ``last_request``, less than ``retrain_cooldown_hours`` before this check.
+
+    The triggers stay in the result (and in ``monitor_history``); one reason says until when
+    no new request is made. Manual requests are never held back. A retrain that is already
+    queued or running (``train_models`` runs one at a time) would otherwise be requested
+    again by every hourly check while the drift lasts.
+    """
+    if not result.get("retrain") or last_request is None or "manual" in result.get("triggers", []):
+        return result
+    until = last_request + pd.Timedelta(hours=config.retrain_cooldown_hours)
+    if pd.Timestamp(result["checked_at"]) >= until:
+        return result
+    reason = (f"cool-down: retraining was requested at {last_request:%Y-%m-%d %H:%M} UTC, less than "
+              f"{config.retrain_cooldown_hours:g} h ago; no new request before {until:%Y-%m-%d %H:%M} UTC")
+    return {**result, "retrain": False, "cooldown_until": until.isoformat(), "reasons": [*result["reasons"], reason]}
 
 
 # -- drift ---------------------------------------------------------------------------------
@@ -434,6 +457,11 @@ def monitor_models(settings: Settings, *, as_of: pd.Timestamp, window: pd.Timede
     if unknown:
         raise ValueError(f"cannot request retraining of {', '.join(unknown)}: no champion of that name "
                          f"(champions: {', '.join(sorted(champions)) or 'none'})")
+    last_requests: dict[str, pd.Timestamp] = {}
+    if config.retrain_cooldown_hours > 0:
+        with open_warehouse(settings) as warehouse:
+            last_requests = warehouse.last_retrain_requests(
+                tenant=settings.tenant, since=as_of - pd.Timedelta(hours=config.retrain_cooldown_hours), before=as_of)
     results = []
     for name, version in sorted(champions.items()):
         try:
@@ -446,6 +474,7 @@ def monitor_models(settings: Settings, *, as_of: pd.Timestamp, window: pd.Timede
                       "error": f"{type(exc).__name__}: {exc}", "drift_share": 0.0, "drifted": False,
                       "retrain": bool(triggers), "triggers": triggers, "reasons": reasons, "report_uri": "",
                       "n_predictions": 0, "error_rate": 0.0, "fallback_rate": 0.0}
+        result = apply_cooldown(result, last_requests.get(name), config)
         results.append(json_safe(result))
         log.info("%s v%s: %s, drift %.0f%% (%s/%s features), prediction drift %s, live accuracy %s over %s outcomes, "
                  "retrain=%s %s; report %s", name, version, result.get("status"),

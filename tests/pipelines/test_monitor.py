@@ -270,3 +270,42 @@ def test_live_metrics_and_the_predicted_class():
     assert m["error_rate"] == pytest.approx(0.2) and m["fallback_rate"] == pytest.approx(0.2)
     assert m["latency_p50_us"] == pytest.approx(30.0)
     assert live_metrics(frame, binary=False)["live_accuracy"] is None
+
+
+def test_cooldown_holds_back_automatic_requests_only():
+    from pipelines.monitor import MonitorConfig, apply_cooldown
+
+    config = MonitorConfig(retrain_cooldown_hours=12)
+    last = pd.Timestamp("2026-01-01 00:00", tz="UTC")
+    drifted = {"model": NAME, "checked_at": "2026-01-01T05:00:00+00:00", "retrain": True,
+               "triggers": ["drift"], "reasons": ["drift: 38% of 144 features drifted (> 30%)"]}
+    held = apply_cooldown(drifted, last, config)
+    assert held["retrain"] is False and held["triggers"] == ["drift"]
+    assert held["reasons"][0] == drifted["reasons"][0] and held["reasons"][1].startswith("cool-down: ")
+    assert "2026-01-01 12:00 UTC" in held["reasons"][1] and held["cooldown_until"] == "2026-01-01T12:00:00+00:00"
+    assert drifted["retrain"] is True  # the input is not changed
+    later = {**drifted, "checked_at": "2026-01-01T12:00:00+00:00"}
+    assert apply_cooldown(later, last, config) is later  # the cool-down is over
+    assert apply_cooldown(drifted, None, config) is drifted  # nothing requested before
+    manual = {**drifted, "triggers": ["drift", "manual"]}
+    assert apply_cooldown(manual, last, config)["retrain"] is True
+    quiet = {**drifted, "retrain": False, "triggers": [], "reasons": []}
+    assert apply_cooldown(quiet, last, config) is quiet
+
+
+def test_a_persisting_drift_is_requested_again_only_after_the_cooldown(shifted, market):
+    from pipelines.monitor import MonitorConfig, monitor_models, request_retrain
+
+    checked = pd.Timestamp(shifted["checked_at"])
+    assert shifted["retrain"] is True
+    config = MonitorConfig(retrain_cooldown_hours=12)
+    soon = monitor_models(market["settings"], as_of=checked + pd.Timedelta(hours=1), window=1500, config=config)
+    r = next(x for x in soon if x["model"] == NAME)
+    assert r["drifted"] is True and r["triggers"][0] == "drift"  # the drift is still seen and recorded
+    assert r["retrain"] is False and r["reasons"][-1].startswith("cool-down: ") and request_retrain(soon) == []
+    manual = monitor_models(market["settings"], as_of=checked + pd.Timedelta(hours=2), window=1500, config=config,
+                            manual=[NAME])
+    assert next(x for x in manual if x["model"] == NAME)["retrain"] is True
+    after = monitor_models(market["settings"], as_of=checked + pd.Timedelta(hours=15), window=1500, config=config)
+    r = next(x for x in after if x["model"] == NAME)
+    assert r["retrain"] is True and not any(reason.startswith("cool-down") for reason in r["reasons"])
