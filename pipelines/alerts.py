@@ -3,16 +3,16 @@
 :func:`alerts_for` turns one :func:`pipelines.monitor.monitor_models` result into alerts:
 degraded live accuracy, drift (features or predictions), high p99 latency and a high error
 rate. A hook is anything with ``send(alert)``: :class:`LogAlertHook` (the default) logs a
-warning, :class:`WebhookAlertHook` POSTs the alert as JSON. :func:`hook_from_env` picks the
-webhook when ``ALPHAOPS_ALERT_WEBHOOK_URL`` is set. A hook never raises: a failed delivery is
-logged, and monitoring goes on.
+warning, :class:`WebhookAlertHook` POSTs the alert as JSON. :func:`hook_for` picks the
+webhook when a URL is configured (``Settings.alert_webhook_url``, i.e.
+``ALPHAOPS_ALERT_WEBHOOK_URL``). A hook never raises: a failed delivery is logged, and
+monitoring goes on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -21,7 +21,6 @@ from typing import Any, Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_ENV = "ALPHAOPS_ALERT_WEBHOOK_URL"
 ACCURACY_TRIGGERS = ("accuracy_vs_baseline", "accuracy_vs_backtest")
 
 
@@ -85,12 +84,9 @@ class WebhookAlertHook:
                       alert.kind, exc)
 
 
-def hook_from_env(environ: Mapping[str, str] | None = None) -> AlertHook:
-    """The webhook hook when ``ALPHAOPS_ALERT_WEBHOOK_URL`` is set, else the logging hook.
-
-    Read from the environment here (not from ``Settings``) so this module stays standalone.
-    """
-    url = (environ if environ is not None else os.environ).get(WEBHOOK_ENV, "").strip()
+def hook_for(webhook_url: str | None) -> AlertHook:
+    """The webhook hook for ``webhook_url`` (``Settings.alert_webhook_url``), else the logging hook."""
+    url = (webhook_url or "").strip()
     return WebhookAlertHook(url) if url else LogAlertHook()
 
 

@@ -365,7 +365,7 @@ def monitor(
     """Check every champion: Evidently drift, live vs backtest accuracy, latency; flag retraining."""
     import pandas as pd
 
-    from pipelines.alerts import hook_from_env
+    from pipelines.alerts import hook_for
     from pipelines.monitor import monitor_models
 
     settings = _settings()
@@ -373,7 +373,7 @@ def monitor(
     when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
     with console.status("monitoring the champions (Evidently drift, live metrics)…"):
         results = monitor_models(settings, as_of=when, window=pd.Timedelta(hours=window_hours),
-                                 manual=_split(retrain) or [], alert_hook=hook_from_env())
+                                 manual=_split(retrain) or [], alert_hook=hook_for(settings.alert_webhook_url))
     if as_json:
         _print_json(results)
         return

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     # Data quality
     max_gap_bars: int = Field(default=5, ge=1)
 
+    # Monitoring alerts: POSTed as JSON to this URL (Slack-style `text` plus the alert's
+    # fields); unset, they are logged as warnings.
+    alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$",
+                                          description="http(s) URL that receives monitoring alerts")
+
     @cached_property
     def home_dir(self) -> Path:
         path = self.home.expanduser().resolve()

@@ -562,11 +562,12 @@ def fill_outcomes_step(as_of: Any) -> int:
 
 
 def monitor_step(params: Mapping[str, Any], as_of: Any, *, scheduled: bool) -> list[dict[str, Any]]:
-    from pipelines.alerts import hook_from_env
+    from pipelines.alerts import hook_for
     from pipelines.config import get_settings
 
-    return monitor_models(get_settings(), as_of=_utc(as_of), manual=list(params.get("manual") or []),
-                          scheduled=scheduled, alert_hook=hook_from_env())
+    settings = get_settings()
+    return monitor_models(settings, as_of=_utc(as_of), manual=list(params.get("manual") or []),
+                          scheduled=scheduled, alert_hook=hook_for(settings.alert_webhook_url))
 
 
 def config_dict(config: MonitorConfig | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from pipelines.alerts import Alert, AlertHook, LogAlertHook, WebhookAlertHook, alerts_for, hook_from_env
+from pipelines.alerts import Alert, AlertHook, LogAlertHook, WebhookAlertHook, alerts_for, hook_for
 
 HEALTHY = {"model": "default.direction_h1.X", "version": "4", "drifted": False, "prediction_drift": False,
            "drift_share": 0.05, "n_features": 100, "triggers": [], "reasons": [], "live_accuracy": 0.6,
@@ -95,12 +95,21 @@ def test_webhook_errors_are_logged_not_raised(webhook, caplog):
     assert caplog.text.count("alert webhook") == 2 and "500" in caplog.text
 
 
-def test_hook_from_env_picks_the_webhook_when_configured():
-    assert isinstance(hook_from_env({}), LogAlertHook)
-    hook = hook_from_env({"ALPHAOPS_ALERT_WEBHOOK_URL": "http://127.0.0.1:8999/hook"})
+def test_the_webhook_is_used_when_settings_name_one(monkeypatch):
+    import pydantic
+
+    from pipelines.config import Settings
+
+    monkeypatch.delenv("ALPHAOPS_ALERT_WEBHOOK_URL", raising=False)
+    assert isinstance(hook_for(Settings().alert_webhook_url), LogAlertHook)
+    monkeypatch.setenv("ALPHAOPS_ALERT_WEBHOOK_URL", "http://127.0.0.1:8999/hook")
+    hook = hook_for(Settings().alert_webhook_url)
     assert isinstance(hook, WebhookAlertHook) and hook.url == "http://127.0.0.1:8999/hook"
+    monkeypatch.setenv("ALPHAOPS_ALERT_WEBHOOK_URL", "ftp://example/hook")
+    with pytest.raises(pydantic.ValidationError, match="alert_webhook_url"):
+        Settings()
     with pytest.raises(ValueError, match="must start with http"):
-        hook_from_env({"ALPHAOPS_ALERT_WEBHOOK_URL": "ftp://example/hook"})
+        hook_for("ftp://example/hook")
 
 
 def test_monitor_results_go_through_the_hook(monkeypatch):
