@@ -540,15 +540,20 @@ class Warehouse:
         frame["checked_at"] = pd.DatetimeIndex(frame["checked_at"]).tz_convert("UTC")
         return frame
 
-    def last_retrain_requests(self, *, tenant: str, since: pd.Timestamp, before: pd.Timestamp) -> dict[str, pd.Timestamp]:
-        """Per model, the latest check in ``[since, before)`` that requested retraining."""
+    def last_monitor_checks(self, *, tenant: str, since: pd.Timestamp, before: pd.Timestamp,
+                            that: str) -> dict[str, pd.Timestamp]:
+        """Per model, the latest check in ``[since, before)`` that requested retraining
+        (``that="requested_retrain"``) or wrote an HTML report (``that="wrote_report"``)."""
+        conditions = {"requested_retrain": "retrain = 1", "wrote_report": "report_uri != ''"}
+        if that not in conditions:
+            raise ValueError(f"that must be one of {sorted(conditions)}, got {that!r}")
         frame = self.query(
-            f"SELECT model, max(checked_at) AS last_request FROM {DATABASE}.monitor_history "
-            "WHERE tenant = {tenant:String} AND retrain = 1 AND checked_at >= {since:DateTime64(3, 'UTC')} "
+            f"SELECT model, max(checked_at) AS last_check FROM {DATABASE}.monitor_history "
+            f"WHERE tenant = {{tenant:String}} AND {conditions[that]} AND checked_at >= {{since:DateTime64(3, 'UTC')}} "
             "AND checked_at < {before:DateTime64(3, 'UTC')} GROUP BY model",
             {"tenant": tenant, "since": _ms_text(since), "before": _ms_text(before)})
         return {str(model): pd.Timestamp(ts).tz_convert("UTC") if pd.Timestamp(ts).tzinfo else
-                pd.Timestamp(ts, tz="UTC") for model, ts in zip(frame["model"], frame["last_request"])}
+                pd.Timestamp(ts, tz="UTC") for model, ts in zip(frame["model"], frame["last_check"])}
 
     # -- helpers -----------------------------------------------------------------------
     @staticmethod

@@ -21,11 +21,13 @@ holdout majority-class baseline, or more than ``backtest_margin`` below the hold
 a scheduled check finds the newest version older than ``max_model_age_hours``; or a manual
 request names the model. Within ``retrain_cooldown_hours`` of a check that requested retraining
 of a model, automatic triggers are recorded but request nothing new (:func:`apply_cooldown`);
-manual requests always go through. Results go to ``monitor_history``; each Evidently HTML report is an
-artifact of a run in the MLflow experiment ``<tenant>/monitoring``. The ``monitor_drift`` DAG
-turns the requests into one Airflow Asset event on ``alphaops://retrain-request``
-(:func:`request_retrain`, :func:`retrain_event_extra`); ``train_models`` retrains, and its deploy
-step replaces the champion only if the new version beats it on the shared holdout.
+manual requests always go through. Results go to ``monitor_history``; each check is a run in the
+MLflow experiment ``<tenant>/monitoring``, with the Evidently HTML report as an artifact when the
+check saw drift or a trigger, or when the model had no report in ``report_interval_hours``.
+The ``monitor_drift`` DAG turns the requests into one Airflow Asset event on
+``alphaops://retrain-request`` (:func:`request_retrain`, :func:`retrain_event_extra`);
+``train_models`` retrains, and its deploy step replaces the champion only if the new version
+beats it on the shared holdout.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class MonitorConfig:
                                             # HTML; same per-feature tests, ~1.8x the CPU and HTML size)
     max_model_age_hours: float = 168.0      # scheduled checks retrain older models
     retrain_cooldown_hours: float = 12.0    # no new automatic request this soon after the last (0: off)
+    report_interval_hours: float = 24.0     # HTML report of a quiet check at most this often per model
+                                            # (always on drift or a retrain trigger; 0: every check)
     max_latency_p99_us: float = 5000.0      # alert above (pipelines.alerts)
     max_error_rate: float = 0.01            # alert above (pipelines.alerts)
     seed: int = 42
@@ -354,7 +358,8 @@ def _model_age_hours(registry: Any, name: str, as_of: pd.Timestamp) -> float | N
 
 
 def _log_monitoring_run(settings: Settings, registry: Any, result: dict[str, Any], snapshot: Any) -> str:
-    """A run in ``<tenant>/monitoring`` with the metrics and the Evidently HTML; returns the report URI."""
+    """A run in ``<tenant>/monitoring`` with the metrics and (with a ``snapshot``) the Evidently
+    HTML; returns the report URI, or "" without a snapshot."""
     from pipelines.tracking import use_experiment
 
     client = registry.client
@@ -369,11 +374,13 @@ def _log_monitoring_run(settings: Settings, registry: Any, result: dict[str, Any
                 "latency_p99_us", "error_rate", "fallback_rate"):
         if _num(result.get(key)) is not None:
             client.log_metric(run_id, key, float(result[key]))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "data_drift.html"
-        snapshot.save_html(str(path))
-        client.log_artifact(run_id, str(path), "evidently")
-    uri = f"{run.info.artifact_uri.rstrip('/')}/evidently/data_drift.html"
+    uri = ""
+    if snapshot is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "data_drift.html"
+            snapshot.save_html(str(path))
+            client.log_artifact(run_id, str(path), "evidently")
+        uri = f"{run.info.artifact_uri.rstrip('/')}/evidently/data_drift.html"
     client.log_text(run_id, json.dumps({**result, "report_uri": uri}, indent=2, sort_keys=True), "monitor_result.json")
     client.set_terminated(run_id)
     return uri
@@ -381,7 +388,7 @@ def _log_monitoring_run(settings: Settings, registry: Any, result: dict[str, Any
 
 def _monitor_one(settings: Settings, registry: Any, name: str, version: str, as_of: pd.Timestamp,
                  window: pd.Timedelta | int, *, manual: bool, scheduled: bool,
-                 config: MonitorConfig) -> dict[str, Any]:
+                 config: MonitorConfig, report_due: bool = True) -> dict[str, Any]:
     from features.store import open_warehouse
     from models.specs import spec_by_name
 
@@ -428,7 +435,11 @@ def _monitor_one(settings: Settings, registry: Any, name: str, version: str, as_
         scheduled=scheduled, manual=manual, config=config)
     result.update(retrain=bool(triggers), triggers=triggers, reasons=reasons)
     if snapshot is not None:
-        result["report_uri"] = _log_monitoring_run(settings, registry, result, snapshot)
+        # Each HTML report is ~9 MB (144 features): a quiet check writes one only when none
+        # was written in the last report_interval_hours; its metrics are logged either way.
+        notable = result["drifted"] or result["prediction_drift"] or result["retrain"]
+        with_html = snapshot if notable or report_due else None
+        result["report_uri"] = _log_monitoring_run(settings, registry, result, with_html)
     return result
 
 
@@ -458,15 +469,21 @@ def monitor_models(settings: Settings, *, as_of: pd.Timestamp, window: pd.Timede
         raise ValueError(f"cannot request retraining of {', '.join(unknown)}: no champion of that name "
                          f"(champions: {', '.join(sorted(champions)) or 'none'})")
     last_requests: dict[str, pd.Timestamp] = {}
-    if config.retrain_cooldown_hours > 0:
-        with open_warehouse(settings) as warehouse:
-            last_requests = warehouse.last_retrain_requests(
-                tenant=settings.tenant, since=as_of - pd.Timedelta(hours=config.retrain_cooldown_hours), before=as_of)
+    last_reports: dict[str, pd.Timestamp] = {}
+    with open_warehouse(settings) as warehouse:
+        if config.retrain_cooldown_hours > 0:
+            last_requests = warehouse.last_monitor_checks(
+                tenant=settings.tenant, since=as_of - pd.Timedelta(hours=config.retrain_cooldown_hours),
+                before=as_of, that="requested_retrain")
+        if config.report_interval_hours > 0:
+            last_reports = warehouse.last_monitor_checks(
+                tenant=settings.tenant, since=as_of - pd.Timedelta(hours=config.report_interval_hours),
+                before=as_of, that="wrote_report")
     results = []
     for name, version in sorted(champions.items()):
         try:
             result = _monitor_one(settings, registry, name, version, as_of, window, manual=name in wanted,
-                                  scheduled=scheduled, config=config)
+                                  scheduled=scheduled, config=config, report_due=name not in last_reports)
         except Exception as exc:  # one broken model must not hide the others
             log.exception("monitoring %s v%s failed", name, version)
             triggers, reasons = (["manual"], ["manual: retraining requested"]) if name in wanted else ([], [])

@@ -309,3 +309,26 @@ def test_a_persisting_drift_is_requested_again_only_after_the_cooldown(shifted, 
     after = monitor_models(market["settings"], as_of=checked + pd.Timedelta(hours=15), window=1500, config=config)
     r = next(x for x in after if x["model"] == NAME)
     assert r["retrain"] is True and not any(reason.startswith("cool-down") for reason in r["reasons"])
+
+
+def test_a_quiet_check_writes_an_html_report_once_per_interval(unchanged, market):
+    """The check of the same-regime window wrote a report; a quiet check within the interval only
+    logs its metrics; after the interval the next quiet check writes one again."""
+    from pipelines.monitor import MonitorConfig, monitor_models
+
+    assert unchanged["report_uri"].endswith("/evidently/data_drift.html") and unchanged["drifted"] is False
+    checked = pd.Timestamp(unchanged["checked_at"])
+    config = MonitorConfig(report_interval_hours=12)
+
+    def check(hours: float) -> dict:
+        # The latest 1,500 logged rows up to as_of: the same-regime rows until the shifted ones
+        # (bar SHIFTED.start, ~16.7 h after `checked`) are logged.
+        results = monitor_models(market["settings"], as_of=checked + pd.Timedelta(hours=hours), window=1500,
+                                 config=config)
+        return next(x for x in results if x["model"] == NAME)
+
+    quiet = check(2)
+    assert quiet["drifted"] is False and quiet["retrain"] is False and quiet["report_uri"] == ""
+    assert quiet["status"] == "ok" and quiet["n_features"] > 100 and quiet["n_predictions"] == 1500
+    later = check(13)
+    assert later["drifted"] is False and later["report_uri"].endswith("/evidently/data_drift.html")
