@@ -23,6 +23,7 @@ class Gates:
 
     max_null_p_value: float = 0.05      # real model vs block-permuted-label retrains
     must_beat_baselines: bool = True    # primary metric beats every baseline on the holdout
+    must_beat_buy_hold: bool = True     # trading specs: Sharpe after costs above buy and hold's
     max_drawdown: float = 0.5           # of the signal's equity curve after costs (fraction)
     max_onnx_abs_diff: float = 1e-5     # ONNX vs native on the holdout
     max_latency_p50_us: float = 1000.0  # one-row onnxruntime latency

@@ -90,9 +90,27 @@ def trading_metrics(position: np.ndarray, next_return: np.ndarray, *, cost_per_t
 
 
 def classifier_position(proba: np.ndarray) -> np.ndarray:
-    """Long when up is likelier than down, short otherwise (first class is down, last is up)."""
+    """Long when up is likelier than down, short when down is likelier than up (first class
+    is down, last is up); flat where a middle class (neutral) is at least as likely as both."""
     edge = proba[:, -1] - proba[:, 0]
-    return np.sign(edge)
+    position = np.sign(edge)
+    if proba.shape[1] > 2:
+        position[np.maximum(proba[:, -1], proba[:, 0]) <= proba[:, 1:-1].max(axis=1)] = 0.0
+    return position
+
+
+def hold_for_horizon(signal: np.ndarray, horizon: int) -> np.ndarray:
+    """The position of a signal that forecasts ``horizon`` bars: each bar's signal is held for
+    ``horizon`` bars with weight ``1/horizon`` (overlapping portfolios, as in Jegadeesh &
+    Titman), so the position at t is the mean of the signals at ``t-horizon+1 .. t`` (those
+    since the start at first). Uses no signal after t; ``horizon`` 1 is the signal itself."""
+    signal = np.asarray(signal, dtype=float)
+    if horizon <= 1:
+        return signal
+    sums = np.cumsum(np.concatenate([[0.0], signal]))
+    position = sums[1:].copy()
+    position[horizon:] -= sums[1:-horizon]
+    return position / horizon
 
 
 def block_permutation(y: np.ndarray, block: int, rng: np.random.Generator) -> np.ndarray:

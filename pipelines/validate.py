@@ -30,6 +30,7 @@ from pipelines.evaluation import (
     classification_metrics,
     classifier_position,
     finite_or_none,
+    hold_for_horizon,
     json_safe,
     periods_per_year,
     regression_metrics,
@@ -133,7 +134,8 @@ def evaluate_classifier(settings: Settings, spec: ModelSpec, data: Dataset, prob
     metrics["baseline_coin_flip_auc"] = 0.5
     metrics["baseline_majority_auc"] = 0.5  # a constant score ranks nothing
     if spec.class_names and spec.class_names[0] == "down" and spec.class_names[-1] == "up":
-        metrics.update(trading_metrics_for(settings, data, classifier_position(proba)))
+        # An h-bar forecast is traded as h overlapping positions, each held h bars.
+        metrics.update(trading_metrics_for(settings, data, hold_for_horizon(classifier_position(proba), spec.horizon)))
     return metrics
 
 
@@ -178,6 +180,10 @@ def gate_results(spec: ModelSpec, metrics: dict[str, float]) -> dict[str, bool]:
     beats = all(primary > b for b in baselines) if spec.greater_is_better else all(primary < b for b in baselines)
     return {
         "gate_beats_baselines": beats or not gates.must_beat_baselines,
+        # A direction signal traded after costs must do better than holding the market (on
+        # the same holdout, same costs); specs without trading metrics skip this gate.
+        **({"gate_beats_buy_hold": metrics["trading_sharpe"] > metrics["baseline_buy_hold_sharpe"]
+            or not gates.must_beat_buy_hold} if "trading_sharpe" in metrics else {}),
         **({"gate_null_test": metrics["null_p_value"] < gates.max_null_p_value} if "null_p_value" in metrics else {}),
         "gate_max_drawdown": metrics.get("trading_max_drawdown", 0.0) <= gates.max_drawdown,
         "gate_onnx_parity": metrics["onnx_max_abs_diff"] <= gates.max_onnx_abs_diff,

@@ -36,6 +36,34 @@ def test_trading_metrics_charge_costs_on_every_change_of_position():
     assert flipping["total_return"] < 0
 
 
+def test_classifier_position_is_flat_when_neutral_is_likeliest():
+    from pipelines.evaluation import classifier_position
+
+    two_class = np.array([[0.4, 0.6], [0.7, 0.3], [0.5, 0.5]])
+    np.testing.assert_array_equal(classifier_position(two_class), [1.0, -1.0, 0.0])
+    three_class = np.array([[0.2, 0.3, 0.5], [0.5, 0.3, 0.2], [0.3, 0.45, 0.25], [0.4, 0.4, 0.2]])
+    np.testing.assert_array_equal(classifier_position(three_class), [1.0, -1.0, 0.0, 0.0])
+
+
+def test_a_horizon_signal_is_held_as_overlapping_positions():
+    from pipelines.evaluation import hold_for_horizon
+
+    signal = np.array([1, 1, -1, -1, -1, 1, 1, 1, 1, 1], dtype=float)
+    np.testing.assert_array_equal(hold_for_horizon(signal, 1), signal)
+    held = hold_for_horizon(signal, 3)
+    expected = [1 / 3, 2 / 3, 1 / 3, -1 / 3, -1, -1 / 3, 1 / 3, 1, 1, 1]
+    np.testing.assert_allclose(held, expected, atol=1e-15)
+    # The position at t uses no later signal: changing the future leaves the past alone.
+    changed = signal.copy()
+    changed[6:] = -1
+    np.testing.assert_array_equal(hold_for_horizon(changed, 3)[:6], held[:6])
+    # Flipping every bar costs a 1-bar signal its full turnover; held for 5 bars, a fifth of it.
+    flipping = np.array([1.0, -1.0] * 50)
+    turnover_1 = np.abs(np.diff(hold_for_horizon(flipping, 1))).mean()
+    turnover_5 = np.abs(np.diff(hold_for_horizon(flipping, 5)))[5:].mean()  # once all 5 are placed
+    assert turnover_1 == 2.0 and turnover_5 == pytest.approx(0.4)
+
+
 def test_block_permutation_keeps_values_and_blocks():
     y = np.arange(100)
     permuted = block_permutation(y, 10, np.random.default_rng(0))

@@ -22,3 +22,12 @@ def test_a_version_failing_its_baselines_fails_without_the_null_test_and_the_car
     ran = _null_test_text({"null_n": 20.0, "null_mean": 0.5, "null_q95": 0.52, "null_p_value": 0.048,
                            "null_stopped_early": 0.0}, gates)
     assert "retrained 20 times" in ran and "0.0480" in ran
+
+
+def test_a_trading_signal_must_beat_buy_and_hold_after_costs():
+    traded = {**CHEAP, "trading_sharpe": 1.2, "baseline_buy_hold_sharpe": 0.8}
+    assert gate_results(SPEC, traded)["gate_beats_buy_hold"]
+    losing = gate_results(SPEC, {**traded, "trading_sharpe": -0.5})
+    assert not losing["gate_beats_buy_hold"] and losing["gate_beats_baselines"]  # AUC alone is not enough
+    assert "gate_null_test" not in losing  # and the null test is then not run
+    assert "gate_beats_buy_hold" not in gate_results(SPEC, CHEAP)  # no trading metrics: no such gate
