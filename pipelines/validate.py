@@ -306,6 +306,11 @@ def model_card(name: str, version: str, spec: ModelSpec, data: Dataset, metrics:
     gate_rows = "\n".join(f"| {g.removeprefix('gate_')} | {'pass' if ok else 'FAIL'} |" for g, ok in gates.items())
     if "gate_null_test" not in gates:
         gate_rows += "\n| null_test | not run |"
+    trading = ("\n`trading_*`: the signal traded on the holdout after costs: long when up is likelier than down, "
+               "short in the opposite case, flat when a neutral class is likeliest; each bar's signal held "
+               f"{spec.horizon} bar(s) with weight 1/{spec.horizon} (overlapping positions); costs on every change "
+               "of position. `buy_hold_*` below is the market held long under the same costs.\n"
+               if "trading_sharpe" in metrics else "")
     return f"""# Model card: {name} v{version}
 
 - Family / spec: `{spec.family}` / `{spec.name}` — {spec.description}
@@ -321,7 +326,7 @@ def model_card(name: str, version: str, spec: ModelSpec, data: Dataset, metrics:
 | metric | value |
 |---|---|
 {rows}
-
+{trading}
 ## Baselines on the same holdout
 
 | baseline | value |
