@@ -387,8 +387,10 @@ def _log_monitoring_run(settings: Settings, registry: Any, result: dict[str, Any
 
 
 def _monitor_one(settings: Settings, registry: Any, name: str, version: str, as_of: pd.Timestamp,
-                 window: pd.Timedelta | int, *, manual: bool, scheduled: bool,
-                 config: MonitorConfig, report_due: bool = True) -> dict[str, Any]:
+                 window: pd.Timedelta | int, *, manual: bool, scheduled: bool, config: MonitorConfig,
+                 last_request: pd.Timestamp | None, report_due: bool) -> dict[str, Any]:
+    """One champion's check; ``last_request``: its latest retrain request within the
+    cool-down, ``report_due``: no HTML report of it within ``report_interval_hours``."""
     from features.store import open_warehouse
     from models.specs import spec_by_name
 
@@ -434,10 +436,12 @@ def _monitor_one(settings: Settings, registry: Any, name: str, version: str, as_
         baseline_accuracy=result["baseline_accuracy"], model_age_hours=result["model_age_hours"],
         scheduled=scheduled, manual=manual, config=config)
     result.update(retrain=bool(triggers), triggers=triggers, reasons=reasons)
+    # Before the MLflow run is logged, so that its tags and JSON say what the result says.
+    result = apply_cooldown(result, last_request, config)
     if snapshot is not None:
         # Each HTML report is ~9 MB (144 features): a quiet check writes one only when none
         # was written in the last report_interval_hours; its metrics are logged either way.
-        notable = result["drifted"] or result["prediction_drift"] or result["retrain"]
+        notable = result["drifted"] or result["prediction_drift"] or bool(result["triggers"])
         with_html = snapshot if notable or report_due else None
         result["report_uri"] = _log_monitoring_run(settings, registry, result, with_html)
     return result
@@ -483,7 +487,8 @@ def monitor_models(settings: Settings, *, as_of: pd.Timestamp, window: pd.Timede
     for name, version in sorted(champions.items()):
         try:
             result = _monitor_one(settings, registry, name, version, as_of, window, manual=name in wanted,
-                                  scheduled=scheduled, config=config, report_due=name not in last_reports)
+                                  scheduled=scheduled, config=config, last_request=last_requests.get(name),
+                                  report_due=name not in last_reports)
         except Exception as exc:  # one broken model must not hide the others
             log.exception("monitoring %s v%s failed", name, version)
             triggers, reasons = (["manual"], ["manual: retraining requested"]) if name in wanted else ([], [])
@@ -491,7 +496,6 @@ def monitor_models(settings: Settings, *, as_of: pd.Timestamp, window: pd.Timede
                       "error": f"{type(exc).__name__}: {exc}", "drift_share": 0.0, "drifted": False,
                       "retrain": bool(triggers), "triggers": triggers, "reasons": reasons, "report_uri": "",
                       "n_predictions": 0, "error_rate": 0.0, "fallback_rate": 0.0}
-        result = apply_cooldown(result, last_requests.get(name), config)
         results.append(json_safe(result))
         log.info("%s v%s: %s, drift %.0f%% (%s/%s features), prediction drift %s, live accuracy %s over %s outcomes, "
                  "retrain=%s %s; report %s", name, version, result.get("status"),

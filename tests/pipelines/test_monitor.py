@@ -303,6 +303,12 @@ def test_a_persisting_drift_is_requested_again_only_after_the_cooldown(shifted, 
     r = next(x for x in soon if x["model"] == NAME)
     assert r["drifted"] is True and r["triggers"][0] == "drift"  # the drift is still seen and recorded
     assert r["retrain"] is False and r["reasons"][-1].startswith("cool-down: ") and request_retrain(soon) == []
+    from registry import Registry
+
+    client = Registry.from_settings(market["settings"]).client
+    experiment = client.get_experiment_by_name("default/monitoring")
+    run = client.search_runs([experiment.experiment_id], f"tags.model = '{NAME}' and tags.as_of = '{r['checked_at']}'")
+    assert [x.data.tags["retrain"] for x in run] == ["false"]  # the MLflow run says what the result says
     manual = monitor_models(market["settings"], as_of=checked + pd.Timedelta(hours=2), window=1500, config=config,
                             manual=[NAME])
     assert next(x for x in manual if x["model"] == NAME)["retrain"] is True
