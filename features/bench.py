@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import talib
 
-from features.core import compute, compute_arrays, default_n_jobs, compute_latest, compute_latest_arrays, to_bar_arrays
+from features.core import compute, compute_arrays, compute_latest, compute_latest_arrays, default_n_jobs, to_bar_arrays
 from features.definitions import FEATURE_SET_VERSION, LOOKBACK
 from features.synthetic import synthetic_bars
 

@@ -190,7 +190,7 @@ class Centering:
         if self.single_block:
             self.anchor = np.full(n, reference[0]) if n else np.empty(0)
         else:
-            self.anchor = reference[_block_starts(n, 0)]
+            self.anchor = reference[_block_starts(n)]
         self.shifted_reference = reference - self.anchor
 
     def shift(self, level: np.ndarray) -> np.ndarray:
@@ -260,10 +260,9 @@ def _boundary_stretches(n: int, period: int) -> tuple[np.ndarray, np.ndarray, np
 
 
 @lru_cache(maxsize=8)
-def _block_starts(n: int, offset: int) -> np.ndarray:
-    """For each bar, the index where its centering block starts (blocks shifted by ``offset``)."""
-    index = np.arange(n)
-    return np.maximum((index - offset) // CENTERING_BLOCK * CENTERING_BLOCK + offset, 0)
+def _block_starts(n: int) -> np.ndarray:
+    """For each bar, the index where its centering block starts."""
+    return np.arange(n) // CENTERING_BLOCK * CENTERING_BLOCK
 
 
 def level_stddev(

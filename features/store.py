@@ -552,8 +552,7 @@ class Warehouse:
             f"WHERE tenant = {{tenant:String}} AND {conditions[that]} AND checked_at >= {{since:DateTime64(3, 'UTC')}} "
             "AND checked_at < {before:DateTime64(3, 'UTC')} GROUP BY model",
             {"tenant": tenant, "since": _ms_text(since), "before": _ms_text(before)})
-        return {str(model): pd.Timestamp(ts).tz_convert("UTC") if pd.Timestamp(ts).tzinfo else
-                pd.Timestamp(ts, tz="UTC") for model, ts in zip(frame["model"], frame["last_check"])}
+        return dict(zip(frame["model"].astype(str), pd.DatetimeIndex(frame["last_check"]).tz_convert("UTC")))
 
     # -- helpers -----------------------------------------------------------------------
     @staticmethod

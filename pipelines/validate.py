@@ -191,6 +191,11 @@ def gate_results(spec: ModelSpec, metrics: dict[str, float]) -> dict[str, bool]:
     }
 
 
+def failed_gates(gates: dict[str, bool]) -> list[str]:
+    """Names (without ``gate_``) of the gates that failed."""
+    return [g.removeprefix("gate_") for g, ok in gates.items() if not ok]
+
+
 def validate_version(settings: Settings, *, model_name: str, version: str, as_of: pd.Timestamp,
                      holdout_fraction: float | None = None) -> dict[str, Any]:
     """Score, null-test and gate one version; tag it ``validated`` or ``rejected``."""
@@ -223,7 +228,7 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
                                  stop_after=settings.null_stop_after).as_metrics())
     gates = gate_results(spec, metrics)
     status = "validated" if all(gates.values()) else "rejected"
-    failed = [g.removeprefix("gate_") for g, ok in gates.items() if not ok]
+    failed = failed_gates(gates)
 
     use_experiment(settings, f"{settings.tenant}/{spec.family}")
     with mlflow.start_run(run_id=mv.run_id):
@@ -248,8 +253,7 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
 
 def _null_test_text(metrics: dict[str, float], gates: dict[str, bool]) -> str:
     if "null_p_value" not in metrics:
-        failed = ", ".join(g.removeprefix("gate_") for g, ok in gates.items() if not ok)
-        return f"Not run: the version already failed {failed}, so it is rejected whatever the null test says."
+        return f"Not run: the version already failed {', '.join(failed_gates(gates))}, so it is rejected whatever the null test says."
     sequential = (" (sequential test: retraining stopped once enough permuted-label models scored at least as "
                   "well)") if metrics.get("null_stopped_early") else ""
     return (f"Labels permuted in blocks, the spec retrained {int(metrics['null_n'])} times: null mean "
