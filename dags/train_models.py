@@ -63,9 +63,9 @@ def train_models():
         return steps.validate(trained, params, dag_run.run_after)
 
     @task
-    def rank(validated: list[dict]) -> list[dict]:
+    def rank(validated: list[dict], dag_run=None) -> list[dict]:
         from pipelines import steps
-        return steps.rank(list(validated))
+        return steps.rank(list(validated), dag_run.run_id)
 
     @task
     def deploy(ranking: list[dict], dag_run=None) -> list[dict]:

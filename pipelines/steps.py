@@ -102,10 +102,14 @@ def validate(trained: dict[str, Any], params: dict[str, Any], as_of: Any) -> dic
                             as_of=as_timestamp(as_of), holdout_fraction=float(params["holdout_fraction"]))
 
 
-def rank(validated: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rank(validated: list[dict[str, Any]], run_id: str = "manual") -> list[dict[str, Any]]:
+    """Control false discoveries over every hypothesis of the run, then rank what survives."""
     from pipelines.rank import rank_models
+    from pipelines.discoveries import control_false_discoveries
 
-    return rank_models(get_settings(), validated=[v for v in validated if v["status"] == "validated"])
+    settings = get_settings()
+    survivors = control_false_discoveries(settings, results=validated, run_id=run_id)
+    return rank_models(settings, validated=[v for v in survivors if v["status"] == "validated"])
 
 
 def deploy(ranking: list[dict[str, Any]], as_of: Any, run_id: str) -> list[dict[str, Any]]:
