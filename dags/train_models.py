@@ -6,31 +6,39 @@ whenever the monitor requests a retrain (Asset `alphaops://retrain-request`):
 **extract → features → label → train (one mapped task per spec × symbol) → validate → rank → deploy**.
 
 Trigger with params to choose `symbols`, `families` (`all` for every family), `trials` and
-`holdout_fraction`. Validation is out of sample (purged holdout, null test, baselines); a version
-that fails a gate is tagged `validation_status=rejected` and never deployed. Deploy sets the
-MLflow alias `challenger` (or `champion` on a first deploy); the `canary` DAG decides the rest.
+`holdout_fraction`; their defaults are the settings (`ALPHAOPS_SYMBOLS`, `ALPHAOPS_FAMILIES`,
+`ALPHAOPS_TRIALS`, `ALPHAOPS_HOLDOUT_FRACTION`). Unpausing starts no run at once: the first
+scheduled run is at the next 00:00 or 12:00 UTC, with those defaults. Validation is out of
+sample (purged holdout, null test, baselines); a version that fails a gate is tagged
+`validation_status=rejected` and never deployed. Deploy sets the MLflow alias `challenger` (or
+`champion` on a first deploy); the `canary` DAG decides the rest.
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, DeltaTriggerTimetable, Param, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+
+from pipelines.config import get_settings  # pydantic-settings only: the params' defaults
 
 WAREHOUSE_POOL = "alphaops_warehouse"  # one slot: embedded chDB allows one process per data path
 RETRAIN_REQUEST = Asset("alphaops://retrain-request")
+DEFAULTS = get_settings()  # ALPHAOPS_* environment, read when the file is parsed
+# No start_date: with a past one and catchup=False, unpausing would run the latest slot at once.
+EVERY_12H = CronTriggerTimetable("0 0,12 * * *", timezone="UTC", run_immediately=False)
 
 
 @dag(
     dag_id="train_models",
-    schedule=AssetOrTimeSchedule(timetable=DeltaTriggerTimetable(timedelta(hours=12)), assets=[RETRAIN_REQUEST]),
-    start_date=datetime(2026, 1, 1),
+    schedule=AssetOrTimeSchedule(timetable=EVERY_12H, assets=[RETRAIN_REQUEST]),
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 1, "retry_delay": timedelta(minutes=1), "pool": WAREHOUSE_POOL},
     params={
-        "symbols": Param(["SPX", "SYN1"], type="array", description="Symbols to train on"),
-        "families": Param(["direction"], type="array", description="Model families, or ['all']"),
-        "trials": Param(8, type="integer", minimum=1, description="Optuna trials per spec"),
-        "holdout_fraction": Param(0.2, type="number", exclusiveMinimum=0, exclusiveMaximum=0.9),
+        "symbols": Param(DEFAULTS.symbols, type="array", description="Symbols to train on"),
+        "families": Param(DEFAULTS.families, type="array", description="Model families, or ['all']"),
+        "trials": Param(DEFAULTS.trials, type="integer", minimum=1, description="Optuna trials per spec"),
+        "holdout_fraction": Param(DEFAULTS.holdout_fraction, type="number", exclusiveMinimum=0,
+                                  exclusiveMaximum=0.9),
         "reason": Param("schedule", type="string", description="Why this run was started"),
     },
     tags=["alphaops", "training"],
