@@ -205,12 +205,6 @@ def train_mean_baseline(y_train: np.ndarray, y_holdout: np.ndarray, train_return
     return {"train_mean": np.full(len(y_holdout), float(np.mean(y_train)))}
 
 
-def _volatility_baselines(horizon: int) -> Callable[..., dict[str, np.ndarray]]:
-    from models.baselines import volatility_baselines
-
-    return partial(volatility_baselines, horizon=horizon)
-
-
 # -- specs -------------------------------------------------------------------------------
 
 VOLATILITY_HORIZONS = (5, 20)
@@ -229,10 +223,10 @@ def volatility_specs() -> list[ModelSpec]:
             make_label=partial(_realized_vol, h), build=_volatility, search_space=lightgbm_space,
             metric="qlike", greater_is_better=False,
             description=f"realized volatility (RMS of 1-bar log returns) of the next {h} bars, LightGBM; "
-                        "baselines GARCH(1,1), EGARCH(1,1) fitted on the training window",
+                        "naive rules GARCH(1,1), EGARCH(1,1) and HAR-RV fitted on the training window",
             schema_extras={"outputs": [{"name": "value", "kind": "value", "meaning": f"realized_vol_h{h}",
                                         "units": "per-bar log return"}]},
-            baselines=_volatility_baselines(h),
+            baselines=train_mean_baseline,
         )
         for h in VOLATILITY_HORIZONS
     ]
@@ -338,6 +332,7 @@ def sequence_specs() -> list[ModelSpec]:
             name=f"sequence_{arch}_h{h}", family="sequence", task="classifier", label=f"dir_up_h{h}", horizon=h,
             make_label=partial(_direction_up, h), build=partial(_sequence, arch), search_space=sequence_space,
             metric="auc", class_names=("down", "up"), window=w, max_train_rows=1500, max_trials=2, parallel_fits=False,
+            max_null_retrains=20,
             description=f"P(close[t+{h}] > close[t]) and expected return from the last {w} feature vectors, "
                         f"torch {arch}",
             schema_extras={

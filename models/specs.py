@@ -23,6 +23,7 @@ class Gates:
 
     max_null_p_value: float = 0.05      # real model vs block-permuted-label retrains
     must_beat_baselines: bool = True    # primary metric beats every baseline on the holdout
+    must_beat_naive_rules: bool = True  # ... and every naive rule of its field (models.naive)
     must_beat_buy_hold: bool = True     # trading specs: Sharpe after costs above buy and hold's
     max_drawdown: float = 0.5           # of the signal's equity curve after costs (fraction)
     max_onnx_abs_diff: float = 1e-5     # ONNX vs native on the holdout
@@ -60,6 +61,8 @@ class ModelSpec:
     # Independent fits (CV folds, null-test retrains) may run on threads (see models.parallel);
     # False for estimators with process-wide state (torch's seed and thread count).
     parallel_fits: bool = True
+    # Null-test retrains at most (None: the setting ``null_permutations``), for costly families.
+    max_null_retrains: int | None = None
 
     def fit_threads(self, n_jobs: int) -> int:
         """Threads for this spec's independent fits: ``n_jobs``, or 1 without ``parallel_fits``."""

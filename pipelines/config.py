@@ -39,9 +39,24 @@ class Settings(BaseSettings):
     clickhouse_url: str | None = Field(
         default=None, description="e.g. http://default:@clickhouse:8123/alphaops"
     )
+    # Embedded chDB admits one process at a time: how long an open waits for another process
+    # to let go before it fails naming that process (like SQLite's busy timeout). The same
+    # default as features.store.DEFAULT_BUSY_TIMEOUT_SECONDS.
+    warehouse_busy_timeout_seconds: float = Field(default=120.0, ge=0.0)
 
     # Airflow metadata DB: SQLite under home unless given.
     airflow_sql_alchemy_conn: str | None = None
+
+    # The service topology (`alphaops stack`, docker-compose.yml); unset for the embedded default.
+    mlflow_backend_store_uri: str | None = Field(
+        default=None, description="Database of the MLflow tracking server, e.g. postgresql+psycopg2://…/mlflow"
+    )
+    airflow_api_url: str | None = Field(
+        default=None, description="Airflow api-server, e.g. http://airflow-apiserver:8080 (UI, REST, execution API)"
+    )
+    airflow_jwt_secret: str | None = Field(default=None, description="Shared by every Airflow component")
+    celery_broker_url: str | None = Field(default=None, description="e.g. redis://redis:6379/0: CeleryExecutor")
+    celery_result_backend: str | None = Field(default=None, description="e.g. db+postgresql://…/airflow")
 
     # Training defaults (the DAG params and `alphaops run` override them).
     symbols: list[str] = Field(default_factory=lambda: ["SPX", "SYN1"])
@@ -51,13 +66,21 @@ class Settings(BaseSettings):
     cv_folds: int = Field(default=4, ge=2)
     seed: int = 42
     top_k: int = Field(default=5, ge=1)
-    null_permutations: int = Field(default=20, ge=0)
+    # Null tests (pipelines.validate.null_tests): the fixed-model screen's draws, then at most
+    # this many retrains on permuted labels, for versions that pass every other gate.
+    null_screen_permutations: int = Field(default=999, ge=19)
+    null_permutations: int = Field(default=100, ge=0)
     # Stop null-test retrains once this many score at least as well as the real model: the
     # model fails the test either way (see pipelines.evaluation.NullTest). None: never stop.
     null_stop_after: int | None = Field(default=3, ge=1)
     # Threads for independent fits inside one task (CV folds, null-test retrains); results
     # do not depend on it. Default: the cores this process may use.
     n_jobs: int = Field(default_factory=default_n_jobs, ge=1)
+
+    # False discoveries across a run (pipelines.discoveries): Benjamini-Hochberg level over every
+    # hypothesis the run tests, and the least deflated Sharpe ratio of a direction-like signal.
+    fdr_level: float = Field(default=0.05, gt=0.0, lt=1.0)
+    min_deflated_sharpe: float = Field(default=0.95, ge=0.0, le=1.0)
 
     # Trading costs used by validation (bps per side).
     commission_bps: float = 1.0

@@ -68,7 +68,7 @@ def trading_metrics(position: np.ndarray, next_return: np.ndarray, *, cost_per_t
     """Metrics of holding ``position`` (−1..1) for one bar, after costs on every change of position."""
     position = np.asarray(position, dtype=float)
     turnover = np.abs(np.diff(np.concatenate([[0.0], position])))
-    pnl = position * next_return - cost_per_turnover * turnover
+    pnl = strategy_pnl(position, next_return, cost_per_turnover)
     equity = np.cumprod(1.0 + pnl)
     peak = np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]
     drawdown = 1.0 - equity / peak
@@ -170,3 +170,89 @@ def finite_or_none(value: Any) -> Any:
 
 def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: finite_or_none(v) for k, v in metrics.items()}
+
+
+def holdout_permutation_test(spec: Any, y: np.ndarray, output: np.ndarray, *, n: int, block: int,
+                             rng: np.random.Generator, stop_after: int | None = None) -> NullTest:
+    """The fixed model's holdout output against block-permuted holdout labels (no retraining).
+
+    Exact for any family and cheap (one score per draw), so it runs thousands of draws and
+    its p-value resolves down to ``1 / (n + 1)``. Sequential like :class:`NullTest`.
+    """
+    from models.metrics import primary_score
+
+    result = NullTest(real=primary_score(spec, y, output), null_scores=[],
+                      greater_is_better=spec.greater_is_better, stop_after=stop_after)
+    beats = 0
+    for _ in range(n):
+        score = primary_score(spec, block_permutation(y, block, rng), output)
+        result.null_scores.append(score)
+        beats += result.beats(score)
+        if stop_after is not None and beats >= stop_after:
+            break
+    return result
+
+
+def strategy_pnl(position: np.ndarray, next_return: np.ndarray, cost_per_turnover: float) -> np.ndarray:
+    """Per-bar P&L of holding ``position`` for one bar, after costs on every change of position."""
+    position = np.asarray(position, dtype=float)
+    turnover = np.abs(np.diff(np.concatenate([[0.0], position])))
+    return position * np.asarray(next_return, dtype=float) - cost_per_turnover * turnover
+
+
+def sharpe_statistics(pnl: np.ndarray) -> dict[str, float]:
+    """Per-bar Sharpe ratio (not annualized), skewness, kurtosis (3 for a normal) and length of ``pnl``."""
+    from scipy import stats
+
+    pnl = np.asarray(pnl, dtype=float)
+    std = float(np.std(pnl))
+    return {"sr_per_bar": float(np.mean(pnl) / std) if std > 0 else 0.0,
+            "pnl_skew": float(stats.skew(pnl)) if std > 0 else 0.0,
+            "pnl_kurtosis": float(stats.kurtosis(pnl, fisher=False)) if std > 0 else 3.0,
+            "pnl_n": float(len(pnl))}
+
+
+def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:
+    """Expected maximum of ``n_trials`` Sharpe ratios of zero skill (Bailey & López de Prado 2014)."""
+    from scipy.stats import norm
+
+    if n_trials <= 1:
+        return 0.0
+    gamma = 0.5772156649015329  # Euler–Mascheroni
+    return float(np.sqrt(sr_variance) * ((1 - gamma) * norm.ppf(1 - 1 / n_trials)
+                                         + gamma * norm.ppf(1 - 1 / (n_trials * np.e))))
+
+
+def deflated_sharpe_ratio(sr: float, n_obs: int, skew: float, kurtosis: float, n_trials: int,
+                          sr_variance: float | None = None) -> float:
+    """Probability that the true per-bar Sharpe exceeds the best of ``n_trials`` lucky ones.
+
+    Bailey & López de Prado (2014): ``DSR = Φ((SR − SR₀)·√(T−1) / √(1 − γ₃·SR + (γ₄−1)/4·SR²))``
+    with ``SR₀`` the expected maximum of ``n_trials`` zero-skill Sharpe ratios. Without a
+    measured variance across trials, ``sr_variance`` is the estimator's variance under zero
+    skill, ``1 / T``.
+    """
+    from scipy.stats import norm
+
+    if n_obs < 3:
+        return 0.0
+    variance = sr_variance if sr_variance is not None else 1.0 / n_obs
+    sr0 = expected_max_sharpe(n_trials, variance)
+    denominator = 1.0 - skew * sr + (kurtosis - 1.0) / 4.0 * sr * sr
+    if denominator <= 0:
+        return 0.0
+    return float(norm.cdf((sr - sr0) * np.sqrt(n_obs - 1) / np.sqrt(denominator)))
+
+
+def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg q-values (adjusted p-values) of ``p_values``, in their order."""
+    p = np.asarray(p_values, dtype=float)
+    m = len(p)
+    if m == 0:
+        return p
+    order = np.argsort(p)
+    ranked = p[order] * m / np.arange(1, m + 1)
+    q = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(q, 1.0)
+    return out

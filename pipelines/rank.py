@@ -1,7 +1,7 @@
 """The rank step: keep the top K validated versions per (tenant, family, symbol), archive the rest.
 
-Score (documented in README): the primary holdout metric's edge over the best baseline on the
-same holdout, ``score − max(baselines)`` for metrics where higher is better and
+Score (documented in README): the primary holdout metric's edge over the best baseline or
+naive rule on the same holdout, ``score − max(baselines)`` for metrics where higher is better and
 ``min(baselines) − score`` otherwise. Versions are ordered by that edge; ties go to the newer
 version. Champions and challengers are never archived by ranking.
 """
@@ -19,19 +19,22 @@ log = logging.getLogger(__name__)
 
 
 def version_edge(registry: Registry, mv: Any) -> float | None:
-    """Primary-metric edge over the best baseline, from the version's run (None if unscored)."""
+    """Primary-metric edge over the best baseline or naive rule, from the version's run (None if unscored)."""
+    from models.specs import spec_by_name
+
     metric = mv.tags.get("primary_metric")
     if not metric:
         return None
     metrics = registry.client.get_run(mv.run_id).data.metrics
     score = metrics.get(f"holdout_{metric}")
-    baselines = [v for k, v in metrics.items() if k.startswith("holdout_baseline_") and k.endswith(f"_{metric}")]
+    rivals = [v for k, v in metrics.items()
+              if k.startswith(("holdout_baseline_", "holdout_naive_")) and k.endswith(f"_{metric}")]
     if score is None:
         return None
-    if not baselines:
+    if not rivals:
         return float(score)
-    higher_better = metric not in {"rmse", "mae", "qlike", "log_loss"}
-    return float(score - max(baselines)) if higher_better else float(min(baselines) - score)
+    higher_better = spec_by_name(mv.tags["spec"]).greater_is_better
+    return float(score - max(rivals)) if higher_better else float(min(rivals) - score)
 
 
 def rank_models(settings: Settings, *, validated: list[dict[str, Any]], top_k: int | None = None

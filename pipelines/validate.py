@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.store import open_warehouse
+from models.naive import NaiveContext, naive_predictions
 from models.specs import ModelSpec, spec_by_name
 from pipelines.config import Settings
 from pipelines.datasets import Dataset, load_dataset
@@ -27,6 +28,9 @@ from models.parallel import ordered_map
 from pipelines.evaluation import (
     NullTest,
     block_permutation,
+    holdout_permutation_test,
+    sharpe_statistics,
+    strategy_pnl,
     classification_metrics,
     classifier_position,
     finite_or_none,
@@ -57,6 +61,25 @@ def dataset_for_version(settings: Settings, registry: Registry, name: str, versi
     return spec, data, bundle
 
 
+def naive_context(settings: Settings, data: Dataset, *, symbol: str, timeframe: str, as_of: pd.Timestamp,
+                  horizon: int) -> NaiveContext:
+    """The bars and rows that the spec's naive rules see (bars up to ``as_of`` only)."""
+    with open_warehouse(settings) as warehouse:
+        bars = warehouse.read_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of)
+    X = data.X[:, -1, :] if data.X.ndim == 3 else data.X  # sequence rows: the window's last bar
+    return NaiveContext(bars=bars, index=data.index, y=data.y, X=X, feature_names=data.feature_names,
+                        train_idx=data.train_idx, holdout_idx=data.holdout_idx, horizon=horizon)
+
+
+def naive_rule_metrics(spec: ModelSpec, ctx: NaiveContext) -> dict[str, float]:
+    """The primary metric of each naive rule of the spec's family, on the model's holdout rows."""
+    from models.metrics import primary_score
+
+    y = ctx.y[ctx.holdout_idx]
+    return {f"naive_{name}_{spec.metric}": primary_score(spec, y, prediction)
+            for name, prediction in naive_predictions(spec.family, ctx).items()}
+
+
 def bundle_scores(spec: ModelSpec, bundle: Path, X: np.ndarray) -> np.ndarray:
     """The spec's primary output (probabilities, value or anomaly score) from the bundle's ONNX model."""
     return onnx_primary_output(spec, onnx_outputs((bundle / "model.onnx").read_bytes(), X))
@@ -77,24 +100,17 @@ def one_row_latency_us(bundle: Path, X: np.ndarray, n: int = 300) -> float:
 
 
 def null_test(spec: ModelSpec, data: Dataset, params: dict[str, Any], real: float, n: int, seed: int,
-              holdout_output: np.ndarray, n_jobs: int = 1, stop_after: int | None = None) -> NullTest:
-    """Scores of the spec under block-permuted labels, on the same holdout.
+              n_jobs: int = 1, stop_after: int | None = None) -> NullTest:
+    """Scores of the spec retrained on block-permuted training labels, on the same holdout.
 
-    Supervised specs are retrained on permuted training labels, at most ``n`` times and,
-    with ``stop_after``, only until that many retrains score at least as well as the real
-    model (a sequential test: see :class:`NullTest`; the pass/fail decision is unchanged).
-    An unsupervised (anomaly) model never sees labels, so its null permutes the holdout's
-    event labels against the same scores instead (200 permutations, cheap).
+    At most ``n`` retrains (``spec.max_null_retrains`` caps costly families) and, with
+    ``stop_after``, only until that many retrains score at least as well as the real model
+    (a sequential test: see :class:`NullTest`; the pass/fail decision is unchanged).
     """
-    from models.metrics import primary_score
-
     rng = np.random.default_rng(seed)
-    block = max(20, 5 * spec.horizon)
+    block = null_block(spec)
     hold_y = data.y[data.holdout_idx]
-    if spec.task == "anomaly":
-        return NullTest(real=real, null_scores=[
-            primary_score(spec, block_permutation(hold_y, block, rng), holdout_output) for _ in range(200)],
-            greater_is_better=spec.greater_is_better)
+    n = min(n, spec.max_null_retrains or n)
     X_train, y_train = data.X[data.train_idx], data.y[data.train_idx]
     X_hold = data.X[data.holdout_idx]
     train_returns = data.next_return[data.train_idx]
@@ -111,6 +127,37 @@ def null_test(spec: ModelSpec, data: Dataset, params: dict[str, Any], real: floa
             if result.stopped_early:
                 break
     return result
+
+
+def null_block(spec: ModelSpec) -> int:
+    """Block length of the label permutations: long enough to keep the label's autocorrelation."""
+    return max(20, 5 * spec.horizon)
+
+
+def null_tests(settings: Settings, spec: ModelSpec, data: Dataset, params: dict[str, Any], real: float,
+               holdout_output: np.ndarray) -> dict[str, float]:
+    """Both null tests; ``null_p_value`` is the larger of their p-values (both nulls must fall).
+
+    1. The screen: the fixed model's holdout output against block-permuted holdout labels,
+       up to ``null_screen_permutations`` draws (sequential), so the p-value resolves to 0.001.
+    2. For supervised specs that pass the screen: the spec retrained on block-permuted
+       training labels, up to ``null_permutations`` times (sequential). An unsupervised
+       (anomaly) model never sees labels, so the screen is its whole test.
+    """
+    hold_y = data.y[data.holdout_idx]
+    screen = holdout_permutation_test(spec, hold_y, holdout_output, n=settings.null_screen_permutations,
+                                      block=null_block(spec), rng=np.random.default_rng(settings.seed + 1),
+                                      stop_after=settings.null_stop_after)
+    out = {"null_screen_p_value": screen.p_value, "null_screen_n": float(len(screen.null_scores)),
+           "null_p_value": screen.p_value, "null_n": 0.0}
+    if spec.task == "anomaly" or screen.p_value >= spec.gates.max_null_p_value:
+        return out
+    retrain = null_test(spec, data, params, real, settings.null_permutations, settings.seed,
+                        n_jobs=settings.n_jobs, stop_after=settings.null_stop_after).as_metrics()
+    out.update(retrain)
+    out["null_retrain_p_value"] = retrain["null_p_value"]
+    out["null_p_value"] = max(screen.p_value, retrain["null_p_value"])
+    return out
 
 
 def trading_metrics_for(settings: Settings, data: Dataset, position: np.ndarray) -> dict[str, float]:
@@ -135,7 +182,11 @@ def evaluate_classifier(settings: Settings, spec: ModelSpec, data: Dataset, prob
     metrics["baseline_majority_auc"] = 0.5  # a constant score ranks nothing
     if spec.class_names and spec.class_names[0] == "down" and spec.class_names[-1] == "up":
         # An h-bar forecast is traded as h overlapping positions, each held h bars.
-        metrics.update(trading_metrics_for(settings, data, hold_for_horizon(classifier_position(proba), spec.horizon)))
+        position = hold_for_horizon(classifier_position(proba), spec.horizon)
+        metrics.update(trading_metrics_for(settings, data, position))
+        pnl = strategy_pnl(position, data.next_return[data.holdout_idx],
+                           (settings.commission_bps + settings.spread_bps) / 1e4)
+        metrics.update({f"trading_{k}": v for k, v in sharpe_statistics(pnl).items()})
     return metrics
 
 
@@ -177,9 +228,13 @@ def gate_results(spec: ModelSpec, metrics: dict[str, float]) -> dict[str, bool]:
     gates = spec.gates
     primary = metrics[spec.metric]
     baselines = [v for k, v in metrics.items() if k.startswith("baseline_") and k.endswith(f"_{spec.metric}")]
+    naive = [v for k, v in metrics.items() if k.startswith("naive_") and k.endswith(f"_{spec.metric}")]
     beats = all(primary > b for b in baselines) if spec.greater_is_better else all(primary < b for b in baselines)
+    beats_naive = all(primary > b for b in naive) if spec.greater_is_better else all(primary < b for b in naive)
     return {
         "gate_beats_baselines": beats or not gates.must_beat_baselines,
+        # The simple rule of the family's field (models.naive), fitted on the training rows.
+        **({"gate_beats_naive_rule": beats_naive or not gates.must_beat_naive_rules} if naive else {}),
         # A direction signal traded after costs must do better than holding the market (on
         # the same holdout, same costs); specs without trading metrics skip this gate.
         **({"gate_beats_buy_hold": metrics["trading_sharpe"] > metrics["baseline_buy_hold_sharpe"]
@@ -218,14 +273,16 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
         metrics = evaluate_anomaly(spec, data, output)
     else:
         metrics = evaluate_regressor(spec, data, output)
+    metrics.update(naive_rule_metrics(spec, naive_context(settings, data, symbol=mv.tags["symbol"],
+                                                          timeframe=mv.tags["timeframe"], as_of=as_of,
+                                                          horizon=spec.horizon)))
     metrics["onnx_max_abs_diff"] = float(run.data.metrics["onnx_max_abs_diff"])
     metrics["latency_p50_us"] = one_row_latency_us(bundle, X_hold)
-    # The null test retrains the spec up to 20 times: run it only if the version passes every
-    # other gate (else it is rejected whatever the null test says, and the card says so).
+    metrics["n_trials"] = float(run.data.params.get("trials", 1))
+    # The null tests cost up to hundreds of scores and retrains: run them only if the version
+    # passes every other gate (else it is rejected whatever they say, and the card says so).
     if all(gate_results(spec, metrics).values()):
-        metrics.update(null_test(spec, data, params, metrics[spec.metric], settings.null_permutations,
-                                 settings.seed, output, n_jobs=settings.n_jobs,
-                                 stop_after=settings.null_stop_after).as_metrics())
+        metrics.update(null_tests(settings, spec, data, params, metrics[spec.metric], output))
     gates = gate_results(spec, metrics)
     status = "validated" if all(gates.values()) else "rejected"
     failed = failed_gates(gates)
@@ -248,17 +305,27 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
     return {"model_name": model_name, "version": version, "status": status, "family": spec.family,
             "symbol": mv.tags["symbol"], "spec": spec.name, "metric": spec.metric,
             "score": finite_or_none(metrics[spec.metric]), "failed_gates": failed,
-            "metrics": json_safe({k: metrics.get(k, float("nan")) for k in (spec.metric, "n_test", "null_p_value")})}
+            "metrics": json_safe({k: metrics.get(k, float("nan")) for k in RESULT_METRICS + (spec.metric,)})}
+
+
+# Carried in the step's result for the run-level false-discovery control (pipelines.discoveries).
+RESULT_METRICS = ("n_test", "null_p_value", "null_screen_n", "null_n", "n_trials", "trading_sr_per_bar",
+                  "trading_pnl_skew", "trading_pnl_kurtosis", "trading_pnl_n", "trading_sharpe")
 
 
 def _null_test_text(metrics: dict[str, float], gates: dict[str, bool]) -> str:
     if "null_p_value" not in metrics:
         return f"Not run: the version already failed {', '.join(failed_gates(gates))}, so it is rejected whatever the null test says."
-    sequential = (" (sequential test: retraining stopped once enough permuted-label models scored at least as "
+    text = (f"Screen: the fixed model's holdout output against block-permuted holdout labels, "
+            f"{int(metrics['null_screen_n'])} draws: p = {metrics['null_screen_p_value']:.4f}.")
+    if "null_retrain_p_value" not in metrics:
+        return text + " The retrain test was not run (the screen failed, or the model never sees labels)."
+    sequential = (" (sequential: retraining stopped once enough permuted-label models scored at least as "
                   "well)") if metrics.get("null_stopped_early") else ""
-    return (f"Labels permuted in blocks, the spec retrained {int(metrics['null_n'])} times: null mean "
-            f"{metrics['null_mean']:.4f}, 95th percentile {metrics['null_q95']:.4f}; the real model's p-value is "
-            f"{metrics['null_p_value']:.4f}{sequential}.")
+    return (text + f" Retrain: labels permuted in blocks, the spec retrained {int(metrics['null_n'])} times: "
+            f"null mean {metrics['null_mean']:.4f}, 95th percentile {metrics['null_q95']:.4f}, "
+            f"p = {metrics['null_retrain_p_value']:.4f}{sequential}. The version's p-value is the larger: "
+            f"{metrics['null_p_value']:.4f}.")
 
 
 def _log_holdout_plots(spec: ModelSpec, data: Dataset, output: np.ndarray) -> None:
@@ -304,7 +371,11 @@ def _log_holdout_plots(spec: ModelSpec, data: Dataset, output: np.ndarray) -> No
 
 def model_card(name: str, version: str, spec: ModelSpec, data: Dataset, metrics: dict[str, float],
                gates: dict[str, bool], tags: dict[str, str]) -> str:
-    rows = "\n".join(f"| {k} | {v:.6g} |" for k, v in sorted(metrics.items()) if not k.startswith("baseline_"))
+    rows = "\n".join(f"| {k} | {v:.6g} |" for k, v in sorted(metrics.items())
+                     if not k.startswith(("baseline_", "naive_")))
+    naive = "\n".join(f"| {k.removeprefix('naive_')} | {v:.6g} |" for k, v in sorted(metrics.items())
+                      if k.startswith("naive_")) or "| (none for this family) | |"
+
     base = "\n".join(f"| {k.removeprefix('baseline_')} | {v:.6g} |" for k, v in sorted(metrics.items())
                      if k.startswith("baseline_"))
     gate_rows = "\n".join(f"| {g.removeprefix('gate_')} | {'pass' if ok else 'FAIL'} |" for g, ok in gates.items())
@@ -336,6 +407,14 @@ def model_card(name: str, version: str, spec: ModelSpec, data: Dataset, metrics:
 | baseline | value |
 |---|---|
 {base}
+
+## Naive rules of the field, fitted on the training rows (the model must beat the best)
+
+| rule | {spec.metric} |
+|---|---|
+{naive}
+
+Model: {spec.metric} = {metrics[spec.metric]:.6g}.
 
 ## Null test
 

@@ -1,0 +1,293 @@
+"""The simple rule of each family's field, as a baseline that a model must beat on its holdout.
+
+A naive rule sees what a model sees at bar ``t`` (the bars up to ``t`` and the feature row) and
+is fitted on the training rows only. Each rule returns holdout predictions in the form of the
+spec's primary output (class probabilities, a value, or an anomaly score), so validation scores
+it with the spec's own primary metric on the same rows as the model.
+
+| family | rules |
+|---|---|
+| direction, sequence, ensemble | sign of the last h-bar return (momentum or reversal, as the training rows prefer) |
+| momentum | logistic regression on the size of the past h-bar move |
+| regime | persistence: the regime rule applied to the last h bars |
+| volatility | GARCH(1,1), EGARCH(1,1), HAR-RV (1, 5 and 22-bar realized variance), the last h bars' realized volatility |
+| risk | persistence of the trailing excursion percentile |
+| gate | the seed's fallback heuristic; logistic regression on the label's own scale |
+| anomaly | a robust z-score of volume and range |
+| trade_quality | the R multiple implied by the training win rate |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class NaiveContext:
+    """What a naive rule may use: the bars up to the last row, and the dataset's rows.
+
+    ``index`` holds the dataset's row times (for sequence specs, the last bar of each window);
+    ``train_idx`` / ``holdout_idx`` are positions in it. ``X`` is the feature matrix (2-D: for
+    sequence specs, the last feature vector of each window).
+    """
+
+    bars: pd.DataFrame
+    index: pd.DatetimeIndex
+    y: np.ndarray
+    X: np.ndarray
+    feature_names: list[str]
+    train_idx: np.ndarray
+    holdout_idx: np.ndarray
+    horizon: int
+
+    def at_rows(self, series: pd.Series) -> np.ndarray:
+        """A bar-indexed series read at the dataset's row times (NaN where absent)."""
+        return series.reindex(self.index).to_numpy(dtype=np.float64)
+
+    def feature(self, name: str) -> np.ndarray | None:
+        if name not in self.feature_names:
+            return None
+        return np.asarray(self.X[:, self.feature_names.index(name)], dtype=np.float64)
+
+    @property
+    def log_close(self) -> pd.Series:
+        return np.log(self.bars["close"].astype(float))
+
+    def past_return(self, horizon: int) -> np.ndarray:
+        """``ln(close_t / close_{t-h})`` at each row: known when bar t closes."""
+        return self.at_rows(self.log_close.diff(horizon))
+
+
+NaiveRules = Callable[[NaiveContext], dict[str, np.ndarray]]
+
+
+def _binary_proba(p_up: np.ndarray) -> np.ndarray:
+    p_up = np.clip(np.nan_to_num(p_up, nan=0.5), 0.0, 1.0)
+    return np.column_stack([1.0 - p_up, p_up])
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y).astype(int)
+    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else 0.5
+
+
+def _logistic(ctx: NaiveContext, inputs: np.ndarray) -> np.ndarray:
+    """P(class 1) of a logistic regression on ``inputs``, fitted on the training rows only."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    inputs = np.asarray(inputs, dtype=np.float64).reshape(len(ctx.y), -1)
+    train = ctx.train_idx[np.isfinite(inputs[ctx.train_idx]).all(axis=1)]
+    y_train = ctx.y[train].astype(int)
+    hold = inputs[ctx.holdout_idx]
+    if len(np.unique(y_train)) < 2:
+        return np.full(len(hold), float(y_train.mean()) if len(y_train) else 0.5)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+    model.fit(inputs[train], y_train)
+    fill = np.nanmedian(inputs[train], axis=0)
+    hold = np.where(np.isfinite(hold), hold, fill)
+    return model.predict_proba(hold)[:, 1]
+
+
+# -- direction ---------------------------------------------------------------------------
+
+def last_return_sign(ctx: NaiveContext) -> np.ndarray:
+    """Sign of the last h-bar return, oriented (momentum or reversal) by the training rows' AUC."""
+    sign = np.nan_to_num(np.sign(ctx.past_return(max(ctx.horizon, 1))))
+    up = ctx.y[ctx.train_idx] == ctx.y.max() if ctx.y.max() > 1 else ctx.y[ctx.train_idx] == 1
+    orientation = 1.0 if _auc(up, sign[ctx.train_idx]) >= 0.5 else -1.0
+    return orientation * sign[ctx.holdout_idx]
+
+
+def direction_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """Binary (down, up) or three-class (down, flat, up) probabilities from the last move's sign."""
+    sign = last_return_sign(ctx)
+    if int(np.nanmax(ctx.y)) >= 2:  # down / flat / up: the sign ranks up and down, flat stays neutral
+        proba = np.select([sign[:, None] > 0, sign[:, None] < 0],
+                          [np.array([[0.2, 0.3, 0.5]]), np.array([[0.5, 0.3, 0.2]])],
+                          np.array([[0.3, 0.4, 0.3]]))
+        return {"last_return_sign": proba}
+    return {"last_return_sign": _binary_proba(0.5 + 0.25 * sign)}
+
+
+# -- momentum ----------------------------------------------------------------------------
+
+def momentum_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """Logistic regression on |past h-bar log return|: a large past move is hard to outrun."""
+    size = np.abs(ctx.past_return(ctx.horizon))
+    return {"past_move_size_logit": _binary_proba(_logistic(ctx, size))}
+
+
+# -- regime ------------------------------------------------------------------------------
+
+def regime_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """Persistence: the regime of the last h bars (the label rule shifted back by h) is the forecast."""
+    from models.families.labels import REGIME_NAMES, regime_labels
+
+    n_classes = len(REGIME_NAMES)
+    past = ctx.at_rows(regime_labels(ctx.bars, horizon=ctx.horizon).shift(ctx.horizon))
+    majority = int(np.bincount(ctx.y[ctx.train_idx].astype(int), minlength=n_classes).argmax())
+    predicted = np.where(np.isfinite(past), past, majority).astype(int)[ctx.holdout_idx]
+    proba = np.full((len(predicted), n_classes), 0.4 / (n_classes - 1))
+    proba[np.arange(len(predicted)), predicted] = 0.6
+    return {"persistence": proba}
+
+
+# -- volatility --------------------------------------------------------------------------
+
+def _bar_log_returns(ctx: NaiveContext) -> pd.Series:
+    """1-bar log returns, each at the bar where it ends."""
+    return ctx.log_close.diff()
+
+
+def volatility_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """GARCH(1,1) and EGARCH(1,1) fitted on the training returns, and HAR-RV fitted on the training rows.
+
+    The returns are those that end at each bar (known at its close), so no forecast sees a
+    return of its own target window.
+    """
+    from models.baselines import garch_baselines, naive_realized_vol
+
+    returns = _bar_log_returns(ctx)
+    positions = ctx.bars.index.get_indexer(ctx.index)
+    first, last_train = positions[ctx.train_idx[0]], positions[ctx.train_idx[-1]]
+    start = max(first, 1)
+    series = returns.to_numpy(dtype=np.float64)[start:positions[-1] + 1]
+    series = np.nan_to_num(series)
+    out = garch_baselines(series[: last_train - start + 1], series, positions[ctx.holdout_idx] - start,
+                          ctx.horizon)
+    out["last_h_rv"] = naive_realized_vol(series, positions[ctx.holdout_idx] - start, ctx.horizon)
+    out["har_rv"] = har_rv_forecast(ctx)
+    out = {name: np.maximum(values, 1e-12) for name, values in out.items()}
+    return out
+
+
+def har_rv_forecast(ctx: NaiveContext) -> np.ndarray:
+    """Corsi's HAR-RV on variance: ``RV_fwd = b0 + b1 RV_1 + b2 RV_5 + b3 RV_22`` by OLS on the
+    training rows; the forecast's square root is in the label's units (per-bar volatility)."""
+    squared = _bar_log_returns(ctx) ** 2
+    terms = np.column_stack([ctx.at_rows(squared.rolling(w, min_periods=w).mean()) for w in (1, 5, 22)])
+    design = np.column_stack([np.ones(len(terms)), terms])
+    target = np.asarray(ctx.y, dtype=np.float64) ** 2
+    train = ctx.train_idx[np.isfinite(design[ctx.train_idx]).all(axis=1)]
+    coef, *_ = np.linalg.lstsq(design[train], target[train], rcond=None)
+    hold = design[ctx.holdout_idx]
+    fallback = float(np.mean(target[train]))
+    variance = np.where(np.isfinite(hold).all(axis=1), hold @ coef, fallback)
+    floor = float(np.quantile(target[train], 0.01)) if len(train) else 1e-12
+    return np.sqrt(np.maximum(variance, max(floor, 1e-24)))
+
+
+# -- risk --------------------------------------------------------------------------------
+
+def risk_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """Persistence: the percentile of the last h bars' max excursion, among the trailing ones."""
+    from models.families.labels import risk_percentile
+
+    past = ctx.at_rows(risk_percentile(ctx.bars, horizon=ctx.horizon).shift(ctx.horizon))
+    fill = float(np.mean(ctx.y[ctx.train_idx]))
+    return {"excursion_persistence": np.where(np.isfinite(past), past, fill)[ctx.holdout_idx]}
+
+
+# -- gate --------------------------------------------------------------------------------
+
+def _fallback_approves(rule: dict[str, Any], ctx: NaiveContext) -> np.ndarray | None:
+    """1 where the seed's fallback rule approves a row, 0 elsewhere; None without its features."""
+    ops = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
+    approve = np.zeros(len(ctx.holdout_idx), dtype=bool)
+    for clause in rule["rules"]:
+        holds = np.ones(len(ctx.holdout_idx), dtype=bool)
+        for name, op, value in clause["when"]:
+            column = ctx.feature(name)
+            if column is None:
+                return None
+            holds &= ops[op](np.nan_to_num(column[ctx.holdout_idx], nan=0.0), value)
+        if clause["output"].get("label") == 1:
+            approve |= holds
+    return approve.astype(np.float64)
+
+
+def gate_rules(ctx: NaiveContext, window: int = 20, vol_window: int = 100) -> dict[str, np.ndarray]:
+    """The seed's fallback heuristic, and a logistic regression on the label's own scale.
+
+    The σ-reversion label asks for a move of kσ, where σ is the std of the last ``window``
+    closes. How far that is depends on σ against the per-bar volatility (the std of 1-bar
+    returns over ``vol_window`` bars, in price units), and on the distance to the mean in σ:
+    both are known at t, and they predict the label even on a random walk.
+    """
+    from models.families.gate import GATE_FALLBACK
+
+    close = ctx.bars["close"].astype(float)
+    sigma = close.rolling(window).std(ddof=0)
+    mean = close.rolling(window).mean()
+    per_bar = close * np.log(close).diff().rolling(vol_window, min_periods=window).std()
+    scale = np.log((sigma / per_bar).where(sigma > 0))
+    distance = ((close - mean).abs() / sigma).where(sigma > 0)
+    inputs = np.column_stack([ctx.at_rows(scale), ctx.at_rows(distance)])
+    out = {"label_scale_logit": _binary_proba(_logistic(ctx, inputs))}
+    fallback = _fallback_approves(GATE_FALLBACK, ctx)
+    if fallback is not None:
+        out["fallback_rule"] = _binary_proba(0.25 + 0.5 * fallback)
+    return out
+
+
+# -- anomaly -----------------------------------------------------------------------------
+
+def _robust_z(values: np.ndarray, train: np.ndarray) -> np.ndarray:
+    reference = values[train][np.isfinite(values[train])]
+    if not len(reference):
+        return np.zeros(len(values))
+    median = float(np.median(reference))
+    mad = float(np.median(np.abs(reference - median))) * 1.4826
+    return np.abs(values - median) / mad if mad > 0 else np.zeros(len(values))
+
+
+def anomaly_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """The larger robust z-score (median and MAD of the training rows) of log volume and of the bar's range."""
+    bars = ctx.bars
+    log_range = ctx.at_rows(np.log((bars["high"] - bars["low"]).clip(lower=0) / bars["close"] + 1e-12))
+    scores = [_robust_z(log_range, ctx.train_idx)]
+    if "volume" in bars and float(bars["volume"].abs().sum()) > 0:
+        scores.append(_robust_z(ctx.at_rows(np.log1p(bars["volume"].clip(lower=0))), ctx.train_idx))
+    score = np.nan_to_num(np.maximum.reduce(scores))
+    return {"robust_z_volume_range": score[ctx.holdout_idx]}
+
+
+# -- trade quality -----------------------------------------------------------------------
+
+def trade_quality_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """Expected R from the training win rate: ``p·mean(R | win) + (1 − p)·mean(R | loss)``."""
+    r = np.asarray(ctx.y[ctx.train_idx], dtype=np.float64)
+    wins = r > 0
+    p = float(wins.mean()) if len(r) else 0.0
+    expected = (p * float(r[wins].mean()) if wins.any() else 0.0) + \
+        ((1 - p) * float(r[~wins].mean()) if (~wins).any() else 0.0)
+    return {"training_win_rate": np.full(len(ctx.holdout_idx), expected)}
+
+
+RULES_BY_FAMILY: dict[str, NaiveRules] = {
+    "direction": direction_rules,
+    "sequence": direction_rules,
+    "ensemble": direction_rules,
+    "momentum": momentum_rules,
+    "regime": regime_rules,
+    "volatility": volatility_rules,
+    "risk": risk_rules,
+    "gate": gate_rules,
+    "anomaly": anomaly_rules,
+    "trade_quality": trade_quality_rules,
+}
+
+
+def naive_predictions(family: str, ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """Every naive rule of ``family`` on the holdout rows; a family without rules has none."""
+    rules = RULES_BY_FAMILY.get(family)
+    return rules(ctx) if rules else {}
