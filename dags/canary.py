@@ -19,7 +19,7 @@ from airflow.sdk import dag, task
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=1), "pool": "alphaops_warehouse"},
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
     tags=["alphaops", "deployment"],
     doc_md=__doc__,
 )

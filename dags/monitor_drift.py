@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, task
 
-WAREHOUSE_POOL = "alphaops_warehouse"  # one slot: embedded chDB allows one process per data path
 RETRAIN_REQUEST = Asset("alphaops://retrain-request")  # the same Asset train_models declares
 
 
@@ -25,7 +24,7 @@ RETRAIN_REQUEST = Asset("alphaops://retrain-request")  # the same Asset train_mo
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=1), "pool": WAREHOUSE_POOL},
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
     params={"manual": Param([], type="array", description="Models to retrain regardless, e.g. direction_h1.SYN1")},
     tags=["alphaops", "monitoring"],
     doc_md=__doc__,

@@ -20,7 +20,6 @@ from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param,
 
 from pipelines.config import get_settings  # pydantic-settings only: the params' defaults
 
-WAREHOUSE_POOL = "alphaops_warehouse"  # one slot: embedded chDB allows one process per data path
 RETRAIN_REQUEST = Asset("alphaops://retrain-request")
 DEFAULTS = get_settings()  # ALPHAOPS_* environment, read when the file is parsed
 # No start_date: with a past one and catchup=False, unpausing would run the latest slot at once.
@@ -32,7 +31,7 @@ EVERY_12H = CronTriggerTimetable("0 0,12 * * *", timezone="UTC", run_immediately
     schedule=AssetOrTimeSchedule(timetable=EVERY_12H, assets=[RETRAIN_REQUEST]),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=1), "pool": WAREHOUSE_POOL},
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
     params={
         "symbols": Param(DEFAULTS.symbols, type="array", description="Symbols to train on"),
         "families": Param(DEFAULTS.families, type="array", description="Model families, or ['all']"),

@@ -6,13 +6,21 @@ clickhouse-connect (``ALPHAOPS_CLICKHOUSE_URL``). Tables are ReplacingMergeTree 
 (tenant, symbol, timeframe, ts), partitioned by month, so writing the same rows again is a
 no-op and a late correction replaces the old row. Reads use ``FINAL``.
 
-chDB holds one data path per process, so sessions are shared per path and reference-counted:
-nested ``Warehouse.open`` calls in one process reuse the session, and the last one out closes
-it, which lets Airflow tasks in separate processes take turns.
+chDB admits one process per data path, so the embedded warehouse is a short critical section:
+``Warehouse.open`` takes an exclusive ``flock`` on the lock file beside the data path
+(``<path>.lock``), then opens the chDB session; leaving the block closes the session, then
+releases the lock. A process that finds the lock taken waits for it, up to a busy timeout
+(``ALPHAOPS_WAREHOUSE_BUSY_TIMEOUT_SECONDS``), and then fails naming the holder, whose PID
+and command line are written into the lock file. Within one process, nested opens of the
+same path (from any thread) share the session, reference-counted; the last one out closes it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -26,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 DATABASE = "alphaops"
+DEFAULT_BUSY_TIMEOUT_SECONDS = 120.0  # the Settings default too (warehouse_busy_timeout_seconds)
 OHLCV = ["open", "high", "low", "close", "volume"]
 BAR_EXTRA = ["buy_volume", "sell_volume", "bid_size", "ask_size", "spread", "n_trades",
              "funding_rate", "liquidations"]
@@ -117,29 +126,66 @@ class _Backend(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass
+class _Held:
+    """This process's hold on one chDB path: the session, the locked file and its users."""
+
+    session: Any
+    lock_fd: int
+    refs: int
+
+
 class _ChdbBackend:
-    """chDB session shared per path within the process (reference-counted)."""
+    """chDB on one data path: exclusive across processes (file lock), shared within this one."""
 
-    _lock = threading.RLock()
-    _sessions: dict[str, tuple[Any, int]] = {}
+    _lock = threading.RLock()  # guards _held and every query on the shared session
+    _held: dict[str, _Held] = {}
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS) -> None:
         import chdb.session
 
         self.path = str(path)
-        with self._lock:
-            open_paths = [p for p in self._sessions if p != self.path]
-            if open_paths:
-                raise WarehouseError(
-                    f"chDB already holds warehouse {open_paths[0]!r} in this process; "
-                    f"close it before opening {self.path!r}"
-                )
-            session, refs = self._sessions.get(self.path, (None, 0))
-            if session is None:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                session = chdb.session.Session(self.path)
-            self._sessions[self.path] = (session, refs + 1)
-            self._session = session
+        lock_path = Path(f"{self.path}.lock")
+        started = time.monotonic()
+        delay = 0.001
+        fd: int | None = None
+        try:
+            while True:
+                with self._lock:
+                    open_paths = [p for p in self._held if p != self.path]
+                    if open_paths:
+                        raise WarehouseError(
+                            f"chDB already holds warehouse {open_paths[0]!r} in this process; "
+                            f"close it before opening {self.path!r}"
+                        )
+                    held = self._held.get(self.path)
+                    if held is not None:  # a nested open, or another thread's: share the session
+                        held.refs += 1
+                        self._session = held.session
+                        return
+                    if fd is None:
+                        lock_path.parent.mkdir(parents=True, exist_ok=True)
+                        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                    if _try_flock(fd):
+                        _write_holder(fd)
+                        try:
+                            session = chdb.session.Session(self.path)
+                        except Exception as exc:
+                            _release_flock(fd)
+                            raise WarehouseError(f"cannot open the chDB warehouse {self.path!r}: {exc}") from exc
+                        self._held[self.path] = _Held(session, fd, 1)
+                        self._session = session
+                        fd = None  # owned by _held now
+                        return
+                waited = time.monotonic() - started
+                if waited >= busy_timeout_seconds:
+                    raise WarehouseError(_busy_message(self.path, lock_path, waited))
+                # Poll with a growing pause (1 ms up to 50 ms), like SQLite's busy handler.
+                time.sleep(min(delay, busy_timeout_seconds - waited))
+                delay = min(delay * 2, 0.05)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def query_arrow(self, sql: str, params: dict[str, Any] | None) -> pa.Table:
         with self._lock:
@@ -159,13 +205,80 @@ class _ChdbBackend:
             )
 
     def close(self) -> None:
+        """Drop this reference; the last one closes the session, then releases the file lock."""
         with self._lock:
-            session, refs = self._sessions[self.path]
-            if refs <= 1:
-                del self._sessions[self.path]
-                session.close()
-            else:
-                self._sessions[self.path] = (session, refs - 1)
+            held = self._held[self.path]
+            held.refs -= 1
+            if held.refs > 0:
+                return
+            del self._held[self.path]
+            try:
+                held.session.close()
+            finally:
+                _release_flock(held.lock_fd)
+
+    @classmethod
+    def _forget_after_fork(cls) -> None:
+        """In a forked child: the parent's session and lock are not the child's to use or release.
+
+        The child closes its copies of the lock files (the parent keeps its lock) and keeps the
+        session objects referenced so that their finaliser never closes the parent's engine.
+        """
+        cls._lock = threading.RLock()
+        for held in cls._held.values():
+            _inherited_sessions.append(held.session)
+            os.close(held.lock_fd)
+        cls._held = {}
+
+
+_inherited_sessions: list[Any] = []
+os.register_at_fork(after_in_child=_ChdbBackend._forget_after_fork)
+
+
+def _try_flock(fd: int) -> bool:
+    """Take the exclusive lock on ``fd`` without waiting; False if another process holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _write_holder(fd: int) -> None:
+    """Record this process as the holder in the lock file (read by those who wait)."""
+    try:
+        with open(f"/proc/{os.getpid()}/cmdline", "rb") as f:
+            command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        command = " ".join([sys.executable, *sys.argv])
+    holder = {"pid": os.getpid(), "command": command, "since": time.time()}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(holder).encode(), 0)
+
+
+def _release_flock(fd: int) -> None:
+    """Clear the holder record, release the lock and close the file."""
+    try:
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _busy_message(path: str, lock_path: Path, waited: float) -> str:
+    """Why an open gave up: who holds the warehouse (from the lock file), since when, how long we waited."""
+    try:
+        holder = json.loads(lock_path.read_text() or "null")
+    except (OSError, ValueError):
+        holder = None
+    if isinstance(holder, dict):
+        held_for = time.time() - float(holder.get("since", time.time()))
+        who = (f"PID {holder.get('pid')} ({holder.get('command') or 'command unknown'}) "
+               f"has held it for {held_for:.1f} s")
+    else:
+        who = "its holder released it just now, or wrote no record"
+    return (f"warehouse {path!r} is busy: {who}; gave up after waiting {waited:.1f} s "
+            f"(raise ALPHAOPS_WAREHOUSE_BUSY_TIMEOUT_SECONDS to wait longer; lock file {lock_path})")
 
 
 class _ClickHouseBackend:
@@ -218,9 +331,15 @@ class Warehouse:
 
     @classmethod
     @contextmanager
-    def open(cls, url: str | None, path: Path) -> Iterator["Warehouse"]:
-        """Open the ClickHouse server at ``url``, or chDB at ``path`` when ``url`` is None."""
-        backend: _Backend = _ClickHouseBackend(url) if url else _ChdbBackend(path)
+    def open(cls, url: str | None, path: Path, *,
+             busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS) -> Iterator["Warehouse"]:
+        """Open the ClickHouse server at ``url``, or chDB at ``path`` when ``url`` is None.
+
+        On chDB, the block holds the warehouse against every other process (see the module
+        doc): keep it to reads and writes, and compute outside it. A process that finds it
+        held waits up to ``busy_timeout_seconds``, then raises ``WarehouseError`` naming the holder.
+        """
+        backend: _Backend = _ClickHouseBackend(url) if url else _ChdbBackend(path, busy_timeout_seconds)
         try:
             warehouse = cls(backend)
             warehouse.ensure_schema()
@@ -601,5 +720,6 @@ def _keyed(values: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str, so
 
 
 def open_warehouse(settings: Any) -> Any:
-    """``Warehouse.open`` on the settings' URL or embedded path."""
-    return Warehouse.open(settings.clickhouse_url, settings.warehouse_path)
+    """``Warehouse.open`` on the settings' URL or embedded path, with the settings' busy timeout."""
+    return Warehouse.open(settings.clickhouse_url, settings.warehouse_path,
+                          busy_timeout_seconds=settings.warehouse_busy_timeout_seconds)

@@ -2,7 +2,7 @@
 
 Airflow reads its configuration when first imported, so :func:`airflow_environment` must run
 before any ``import airflow``. The metadata DB (SQLite under ``$ALPHAOPS_HOME/airflow`` by
-default) is migrated once and the warehouse pool created.
+default) is migrated once.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import Settings
-from pipelines.steps import WAREHOUSE_POOL
 
 DAGS_FOLDER = Path(__file__).resolve().parent.parent / "dags"
 
@@ -37,15 +36,13 @@ def airflow_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[s
 
 
 def ensure_airflow_db(settings: Settings) -> None:
-    """Migrate the metadata DB and create the warehouse pool (once per ALPHAOPS_HOME)."""
+    """Migrate the metadata DB (once per ALPHAOPS_HOME)."""
     marker = settings.airflow_home / ".alphaops-initialised"
     if marker.exists() and settings.airflow_sql_alchemy_conn is None:
         return
-    for args in (("db", "migrate"),
-                 ("pools", "set", WAREHOUSE_POOL, "1", "embedded chDB: one process per data path")):
-        result = airflow_cli(settings, *args)
-        if result.returncode != 0:
-            raise RuntimeError(f"`airflow {' '.join(args)}` failed:\n{result.stderr[-2000:]}")
+    result = airflow_cli(settings, "db", "migrate")
+    if result.returncode != 0:
+        raise RuntimeError(f"`airflow db migrate` failed:\n{result.stderr[-2000:]}")
     marker.write_text("ok\n")
 
 

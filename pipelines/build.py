@@ -16,27 +16,29 @@ def build_features(settings: Settings, *, symbol: str, timeframe: str, as_of: pd
     """Compute the feature set on the symbol's bars up to ``as_of`` and upsert it."""
     import features
 
+    # The warehouse is held only to read and to write (other processes wait for it), not to compute.
     with open_warehouse(settings) as warehouse:
         bars = warehouse.read_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of)
-        if bars.empty:
-            raise ValueError(f"no bars for symbol {symbol!r} timeframe {timeframe!r}; ingest data first")
-        matrix = features.compute(bars, n_jobs=settings.n_jobs)
+    if bars.empty:
+        raise ValueError(f"no bars for symbol {symbol!r} timeframe {timeframe!r}; ingest data first")
+    matrix = features.compute(bars, n_jobs=settings.n_jobs)
+    with open_warehouse(settings) as warehouse:
         rows = warehouse.write_features(matrix, tenant=settings.tenant, symbol=symbol, timeframe=timeframe,
                                         feature_set_version=features.FEATURE_SET_VERSION)
     return {"symbol": symbol, "timeframe": timeframe, "feature_set_version": features.FEATURE_SET_VERSION,
             "rows": rows, "n_features": int(matrix.shape[1])}
 
 
-def known_event_label(warehouse: object, tenant: str, symbol: str, index: pd.DatetimeIndex) -> pd.Series:
+def known_event_label(events: pd.DataFrame, index: pd.DatetimeIndex) -> pd.Series:
     """1.0 on bars inside a recorded market event (e.g. the synthetic market's injected anomalies), else 0.
 
-    The anomaly family never trains on it (it is unsupervised); search and validation score
-    the anomaly score against it. A symbol without recorded events gets all zeros, and its
-    anomaly model cannot be validated.
+    ``events`` is the symbol's ``market_events`` (``Warehouse.read_market_events``). The anomaly
+    family never trains on it (it is unsupervised); search and validation score the anomaly
+    score against it. A symbol without recorded events gets all zeros, and its anomaly model
+    cannot be validated.
     """
     from models.families.anomaly import event_mask
 
-    events = warehouse.read_market_events(tenant=tenant, symbol=symbol)  # type: ignore[attr-defined]
     return pd.Series(event_mask(index, events).astype(float), index=index)
 
 
@@ -60,17 +62,21 @@ def build_labels(settings: Settings, *, symbol: str, timeframe: str, spec_names:
                  as_of: pd.Timestamp) -> dict[str, Any]:
     """Compute the labels the given specs need and upsert them (the last ``horizon`` rows stay empty)."""
     specs = [spec_by_name(name) for name in spec_names]
+    # The warehouse is held only to read and to write (other processes wait for it), not to compute.
     with open_warehouse(settings) as warehouse:
         bars = warehouse.read_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of)
         trades = warehouse.read_trades(tenant=settings.tenant, symbol=symbol) \
             if any(spec.family == "trade_quality" for spec in specs) else pd.DataFrame()
-        labels = pd.DataFrame({spec.label: spec.label_for(bars) for spec in specs if spec.task != "anomaly"},
-                              index=bars.index)
-        for spec in (s for s in specs if s.family == "trade_quality" and not trades.empty):
-            # The feedback loop: once real trade results are ingested, they replace the sample trade log.
-            labels[spec.label] = trade_outcome_label(trades, bars.index)
-        for spec in (s for s in specs if s.task == "anomaly"):
-            labels[spec.label] = known_event_label(warehouse, settings.tenant, symbol, bars.index)
-        labels = labels.loc[:, ~labels.columns.duplicated()]
+        events = warehouse.read_market_events(tenant=settings.tenant, symbol=symbol) \
+            if any(spec.task == "anomaly" for spec in specs) else pd.DataFrame()
+    labels = pd.DataFrame({spec.label: spec.label_for(bars) for spec in specs if spec.task != "anomaly"},
+                          index=bars.index)
+    for spec in (s for s in specs if s.family == "trade_quality" and not trades.empty):
+        # The feedback loop: once real trade results are ingested, they replace the sample trade log.
+        labels[spec.label] = trade_outcome_label(trades, bars.index)
+    for spec in (s for s in specs if s.task == "anomaly"):
+        labels[spec.label] = known_event_label(events, bars.index)
+    labels = labels.loc[:, ~labels.columns.duplicated()]
+    with open_warehouse(settings) as warehouse:
         rows = warehouse.write_labels(labels, tenant=settings.tenant, symbol=symbol, timeframe=timeframe)
     return {"symbol": symbol, "timeframe": timeframe, "labels": list(labels.columns), "rows": rows}

@@ -234,22 +234,15 @@ def ingest(source: Source, *, symbol: str, timeframe: str, settings: Settings, a
     """Read, validate, and write the batch if (and only if) every rule passes; see the module doc.
 
     Raises ``IngestRejected`` (a ``ValueError``) after logging a ``rejected`` row when a rule
-    fails or the source cannot be read; the data tables are untouched then.
+    fails or the source cannot be read; the data tables are untouched then. Without a
+    ``warehouse``, it is opened only after the source was read and validated, for the
+    compare-and-write (one critical section, so concurrent ingests of the same rows count
+    each row as new once).
     """
-    if warehouse is None:
-        from features.store import open_warehouse
-
-        with open_warehouse(settings) as opened:
-            return ingest(source, symbol=symbol, timeframe=timeframe, settings=settings, as_of=as_of,
-                          warehouse=opened)
     as_of = _utc(as_of)
     kind: Kind = source.kind
-    tenant = settings.tenant
     ingest_id = _new_ingest_id(as_of)
     label = f"{symbol} {timeframe} from {source.name}"
-    common = {"ingest_id": ingest_id, "tenant": tenant, "symbol": symbol, "timeframe": timeframe,
-              "kind": kind, "source": source.name}
-
     try:
         frame = source.read()
         if isinstance(frame.index, pd.DatetimeIndex):  # the warehouse keeps ms (bars) / µs (ticks, book)
@@ -259,7 +252,27 @@ def ingest(source: Source, *, symbol: str, timeframe: str, settings: Settings, a
     except SourceError as exc:
         frame = pd.DataFrame()
         report = failure_report(kind, exc.rule, str(exc), as_of=as_of, label=label, read=False)
+    canonical = _canonical(frame, kind) if report.ok else frame
+    if warehouse is None:
+        from features.store import open_warehouse
+
+        with open_warehouse(settings) as opened:
+            return _write_batch(opened, source, canonical, report, symbol=symbol, timeframe=timeframe,
+                                settings=settings, ingest_id=ingest_id)
+    return _write_batch(warehouse, source, canonical, report, symbol=symbol, timeframe=timeframe,
+                        settings=settings, ingest_id=ingest_id)
+
+
+def _write_batch(warehouse: "Warehouse", source: Source, canonical: pd.DataFrame, report: QualityReport, *,
+                 symbol: str, timeframe: str, settings: Settings, ingest_id: str) -> IngestResult:
+    """Log a rejected batch and raise; or write its new and changed rows and log them (``ingest``'s
+    warehouse part: ``canonical`` is the validated batch, or the raw frame when rejected)."""
+    kind: Kind = source.kind
+    tenant = settings.tenant
+    common = {"ingest_id": ingest_id, "tenant": tenant, "symbol": symbol, "timeframe": timeframe,
+              "kind": kind, "source": source.name}
     if not report.ok:
+        frame = canonical
         valid_ts = frame.index[~frame.index.isna()] if isinstance(frame.index, pd.DatetimeIndex) else []
         _log(warehouse, **common, status="rejected", rows_in=len(frame), rows_written=0,
              rows_rejected=len(frame), rows_new=0, rows_changed=0, checksum_="",
@@ -267,7 +280,6 @@ def ingest(source: Source, *, symbol: str, timeframe: str, settings: Settings, a
              report=report.render())
         raise IngestRejected(report, ingest_id)
 
-    canonical = _canonical(frame, kind)
     digest = checksum(canonical)
     ts_min, ts_max = canonical.index.min(), canonical.index.max()
     cols = _value_columns(kind, canonical)
@@ -376,20 +388,22 @@ def extract_samples(settings: Settings, symbols: list[str], as_of: pd.Timestamp,
     if unknown:
         raise ValueError(f"unknown sample symbol(s) {', '.join(map(repr, unknown))}; "
                          f"known: {', '.join(SAMPLE_SYMBOLS)}")
-    if warehouse is None:
-        from features.store import open_warehouse
-
-        with open_warehouse(settings) as opened:
-            return extract_samples(settings, symbols, as_of, warehouse=opened)
     out = []
     for symbol in symbols:
         source = SAMPLE_SYMBOLS[symbol]()
         timeframe = sample_timeframe(symbol)
+        # Without a warehouse, each ingest opens it only for its own compare-and-write.
         result = ingest(source, symbol=symbol, timeframe=timeframe, settings=settings, as_of=as_of,
                         warehouse=warehouse)
         events = 0
         if isinstance(source, SyntheticSource):
-            events = _sync_events(warehouse, source, tenant=settings.tenant, symbol=symbol)
+            if warehouse is None:
+                from features.store import open_warehouse
+
+                with open_warehouse(settings) as opened:
+                    events = _sync_events(opened, source, tenant=settings.tenant, symbol=symbol)
+            else:
+                events = _sync_events(warehouse, source, tenant=settings.tenant, symbol=symbol)
         out.append({"symbol": symbol, "timeframe": timeframe, "rows": result.rows_in,
                     "rows_new": result.rows_new, "rows_changed": result.rows_changed,
                     "rows_written": result.rows_written, "events_written": int(events),

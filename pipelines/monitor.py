@@ -287,39 +287,46 @@ def fill_outcomes(settings: Settings, as_of: pd.Timestamp, *,
     as_of = _utc(as_of)
     registry = Registry.from_settings(settings)
     filled = 0
+    # The warehouse is held only to read and to write; registry look-ups and labels happen outside it.
     with open_warehouse(settings) as warehouse:
         pending = warehouse.read_predictions(tenant=settings.tenant, start=as_of - lookback, end=as_of,
                                              missing_outcome=True)
-        for (model, symbol), rows in pending.groupby(["model", "symbol"], sort=True):
-            tags = _model_tags(registry, str(model))
-            if tags is None or "spec" not in tags or "timeframe" not in tags:
-                log.warning("fill_outcomes: %s is not a registered model with spec and timeframe tags; skipped", model)
-                continue
-            try:
-                spec = spec_by_name(tags["spec"])
-            except (KeyError, ValueError):
-                log.warning("fill_outcomes: %s has unknown spec %r; skipped", model, tags["spec"])
-                continue
-            step = timeframe_delta(tags["timeframe"])
+    outcomes = []
+    for (model, symbol), rows in pending.groupby(["model", "symbol"], sort=True):
+        tags = _model_tags(registry, str(model))
+        if tags is None or "spec" not in tags or "timeframe" not in tags:
+            log.warning("fill_outcomes: %s is not a registered model with spec and timeframe tags; skipped", model)
+            continue
+        try:
+            spec = spec_by_name(tags["spec"])
+        except (KeyError, ValueError):
+            log.warning("fill_outcomes: %s has unknown spec %r; skipped", model, tags["spec"])
+            continue
+        step = timeframe_delta(tags["timeframe"])
+        with open_warehouse(settings) as warehouse:
             bars = warehouse.read_bars(tenant=settings.tenant, symbol=str(symbol), timeframe=tags["timeframe"],
                                        start=rows["ts"].min() - step, end=as_of)
-            if bars.empty:
-                continue
-            labels = spec.label_for(bars).dropna()  # only labels whose future bars are known by as_of
-            if labels.empty:
-                continue
-            table = labels.rename("label").rename_axis("bar_ts").reset_index()
-            table["bar_ts"] = pd.DatetimeIndex(table["bar_ts"]).astype("datetime64[us, UTC]")
-            ordered = rows.sort_values("ts").reset_index(drop=True)
-            ordered["ts"] = pd.DatetimeIndex(ordered["ts"]).astype("datetime64[us, UTC]")
-            matched = pd.merge_asof(ordered, table, left_on="ts", right_on="bar_ts", direction="backward",
-                                    tolerance=step - pd.Timedelta(microseconds=1))
-            done = matched[matched["label"].notna()].copy()
-            if done.empty:
-                continue
-            done["outcome"] = done["label"].astype(float)
-            done["version"] = np.uint64(time.time_ns())
-            filled += warehouse.write_predictions(done.drop(columns=["label", "bar_ts"]))
+        if bars.empty:
+            continue
+        labels = spec.label_for(bars).dropna()  # only labels whose future bars are known by as_of
+        if labels.empty:
+            continue
+        table = labels.rename("label").rename_axis("bar_ts").reset_index()
+        table["bar_ts"] = pd.DatetimeIndex(table["bar_ts"]).astype("datetime64[us, UTC]")
+        ordered = rows.sort_values("ts").reset_index(drop=True)
+        ordered["ts"] = pd.DatetimeIndex(ordered["ts"]).astype("datetime64[us, UTC]")
+        matched = pd.merge_asof(ordered, table, left_on="ts", right_on="bar_ts", direction="backward",
+                                tolerance=step - pd.Timedelta(microseconds=1))
+        done = matched[matched["label"].notna()].copy()
+        if done.empty:
+            continue
+        done["outcome"] = done["label"].astype(float)
+        done["version"] = np.uint64(time.time_ns())
+        outcomes.append(done.drop(columns=["label", "bar_ts"]))
+    if outcomes:
+        with open_warehouse(settings) as warehouse:
+            for frame in outcomes:
+                filled += warehouse.write_predictions(frame)
     log.info("fill_outcomes as of %s: %d outcome(s) written", as_of.isoformat(), filled)
     return filled
 

@@ -12,8 +12,6 @@ import pandas as pd
 
 from pipelines.config import Settings, get_settings
 
-WAREHOUSE_POOL = "alphaops_warehouse"
-
 
 def as_timestamp(value: Any) -> pd.Timestamp:
     ts = pd.Timestamp(value)

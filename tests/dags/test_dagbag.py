@@ -21,7 +21,8 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()},
                   "dags": sorted(bag.dags), "seconds": time.perf_counter() - start,
                   "heavy": [m for m in sys.argv[2:] if m in sys.modules],
                   "tasks": {d: sorted(t.task_id for t in bag.dags[d].tasks) for d in bag.dags},
-                  "schedules": {d: repr(bag.dags[d].schedule) for d in bag.dags}}))
+                  "schedules": {d: repr(bag.dags[d].schedule) for d in bag.dags},
+                  "pools": {d: sorted({t.pool for t in bag.dags[d].tasks}) for d in bag.dags}}))
 """
 
 
@@ -40,6 +41,9 @@ def test_dags_import_without_errors_or_heavy_imports():
     assert parsed["tasks"]["train_models"] == ["deploy", "extract", "features", "label", "rank", "train", "validate"]
     schedule = parsed["schedules"]["train_models"]
     assert "0 0,12 * * *" in schedule and "alphaops://retrain-request" in schedule
+    # No one-slot warehouse pool: the warehouse's own lock serializes what must be, so the
+    # mapped train and validate tasks run side by side.
+    assert all(pools == ["default_pool"] for pools in parsed["pools"].values()), parsed["pools"]
 
 
 def test_dag_files_are_thin():
