@@ -43,10 +43,6 @@ class Settings(BaseSettings):
     # to let go before it fails naming that process (like SQLite's busy timeout). The same
     # default as features.store.DEFAULT_BUSY_TIMEOUT_SECONDS.
     warehouse_busy_timeout_seconds: float = Field(default=120.0, ge=0.0)
-    # Embedded chDB admits one process at a time: how long an open waits for another process
-    # to let go before it fails naming that process (like SQLite's busy timeout). The same
-    # default as features.store.DEFAULT_BUSY_TIMEOUT_SECONDS.
-    warehouse_busy_timeout_seconds: float = Field(default=120.0, ge=0.0)
 
     # Airflow metadata DB: SQLite under home unless given.
     airflow_sql_alchemy_conn: str | None = None
