@@ -13,12 +13,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.stack import stack_app
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="AlphaOps: orchestrated MLOps for trading models.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks, printed as ratios against a baseline.")
 ui_app = typer.Typer(no_args_is_help=True, help="Open the Airflow or MLflow UI on this state.")
 app.add_typer(bench_app, name="bench")
 app.add_typer(ui_app, name="ui")
+app.add_typer(stack_app, name="stack")
 console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 220)  # logs and pipes get the whole table
 

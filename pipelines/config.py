@@ -58,6 +58,17 @@ class Settings(BaseSettings):
     celery_broker_url: str | None = Field(default=None, description="e.g. redis://redis:6379/0: CeleryExecutor")
     celery_result_backend: str | None = Field(default=None, description="e.g. db+postgresql://…/airflow")
 
+    # The service topology (`alphaops stack`, docker-compose.yml); unset for the embedded default.
+    mlflow_backend_store_uri: str | None = Field(
+        default=None, description="Database of the MLflow tracking server, e.g. postgresql+psycopg2://…/mlflow"
+    )
+    airflow_api_url: str | None = Field(
+        default=None, description="Airflow api-server, e.g. http://airflow-apiserver:8080 (UI, REST, execution API)"
+    )
+    airflow_jwt_secret: str | None = Field(default=None, description="Shared by every Airflow component")
+    celery_broker_url: str | None = Field(default=None, description="e.g. redis://redis:6379/0: CeleryExecutor")
+    celery_result_backend: str | None = Field(default=None, description="e.g. db+postgresql://…/airflow")
+
     # Training defaults (the DAG params and `alphaops run` override them).
     symbols: list[str] = Field(default_factory=lambda: ["SPX", "SYN1"])
     families: list[str] = Field(default_factory=lambda: ["direction"])
