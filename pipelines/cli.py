@@ -140,19 +140,23 @@ def _export_champions(settings: Any) -> dict[str, Path]:
 def _versions_table(versions: list[dict[str, Any]]) -> None:
     tenant = versions[0]["tenant"] if versions else "default"
     table = Table(title=f"Registered model versions of tenant {tenant!r} (holdout metrics, out of sample)")
-    for col in ("model", "v", "aliases", "status", "AUC", "accuracy", "n_test", "null p", "Sharpe", "max DD",
-                "failed gates"):
-        table.add_column(col, justify="right" if col not in ("model", "aliases", "status", "failed gates") else "left")
+    for col in ("model", "v", "aliases", "status", "metric", "model score", "best naive rule", "null p (draws)",
+                "q", "deflated SR", "folds mean ± std", "Sharpe", "failed gates"):
+        table.add_column(col, justify="left" if col in ("model", "aliases", "status", "metric", "best naive rule",
+                                                        "failed gates") else "right")
 
     def fmt(value: Any, spec: str = ".3f") -> str:
         return "—" if value is None else format(value, spec)
 
     for v in versions:
-        m = v["metrics"]
-        table.add_row(v["name"].removeprefix(f"{v['tenant']}."), v["version"], ",".join(v["aliases"]) or "—", v["validation_status"],
-                      fmt(m.get("auc")), fmt(m.get("accuracy")), fmt(m.get("n_test"), ".0f"),
-                      fmt(m.get("null_p_value")), fmt(m.get("trading_sharpe"), ".2f"),
-                      fmt(m.get("trading_max_drawdown"), ".1%"), v.get("failed_gates") or "—")
+        e, m = v.get("evidence") or {}, v["metrics"]
+        naive = f"{e['naive_rule']} {e['naive_score']:.3f}" if e.get("naive_rule") else "—"
+        null = "—" if e.get("null_p_value") is None else f"{e['null_p_value']:.3g} ({e.get('null_permutations')})"
+        folds = "—" if e.get("folds_mean") is None else f"{e['folds_mean']:.3f} ± {fmt(e.get('folds_std'))}"
+        table.add_row(v["name"].removeprefix(f"{v['tenant']}."), v["version"], ",".join(v["aliases"]) or "—",
+                      v["validation_status"], e.get("metric") or "—", fmt(e.get("score")), naive, null,
+                      fmt(e.get("q_value"), ".3g"), fmt(e.get("deflated_sharpe")), folds,
+                      fmt(m.get("trading_sharpe"), ".2f"), v.get("failed_gates") or "—")
     out.print(table)
 
 
@@ -343,18 +347,22 @@ def ui_mlflow(port: int = typer.Option(5000, help="Port to serve on.")) -> None:
 
 
 @ui_app.command("airflow")
-def ui_airflow() -> None:
-    """Serve the Airflow UI (airflow standalone) on this state's DAGs and metadata DB (port 8080)."""
-    from pipelines.airflow_runner import airflow_environment, ensure_airflow_db
+def ui_airflow(port: int = typer.Option(8080, help="Port to serve on.")) -> None:
+    """Serve the Airflow UI (airflow standalone: api-server, scheduler, dag-processor, triggerer) on
+    this state's DAGs and metadata DB. Ctrl-C (or SIGTERM) stops it and every process it started."""
+    from pipelines.airflow_runner import login_hint, serve_standalone, standalone_environment
 
     settings = _settings()
-    ensure_airflow_db(settings)
-    env = {**os.environ, **airflow_environment(settings)}
-    env.setdefault("AIRFLOW__CORE__PARALLELISM", "4")
-    console.print("Airflow UI on http://localhost:8080 (all users are admins locally: "
-                  "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True). Stop with Ctrl-C.")
-    airflow = Path(sys.executable).with_name("airflow")
-    os.execve(str(airflow), [str(airflow), "standalone"], env)
+    env = standalone_environment(settings, port=port)
+    log_path = settings.home_dir / "logs" / "airflow-standalone.log"
+    console.print(f"Airflow UI on http://localhost:{port} (ALPHAOPS_HOME {settings.home_dir}); starting, "
+                  "about a minute on 2 cores")
+    console.print(f"  login: {login_hint(settings, env)}")
+    console.print(f"  DAGs are paused until you unpause them; {env['AIRFLOW__CORE__PARALLELISM']} task slots "
+                  "(AIRFLOW__CORE__PARALLELISM)")
+    console.print(f"  components' output: {log_path}; task logs in the UI. Stop with Ctrl-C.")
+    code = serve_standalone(settings, port=port, log_path=log_path, announce=console.print)
+    console.print(f"Airflow standalone stopped (exit code {code}).")
 
 
 @app.command()
@@ -379,6 +387,7 @@ def monitor(
                                  manual=_split(retrain) or [], alert_hook=hook_for(settings.alert_webhook_url))
     if as_json:
         _print_json(results)
+        _send_retrain_request(settings, results)
         return
     table = Table(title=f"Champions monitored as of {when.isoformat(timespec='seconds')} "
                         f"(window {window_hours:g} h)")
@@ -403,11 +412,32 @@ def monitor(
             out.print(f"  {r['model']}: Evidently report {r['report_uri']}")
     wanted = [r for r in results if r["retrain"]]
     if wanted:
-        out.print("\nRetraining needed; the monitor_drift DAG requests it through the Asset "
-                  "alphaops://retrain-request. To run it now:")
         symbols = ",".join(sorted({str(r.get("symbol")) for r in wanted}))
         specs = ",".join(sorted({str(r.get("spec")) for r in wanted}))
+        out.print(f"\nRetraining needed: {symbols} · {specs}. To run it in process now instead:")
         out.print(f"  alphaops run --symbols {symbols} --families {specs} --reason monitor")
+    _send_retrain_request(settings, results)
+
+
+def _send_retrain_request(settings: Any, results: list[dict[str, Any]]) -> None:
+    """Emit the retrain-request Asset event for Airflow's scheduler (stderr says what happened)."""
+    from pipelines.monitor import RETRAIN_REQUEST_URI, send_retrain_request
+
+    try:
+        sent = send_retrain_request(settings, results)
+    except LookupError as exc:
+        console.print(f"[yellow]retrain request not sent to Airflow[/]: {exc}")
+        return
+    if sent is None:
+        return
+    models = ", ".join(r["model"] for r in sent["requests"])
+    console.print(f"retrain request for {models}: event {sent['event_id']} on {RETRAIN_REQUEST_URI}")
+    if sent["queued"]:
+        console.print(f"  queued {', '.join(sent['queued'])}: the scheduler on this state starts it "
+                      f"for {', '.join(sent['extra']['families'])} on {', '.join(sent['extra']['symbols'])}")
+    if sent["paused"]:
+        console.print(f"[yellow]  {', '.join(sent['paused'])} is paused and ignores the event; unpause it "
+                      "in the Airflow UI to retrain on requests[/]")
 
 
 def main() -> None:

@@ -58,17 +58,6 @@ class Settings(BaseSettings):
     celery_broker_url: str | None = Field(default=None, description="e.g. redis://redis:6379/0: CeleryExecutor")
     celery_result_backend: str | None = Field(default=None, description="e.g. db+postgresql://…/airflow")
 
-    # The service topology (`alphaops stack`, docker-compose.yml); unset for the embedded default.
-    mlflow_backend_store_uri: str | None = Field(
-        default=None, description="Database of the MLflow tracking server, e.g. postgresql+psycopg2://…/mlflow"
-    )
-    airflow_api_url: str | None = Field(
-        default=None, description="Airflow api-server, e.g. http://airflow-apiserver:8080 (UI, REST, execution API)"
-    )
-    airflow_jwt_secret: str | None = Field(default=None, description="Shared by every Airflow component")
-    celery_broker_url: str | None = Field(default=None, description="e.g. redis://redis:6379/0: CeleryExecutor")
-    celery_result_backend: str | None = Field(default=None, description="e.g. db+postgresql://…/airflow")
-
     # Training defaults (the DAG params and `alphaops run` override them).
     symbols: list[str] = Field(default_factory=lambda: ["SPX", "SYN1"])
     families: list[str] = Field(default_factory=lambda: ["direction"])
@@ -79,7 +68,7 @@ class Settings(BaseSettings):
     top_k: int = Field(default=5, ge=1)
     # Null tests (pipelines.validate.null_tests): the fixed-model screen's draws, then at most
     # this many retrains on permuted labels, for versions that pass every other gate.
-    null_screen_permutations: int = Field(default=999, ge=19)
+    null_screen_permutations: int = Field(default=9999, ge=19)
     null_permutations: int = Field(default=100, ge=0)
     # Stop null-test retrains once this many score at least as well as the real model: the
     # model fails the test either way (see pipelines.evaluation.NullTest). None: never stop.

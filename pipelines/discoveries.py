@@ -5,10 +5,12 @@ and ranking then picks the best of them on the same holdouts. Each validated ver
 own gates at 5%; across the run, some would pass by luck. This step, between validate and rank:
 
 1. records every tested version in the warehouse's ``hypothesis_ledger`` (per tenant and run):
-   its null-test p-value and the permutations behind it, and the Optuna trials behind it;
-2. computes Benjamini–Hochberg q-values over all of the run's hypotheses (a version rejected
-   before its null test counts with p = 1) and rejects validated versions whose q-value is above
-   ``fdr_level``;
+   its p-value (the holdout permutation screen's: the fixed model's output against permuted
+   holdout labels, which every version gets) with the draws behind it, and its Optuna trials;
+2. computes Benjamini–Hochberg q-values over all of the run's hypotheses and rejects validated
+   versions whose q-value is above ``fdr_level``. A version is kept only if BH rejects its null
+   *and* its own gates pass (the retrain test among them): a subset of BH's discoveries, so the
+   false discovery rate stays controlled;
 3. for direction-like signals, computes the deflated Sharpe ratio of the holdout Sharpe after
    costs against the best of N zero-skill trials, N being every Optuna trial of the run, and
    rejects those below ``min_deflated_sharpe``.
@@ -41,7 +43,8 @@ def assess_hypotheses(results: list[dict[str, Any]], *, fdr_level: float,
                       min_deflated_sharpe: float) -> list[dict[str, Any]]:
     """One assessment per tested result: p, q, deflated Sharpe and the decision (pure: no I/O)."""
     tested = [r for r in results if r.get("status") in TESTED and "model_name" in r]
-    p_values = np.array([_finite(r["metrics"].get("null_p_value")) or 1.0 for r in tested])
+    # A version's hypothesis p-value: the holdout screen's, which every tested version has.
+    p_values = np.array([_finite(r["metrics"].get("null_screen_p_value")) or 1.0 for r in tested])
     q_values = benjamini_hochberg(p_values)
     n_trials_run = int(sum(int(_finite(r["metrics"].get("n_trials")) or 1) for r in tested))
     out = []
@@ -61,7 +64,7 @@ def assess_hypotheses(results: list[dict[str, Any]], *, fdr_level: float,
         decision = "rejected" if result["status"] == "rejected" or failed else "validated"
         out.append({"result": result, "p_value": float(p), "q_value": float(q), "deflated_sharpe": dsr,
                     "n_trials": int(_finite(m.get("n_trials")) or 1), "n_trials_run": n_trials_run,
-                    "n_permutations": int((_finite(m.get("null_screen_n")) or 0) + (_finite(m.get("null_n")) or 0)),
+                    "n_permutations": int(_finite(m.get("null_screen_n")) or 0),
                     "failed": failed, "decision": decision})
     return out
 
@@ -140,7 +143,7 @@ def _append_to_card(registry: Any, run_id: str, a: dict[str, Any], settings: Set
 
 | quantity | value |
 |---|---|
-| null p-value | {a['p_value']:.4g} ({a['n_permutations']} permutations) |
+| hypothesis p-value (holdout screen) | {a['p_value']:.4g} ({a['n_permutations']} permutations) |
 | Benjamini–Hochberg q-value | {a['q_value']:.4g} (at most {settings.fdr_level:g} needed) |
 | deflated Sharpe ratio | {dsr} |
 | Optuna trials behind this version | {a['n_trials']} |

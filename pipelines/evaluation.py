@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,20 +173,58 @@ def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: finite_or_none(v) for k, v in metrics.items()}
 
 
+def permutation_scorer(spec: Any, output: np.ndarray) -> Callable[[np.ndarray], float]:
+    """``y -> spec's primary metric of the fixed ``output``, equal to ``models.metrics.primary_score``.
+
+    The output is fixed across draws, so AUC is computed from its midranks once: each draw
+    is then a sum over the positives (Mann–Whitney). Losses are plain means. A holdout that
+    lacks a class falls back to ``primary_score``.
+    """
+    from scipy.stats import rankdata
+
+    from models.metrics import primary_score, regressor_score
+
+    output = np.asarray(output, dtype=np.float64)
+    if spec.task == "regressor":
+        return lambda y: regressor_score(spec.metric, y, output)
+    if spec.metric not in ("auc", "event_auc"):
+        return lambda y: primary_score(spec, y, output)
+    columns = output[:, 1:2] if output.ndim == 2 and output.shape[1] == 2 else output.reshape(len(output), -1)
+    ranks = np.column_stack([rankdata(columns[:, k]) for k in range(columns.shape[1])])
+    n_classes = columns.shape[1]
+
+    def auc(y: np.ndarray) -> float:
+        y = np.asarray(y).astype(int)
+        if n_classes == 1:  # binary: positives are class 1 (or an event)
+            n1 = int(y.sum())
+            n0 = len(y) - n1
+            if n1 == 0 or n0 == 0:
+                return primary_score(spec, y, output)
+            return float((ranks[y == 1, 0].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+        counts = np.bincount(y, minlength=n_classes)
+        if (counts == 0).any():
+            return primary_score(spec, y, output)
+        per_class = [(ranks[y == k, k].sum() - c * (c + 1) / 2) / (c * (len(y) - c)) for k, c in enumerate(counts)]
+        return float(np.mean(per_class))
+
+    return auc
+
+
 def holdout_permutation_test(spec: Any, y: np.ndarray, output: np.ndarray, *, n: int, block: int,
                              rng: np.random.Generator, stop_after: int | None = None) -> NullTest:
     """The fixed model's holdout output against block-permuted holdout labels (no retraining).
 
-    Exact for any family and cheap (one score per draw), so it runs thousands of draws and
-    its p-value resolves down to ``1 / (n + 1)``. Sequential like :class:`NullTest`.
+    Exact for any family, and cheap (see :func:`permutation_scorer`), so it runs thousands of
+    draws and its p-value resolves down to ``1 / (n + 1)``. Sequential like :class:`NullTest`.
     """
     from models.metrics import primary_score
 
+    score_of = permutation_scorer(spec, output)
     result = NullTest(real=primary_score(spec, y, output), null_scores=[],
                       greater_is_better=spec.greater_is_better, stop_after=stop_after)
     beats = 0
     for _ in range(n):
-        score = primary_score(spec, block_permutation(y, block, rng), output)
+        score = score_of(block_permutation(y, block, rng))
         result.null_scores.append(score)
         beats += result.beats(score)
         if stop_after is not None and beats >= stop_after:

@@ -29,6 +29,7 @@ def list_versions(settings: Settings, *, with_history: bool = False) -> list[dic
                        if k.startswith("holdout_")}
             gates = {k.removeprefix("gate_"): bool(v) for k, v in run.data.metrics.items() if k.startswith("gate_")}
             metrics["gates"] = gates
+            evidence = version_evidence(mv.tags.get("primary_metric"), metrics, mv.tags.get("spec"))
             entry = {
                 "name": name, "version": str(mv.version), "aliases": sorted(aliases.get(str(mv.version), [])),
                 "family": mv.tags.get("family"), "spec": mv.tags.get("spec"), "symbol": mv.tags.get("symbol"),
@@ -37,9 +38,31 @@ def list_versions(settings: Settings, *, with_history: bool = False) -> list[dic
                 "lifecycle": mv.tags.get("lifecycle"), "failed_gates": mv.tags.get("failed_gates"),
                 "rank": int(mv.tags["rank"]) if "rank" in mv.tags else None,
                 "run_id": mv.run_id, "data_fingerprint": mv.tags.get("data_fingerprint"),
-                "metrics": metrics,
+                "metrics": metrics, "evidence": evidence,
             }
             if with_history:
                 entry["alias_history"] = [e for e in history if e["version"] == str(mv.version)]
             out.append(entry)
     return out
+
+
+def version_evidence(metric: str | None, metrics: dict[str, Any], spec_name: str | None) -> dict[str, Any]:
+    """Why a version was kept or rejected, in one place: its score beside its field's best naive
+    rule, the null test's p-value and draws, the run's q-value and deflated Sharpe, and the
+    walk-forward folds' mean ± std."""
+    if not metric:
+        return {}
+    from models.specs import spec_by_name
+
+    higher_better = spec_by_name(spec_name).greater_is_better if spec_name else True
+    naive = {k.removeprefix("naive_").removesuffix(f"_{metric}"): v for k, v in metrics.items()
+             if k.startswith("naive_") and k.endswith(f"_{metric}") and v is not None}
+    best = (max if higher_better else min)(naive.items(), key=lambda kv: kv[1]) if naive else (None, None)
+    draws = (metrics.get("null_screen_n") or 0) + (metrics.get("null_n") or 0)
+    return {"metric": metric, "score": metrics.get(metric), "naive_rule": best[0], "naive_score": best[1],
+            "null_p_value": metrics.get("null_p_value"), "null_permutations": int(draws) if draws else None,
+            "q_value": metrics.get("q_value"), "deflated_sharpe": metrics.get("deflated_sharpe"),
+            "n_trials_run": metrics.get("n_trials_run"),
+            "folds_mean": metrics.get(f"wf_{metric}_mean"), "folds_std": metrics.get(f"wf_{metric}_std"),
+            "folds_sharpe_mean": metrics.get("wf_sharpe_mean"), "folds_sharpe_std": metrics.get("wf_sharpe_std"),
+            "pbo": metrics.get("pbo")}

@@ -134,29 +134,35 @@ def null_block(spec: ModelSpec) -> int:
     return max(20, 5 * spec.horizon)
 
 
-def null_tests(settings: Settings, spec: ModelSpec, data: Dataset, params: dict[str, Any], real: float,
-               holdout_output: np.ndarray) -> dict[str, float]:
-    """Both null tests; ``null_p_value`` is the larger of their p-values (both nulls must fall).
+def screen_test(settings: Settings, spec: ModelSpec, data: Dataset, holdout_output: np.ndarray) -> dict[str, float]:
+    """The fixed model's holdout output against block-permuted holdout labels.
 
-    1. The screen: the fixed model's holdout output against block-permuted holdout labels,
-       up to ``null_screen_permutations`` draws (sequential), so the p-value resolves to 0.001.
-    2. For supervised specs that pass the screen: the spec retrained on block-permuted
-       training labels, up to ``null_permutations`` times (sequential). An unsupervised
-       (anomaly) model never sees labels, so the screen is its whole test.
+    Up to ``null_screen_permutations`` draws (sequential), so its p-value resolves to 1e-4.
+    It is the version's hypothesis p-value in the run's ledger (``pipelines.discoveries``),
+    and the first half of the null-test gate.
     """
-    hold_y = data.y[data.holdout_idx]
-    screen = holdout_permutation_test(spec, hold_y, holdout_output, n=settings.null_screen_permutations,
-                                      block=null_block(spec), rng=np.random.default_rng(settings.seed + 1),
-                                      stop_after=settings.null_stop_after)
-    out = {"null_screen_p_value": screen.p_value, "null_screen_n": float(len(screen.null_scores)),
-           "null_p_value": screen.p_value, "null_n": 0.0}
-    if spec.task == "anomaly" or screen.p_value >= spec.gates.max_null_p_value:
+    screen = holdout_permutation_test(spec, data.y[data.holdout_idx], holdout_output,
+                                      n=settings.null_screen_permutations, block=null_block(spec),
+                                      rng=np.random.default_rng(settings.seed + 1), stop_after=settings.null_stop_after)
+    return {"null_screen_p_value": screen.p_value, "null_screen_n": float(len(screen.null_scores))}
+
+
+def null_tests(settings: Settings, spec: ModelSpec, data: Dataset, params: dict[str, Any], real: float,
+               screen: dict[str, float]) -> dict[str, float]:
+    """The null-test gate's p-value: the larger of the screen's and the retrain test's (both nulls must fall).
+
+    The retrain test: the spec retrained on block-permuted training labels, up to
+    ``null_permutations`` times (sequential), run when the screen passes. An unsupervised
+    (anomaly) model never sees labels, so the screen is its whole test.
+    """
+    out = {"null_p_value": screen["null_screen_p_value"], "null_n": 0.0}
+    if spec.task == "anomaly" or screen["null_screen_p_value"] >= spec.gates.max_null_p_value:
         return out
     retrain = null_test(spec, data, params, real, settings.null_permutations, settings.seed,
                         n_jobs=settings.n_jobs, stop_after=settings.null_stop_after).as_metrics()
     out.update(retrain)
     out["null_retrain_p_value"] = retrain["null_p_value"]
-    out["null_p_value"] = max(screen.p_value, retrain["null_p_value"])
+    out["null_p_value"] = max(screen["null_screen_p_value"], retrain["null_p_value"])
     return out
 
 
@@ -279,10 +285,11 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
     metrics["onnx_max_abs_diff"] = float(run.data.metrics["onnx_max_abs_diff"])
     metrics["latency_p50_us"] = one_row_latency_us(bundle, X_hold)
     metrics["n_trials"] = float(run.data.params.get("trials", 1))
-    # The null tests cost up to hundreds of scores and retrains: run them only if the version
-    # passes every other gate (else it is rejected whatever they say, and the card says so).
+    # The retrain test costs up to a hundred fits: run it only if the version passes every other
+    # gate (else it is rejected whatever it says, and the card says so).
+    metrics.update(screen_test(settings, spec, data, output))  # cheap: every version gets one
     if all(gate_results(spec, metrics).values()):
-        metrics.update(null_tests(settings, spec, data, params, metrics[spec.metric], output))
+        metrics.update(null_tests(settings, spec, data, params, metrics[spec.metric], metrics))
     gates = gate_results(spec, metrics)
     status = "validated" if all(gates.values()) else "rejected"
     failed = failed_gates(gates)
@@ -309,22 +316,24 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
 
 
 # Carried in the step's result for the run-level false-discovery control (pipelines.discoveries).
-RESULT_METRICS = ("n_test", "null_p_value", "null_screen_n", "null_n", "n_trials", "trading_sr_per_bar",
+RESULT_METRICS = ("n_test", "null_p_value", "null_screen_p_value", "null_screen_n", "null_n", "n_trials", "trading_sr_per_bar",
                   "trading_pnl_skew", "trading_pnl_kurtosis", "trading_pnl_n", "trading_sharpe")
 
 
 def _null_test_text(metrics: dict[str, float], gates: dict[str, bool]) -> str:
+    screen = (f"Screen: the fixed model's holdout output against block-permuted holdout labels, "
+              f"{int(metrics['null_screen_n'])} draws: p = {metrics['null_screen_p_value']:.4f} (this is the "
+              "version's p-value in the run's false-discovery control)." if "null_screen_p_value" in metrics else "")
     if "null_p_value" not in metrics:
-        return f"Not run: the version already failed {', '.join(failed_gates(gates))}, so it is rejected whatever the null test says."
-    text = (f"Screen: the fixed model's holdout output against block-permuted holdout labels, "
-            f"{int(metrics['null_screen_n'])} draws: p = {metrics['null_screen_p_value']:.4f}.")
+        return (f"{screen} The null-test gate was not evaluated: the version already failed "
+                f"{', '.join(failed_gates(gates))}, so it is rejected whatever it says.").strip()
     if "null_retrain_p_value" not in metrics:
-        return text + " The retrain test was not run (the screen failed, or the model never sees labels)."
+        return screen + " The retrain test was not run (the screen failed, or the model never sees labels)."
     sequential = (" (sequential: retraining stopped once enough permuted-label models scored at least as "
                   "well)") if metrics.get("null_stopped_early") else ""
-    return (text + f" Retrain: labels permuted in blocks, the spec retrained {int(metrics['null_n'])} times: "
+    return (screen + f" Retrain: labels permuted in blocks, the spec retrained {int(metrics['null_n'])} times: "
             f"null mean {metrics['null_mean']:.4f}, 95th percentile {metrics['null_q95']:.4f}, "
-            f"p = {metrics['null_retrain_p_value']:.4f}{sequential}. The version's p-value is the larger: "
+            f"p = {metrics['null_retrain_p_value']:.4f}{sequential}. The gate's p-value is the larger: "
             f"{metrics['null_p_value']:.4f}.")
 
 

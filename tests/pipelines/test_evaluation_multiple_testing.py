@@ -60,3 +60,28 @@ def test_deflated_sharpe_falls_with_the_number_of_trials():
 def test_strategy_pnl_charges_costs_on_each_change_of_position():
     pnl = strategy_pnl(np.array([1.0, 1.0, -1.0, 0.0]), np.array([0.01, 0.02, -0.01, 0.05]), 0.001)
     np.testing.assert_allclose(pnl, [0.01 - 0.001, 0.02, 0.01 - 0.002, -0.001])
+
+
+@pytest.mark.parametrize("spec_name", ["direction_h1", "direction3_h5", "regime_h20", "volatility_h5", "risk_h20",
+                                       "anomaly_iforest"])
+def test_the_screens_fast_scorer_equals_the_primary_metric(spec_name):
+    from models.metrics import primary_score
+    from pipelines.evaluation import permutation_scorer
+
+    spec = spec_by_name(spec_name)
+    rng = np.random.default_rng(3)
+    n = 600
+    if spec.task == "classifier":
+        k = len(spec.class_names)
+        y = rng.integers(0, k, n)
+        output = rng.dirichlet(np.ones(k), n)
+        output[:, 0] = np.round(output[:, 0], 1)  # ties, scored as halves by both
+        output /= output.sum(axis=1, keepdims=True)
+    elif spec.task == "anomaly":
+        y, output = (rng.uniform(size=n) < 0.05).astype(int), np.round(rng.uniform(size=n), 2)
+    else:
+        y, output = rng.uniform(0.5, 2.0, n), rng.uniform(0.5, 2.0, n)
+    score = permutation_scorer(spec, output)
+    for _ in range(5):
+        permuted = rng.permutation(y)
+        assert score(permuted) == pytest.approx(primary_score(spec, permuted, output), abs=1e-12)

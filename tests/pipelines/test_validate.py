@@ -18,7 +18,8 @@ def test_without_a_null_p_value_the_null_gate_is_not_evaluated():
 def test_a_version_failing_its_baselines_fails_without_the_null_test_and_the_card_says_why():
     gates = gate_results(SPEC, {**CHEAP, "auc": 0.49})
     assert not gates["gate_beats_baselines"] and "gate_null_test" not in gates
-    assert "Not run: the version already failed beats_baselines" in _null_test_text({**CHEAP, "auc": 0.49}, gates)
+    card = _null_test_text({**CHEAP, "auc": 0.49, "null_screen_n": 41.0, "null_screen_p_value": 0.0976}, gates)
+    assert "41 draws: p = 0.0976" in card and "not evaluated: the version already failed beats_baselines" in card
     ran = _null_test_text({"null_screen_n": 999.0, "null_screen_p_value": 0.001, "null_n": 20.0, "null_mean": 0.5,
                            "null_q95": 0.52, "null_retrain_p_value": 0.048, "null_p_value": 0.048,
                            "null_stopped_early": 0.0}, gates)
