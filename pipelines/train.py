@@ -1,7 +1,17 @@
-"""The train step: Optuna on purged walk-forward CV, refit, ONNX export, MLflow run, registered version."""
+"""The train step: Optuna on purged walk-forward CV, refit, ONNX export, MLflow run, registered version.
+
+The step is idempotent under retries. Its inputs (model, as_of, feature set, trials, holdout,
+seed, data fingerprint) make a train key, tagged on the MLflow run and the version. An attempt
+first looks for earlier attempts with its key: a version registered by one is returned as is
+(a worker killed after registering costs no duplicate); an attempt that died before
+registering is marked superseded (its run and open trial runs end FAILED) and training starts
+over. An attempt presumed dead that is in fact still running sees the mark before it
+registers and gives up.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -24,6 +34,51 @@ from pipelines.tracking import code_version, use_experiment
 from registry import Registry, model_name
 
 log = logging.getLogger(__name__)
+
+TRAIN_KEY_TAG = "train_key"
+SUPERSEDED_TAG = "superseded"
+
+
+class AttemptSupersededError(RuntimeError):
+    """A later attempt with the same train key took over; this one must not register."""
+
+
+def train_key(name: str, *, timeframe: str, feature_set_version: str, as_of: pd.Timestamp, trials: int,
+              holdout_fraction: float, seed: int, data_fingerprint: str) -> str:
+    """Deterministic key of one train job: every retry of the job computes the same key."""
+    payload = json.dumps({"name": name, "timeframe": timeframe, "feature_set_version": feature_set_version,
+                          "as_of": as_of.isoformat(), "trials": trials, "holdout_fraction": holdout_fraction,
+                          "seed": seed, "data_fingerprint": data_fingerprint}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def _earlier_attempt(registry: Registry, experiment_id: str, name: str, key: str) -> tuple[str, str] | None:
+    """(run id, version) of an earlier attempt that registered ``key``; attempts that died first are marked."""
+    client = registry.client
+    runs = client.search_runs([experiment_id], filter_string=f"tags.{TRAIN_KEY_TAG} = '{key}'",
+                              order_by=["attributes.start_time ASC"])
+    for run in runs:
+        version = registry.version_of_run(name, run.info.run_id)
+        if version is not None:
+            if run.info.status == "RUNNING":  # killed after registering: close what it left open
+                client.set_tag(run.info.run_id, "registered_version", version)
+                _end_open_runs(client, experiment_id, run.info.run_id, "FINISHED")
+            return run.info.run_id, version
+    for run in runs:
+        if SUPERSEDED_TAG not in run.data.tags:
+            client.set_tag(run.info.run_id, SUPERSEDED_TAG, "died before registering; a retry took over")
+        _end_open_runs(client, experiment_id, run.info.run_id, "FAILED")
+    return None
+
+
+def _end_open_runs(client: Any, experiment_id: str, run_id: str, status: str) -> None:
+    """End ``run_id`` and its still-open nested trial runs."""
+    children = client.search_runs([experiment_id], filter_string=(
+        f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'"))
+    for child in children:
+        client.set_terminated(child.info.run_id, "FAILED" if status == "FAILED" else "KILLED")
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, status)
 
 
 def onnx_outputs(onnx_bytes: bytes, X: np.ndarray) -> dict[str, np.ndarray]:
@@ -60,10 +115,21 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
     cv = PurgedWalkForward(n_splits=settings.cv_folds, purge=spec.horizon)
     name = model_name(settings.tenant, spec.name, symbol)
     experiment_id = use_experiment(settings, f"{settings.tenant}/{spec.family}")
+    registry = Registry.from_settings(settings)
+    key = train_key(name, timeframe=timeframe, feature_set_version=feature_set_version, as_of=as_of,
+                    trials=trials, holdout_fraction=holdout_fraction, seed=settings.seed,
+                    data_fingerprint=data.fingerprint)
+    result = {"model_name": name, "spec": spec.name, "family": spec.family, "symbol": symbol,
+              "timeframe": timeframe, "feature_set_version": feature_set_version}
+    earlier = _earlier_attempt(registry, experiment_id, name, key)
+    if earlier is not None:
+        log.info("%s: an earlier attempt registered v%s for train key %s; returning it", name, earlier[1], key)
+        return {**result, "version": earlier[1], "run_id": earlier[0]}
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{spec.name}.{symbol}") as parent:
         run_id = parent.info.run_id
         mlflow.set_tags({
+            TRAIN_KEY_TAG: key,
             "tenant": settings.tenant, "family": spec.family, "spec": spec.name, "symbol": symbol,
             "timeframe": timeframe, "feature_set_version": feature_set_version, "label": spec.label,
             "data_fingerprint": data.fingerprint, "code_version": code_version(),
@@ -106,16 +172,18 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
             bundle = write_bundle(Path(tmp) / "bundle", onnx_model, schema)
             mlflow.log_artifacts(str(bundle), "bundle")
             _log_importance(spec, model, data, Path(tmp), settings.n_jobs)
-        version = Registry.from_settings(settings).register(name, run_id, tags={
+        if SUPERSEDED_TAG in registry.client.get_run(run_id).data.tags:
+            raise AttemptSupersededError(f"{name}: a later attempt took over train key {key}; not registering")
+        version = registry.register(name, run_id, tags={
             "family": spec.family, "spec": spec.name, "symbol": symbol, "timeframe": timeframe,
             "feature_set_version": feature_set_version, "data_fingerprint": data.fingerprint,
             "train_end": data.train_end.isoformat(), "holdout_start": data.holdout_start.isoformat(),
+            TRAIN_KEY_TAG: key,
         })
         mlflow.set_tag("registered_version", version)
     log.info("trained %s v%s: cv %s=%.4f (%d trials, %d pruned), onnx parity %.2e",
              name, version, spec.metric, search.best_cv_score, search.n_trials, search.n_pruned, parity)
-    return {"model_name": name, "version": version, "run_id": run_id, "spec": spec.name, "family": spec.family,
-            "symbol": symbol, "timeframe": timeframe, "feature_set_version": feature_set_version}
+    return {**result, "version": version, "run_id": run_id}
 
 
 PERMUTATION_TOP = 20      # permutation importance for the top features by gain

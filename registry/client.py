@@ -153,6 +153,12 @@ class Registry:
         models = self.client.search_registered_models(filter_string=f"tags.tenant = '{self.tenant}'")
         return sorted(m.name for m in models if m.name.startswith(f"{self.tenant}."))
 
+    def version_of_run(self, name: str, run_id: str) -> str | None:
+        """The version registered from ``run_id`` (the lowest, should there be several), or None."""
+        self._check_tenant(name)
+        found = self.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        return min((str(mv.version) for mv in found), key=int, default=None)
+
     def versions(self, name: str) -> list[Any]:
         self._check_tenant(name)
         found = self.client.search_model_versions(f"name = '{name}'")
