@@ -112,6 +112,13 @@ DDL: dict[str, str] = {
         latency_p99_us Nullable(Float64), error_rate Float64, fallback_rate Float64,
         n_predictions UInt64, retrain UInt8, reasons Array(String), report_uri String
     ) ENGINE = MergeTree ORDER BY (tenant, model, checked_at)""",
+    "hypothesis_ledger": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.hypothesis_ledger (
+        tenant LowCardinality(String), run_id String, model String, model_version String,
+        spec LowCardinality(String), symbol LowCardinality(String), status LowCardinality(String),
+        p_value Float64, n_permutations UInt32, n_trials UInt32, q_value Nullable(Float64),
+        deflated_sharpe Nullable(Float64), n_trials_run UInt32, decision LowCardinality(String),
+        recorded_at DateTime64(3, 'UTC'), version UInt64
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant, run_id, model, model_version)""",
 }
 
 
@@ -646,6 +653,41 @@ class Warehouse:
         })
         self.backend.insert_arrow("monitor_history", table)
         return len(rows)
+
+    def write_hypotheses(self, rows: Sequence[dict[str, Any]], *, tenant: str) -> int:
+        """Record (or replace, by run, model and version) the hypotheses a run tested."""
+        if not rows:
+            return 0
+
+        def nullable(key: str) -> pa.Array:
+            return pa.array([None if r.get(key) is None else float(r[key]) for r in rows], type=pa.float64())
+
+        version = time.time_ns()
+        table = pa.table({
+            "tenant": pa.array([tenant] * len(rows)),
+            **{key: pa.array([str(r[key]) for r in rows])
+               for key in ("run_id", "model", "model_version", "spec", "symbol", "status", "decision")},
+            "p_value": pa.array([float(r["p_value"]) for r in rows], type=pa.float64()),
+            **{key: pa.array([int(r[key]) for r in rows], type=pa.uint32())
+               for key in ("n_permutations", "n_trials", "n_trials_run")},
+            "q_value": nullable("q_value"),
+            "deflated_sharpe": nullable("deflated_sharpe"),
+            "recorded_at": pa.array([pd.Timestamp(r["recorded_at"]).tz_convert("UTC").floor("ms") for r in rows],
+                                    type=pa.timestamp("ms", tz="UTC")),
+            "version": pa.array([version] * len(rows), type=pa.uint64()),
+        })
+        self.backend.insert_arrow("hypothesis_ledger", table)
+        return len(rows)
+
+    def read_hypotheses(self, *, tenant: str, run_id: str | None = None) -> pd.DataFrame:
+        """The ledger of tested hypotheses, per run, in the order they were recorded."""
+        params: dict[str, Any] = {"tenant": tenant}
+        where = "tenant = {tenant:String}"
+        if run_id is not None:
+            where += " AND run_id = {run_id:String}"
+            params["run_id"] = run_id
+        return self.query(f"SELECT * EXCEPT version FROM {DATABASE}.hypothesis_ledger FINAL WHERE {where} "
+                          "ORDER BY recorded_at, model, model_version", params)
 
     def read_monitor_history(self, *, tenant: str, model: str | None = None) -> pd.DataFrame:
         """Monitor results ordered by check time."""
