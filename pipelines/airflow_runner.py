@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,3 +126,158 @@ def _follow_tasks(path: Path, on_task: Callable[[str], None] | None) -> Iterator
     finally:
         stop.set()
         thread.join(timeout=2)
+
+
+# -- a real Airflow on this state: airflow standalone, and Asset events for its scheduler --------
+
+PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"  # standalone's generated admin password
+
+
+def standalone_environment(settings: Settings, *, port: int = 8080) -> dict[str, str]:
+    """Environment of ``airflow standalone`` on these settings.
+
+    Standalone starts its api-server, scheduler, dag-processor and triggerer as ``airflow …``
+    found on ``PATH``, so this interpreter's bin directory (the venv's) goes first on it.
+    ``AIRFLOW__CORE__PARALLELISM`` defaults to the cores (standalone's LocalExecutor would start
+    32 workers), and an explicit ``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS`` is kept.
+    """
+    from models.parallel import default_n_jobs
+
+    explicit = {k: os.environ[k] for k in ("AIRFLOW__CORE__PARALLELISM",
+                                           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS") if k in os.environ}
+    env = {**os.environ, **airflow_environment(settings), **explicit}
+    env["AIRFLOW__CORE__PARALLELISM"] = explicit.get("AIRFLOW__CORE__PARALLELISM") or str(default_n_jobs())
+    bin_dir = str(Path(sys.executable).parent)  # not resolved: a venv's python is a symlink
+    env["PATH"] = os.pathsep.join([bin_dir, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != bin_dir)])
+    env["AIRFLOW__API__PORT"] = str(port)
+    env["AIRFLOW__API__BASE_URL"] = f"http://localhost:{port}"  # tasks reach the execution API here
+    return env
+
+
+def login_hint(settings: Settings, env: dict[str, str]) -> str:
+    """How to log in to the UI that ``env`` configures."""
+    if env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "").lower() == "true":
+        return ("no login: every local user is an admin (AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True; "
+                f"set it to False to log in as admin with the password standalone writes to "
+                f"{settings.airflow_home / PASSWORDS_FILE})")
+    passwords = env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE") or settings.airflow_home / PASSWORDS_FILE
+    return f"log in as admin with the password in {passwords} (generated on the first start)"
+
+
+def serve_standalone(settings: Settings, *, port: int = 8080, log_path: Path,
+                     announce: Callable[[str], None] = print, ready_timeout: float = 300.0) -> int:
+    """Run ``airflow standalone`` until it exits or this process gets SIGINT, SIGTERM or SIGHUP;
+    then stop it and everything it started (:func:`stop_session`). Its output goes to
+    ``log_path``; ``announce`` gets one line when the UI answers. Returns standalone's exit code."""
+    env = standalone_environment(settings, port=port)
+    ensure_airflow_db(settings)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    airflow = Path(sys.executable).with_name("airflow")
+    stop = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    started = time.monotonic()
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([str(airflow), "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    threading.Thread(target=_announce_when_up, name="ui-ready", daemon=True,
+                     args=(f"http://localhost:{port}", started, ready_timeout, announce, stop, log_path)).start()
+    try:
+        while proc.poll() is None and not stop.wait(0.5):
+            pass
+    finally:
+        stop.set()
+        stop_session(proc)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    return proc.returncode
+
+
+def _announce_when_up(url: str, started: float, timeout: float, announce: Callable[[str], None],
+                      stop: threading.Event, log_path: Path) -> None:
+    import httpx
+
+    while not stop.is_set() and time.monotonic() - started < timeout:
+        try:
+            if httpx.get(f"{url}/api/v2/monitor/health", timeout=5).status_code == 200:
+                announce(f"Airflow UI ready at {url} after {time.monotonic() - started:.0f} s")
+                return
+        except httpx.HTTPError:
+            pass
+        stop.wait(1.0)
+    if not stop.is_set():
+        announce(f"Airflow UI not answering at {url} after {timeout:.0f} s; see {log_path}")
+
+
+def session_processes(sid: int) -> list[Any]:
+    """Live (non-zombie) processes of session ``sid``."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == sid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (OSError, psutil.Error):
+            continue
+    return found
+
+
+def stop_session(proc: subprocess.Popen[Any], *, grace: float = 15.0) -> None:
+    """Stop a process started with ``start_new_session=True`` and every process it started.
+
+    SIGINT goes to its process group first, as Ctrl-C in a terminal would (standalone then
+    terminates its components). Task processes put themselves in process groups of their own,
+    so whatever is left of the session after ``grace`` seconds gets SIGTERM, then SIGKILL.
+    """
+    import psutil
+
+    sid = proc.pid
+    try:
+        os.killpg(sid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        left = session_processes(sid)
+        if not left:
+            break
+        for member in left:
+            try:
+                member.send_signal(sig)
+            except psutil.Error:
+                pass
+        psutil.wait_procs(left, timeout=10)
+    if proc.poll() is None:
+        proc.wait(timeout=10)
+
+
+def emit_asset_event(settings: Settings, uri: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """Record an event on the Asset ``uri`` in the Airflow metadata DB of these settings, as the
+    REST API's ``POST /api/v2/assets/events`` does, and queue the unpaused DAGs scheduled on it:
+    the scheduler that runs on this DB (``alphaops ui airflow``, the stack) starts them, now or
+    when it next runs. Returns the event id, the queued DAGs and the paused ones it did not queue.
+    Raises LookupError when this Airflow has not registered the Asset (no DAG parsed yet)."""
+    if settings.airflow_sql_alchemy_conn is None and not (settings.airflow_home / "airflow.db").exists():
+        raise LookupError(f"no Airflow metadata DB under {settings.airflow_home} yet (start `alphaops ui airflow`)")
+    airflow_environment(settings)
+    from sqlalchemy import select
+
+    from airflow.assets.manager import asset_manager
+    from airflow.models.asset import AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        asset = session.scalar(select(AssetModel).where(AssetModel.name == uri))
+        if asset is None:
+            raise LookupError(f"Airflow on {settings.airflow_db_uri} does not know the Asset {uri} yet: "
+                              "its dag-processor registers it when it parses the DAGs (`alphaops ui airflow`)")
+        event = asset_manager.register_asset_change(asset=asset, extra=extra, source_is_api=True, session=session)
+        if event is None:
+            raise LookupError(f"Airflow recorded no event on {uri}")
+        consumers = {ref.dag_id: bool(ref.dag.is_paused) for ref in asset.scheduled_dags}
+        return {"event_id": int(event.id), "asset_id": int(asset.id),
+                "queued": sorted(d for d, paused in consumers.items() if not paused),
+                "paused": sorted(d for d, paused in consumers.items() if paused)}

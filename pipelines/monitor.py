@@ -581,6 +581,21 @@ def retrain_params(params: Mapping[str, Any], triggering_asset_events: Any) -> d
             "families": families or list(params.get("families", [])), "reason": reason}
 
 
+def send_retrain_request(settings: Settings, results: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Outside Airflow (``alphaops monitor``), emit what the ``monitor_drift`` DAG's
+    ``request_retrain`` task emits: one event on the retrain-request Asset, with the same
+    ``extra``, in the Airflow metadata DB of these settings. The scheduler running on it starts
+    ``train_models`` for the requested models alone (:func:`retrain_params`). None when no
+    result asks for retraining; LookupError when no Airflow on this state knows the Asset."""
+    from pipelines.airflow_runner import emit_asset_event
+
+    requests = request_retrain(results)
+    if not requests:
+        return None
+    extra = {**retrain_event_extra(requests), "source": "alphaops monitor"}
+    return {"requests": requests, "extra": extra, **emit_asset_event(settings, RETRAIN_REQUEST_URI, extra)}
+
+
 # -- adapters for the monitor_drift DAG (settings from the environment) ---------------------
 
 def fill_outcomes_step(as_of: Any) -> int:
