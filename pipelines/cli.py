@@ -338,12 +338,14 @@ def serve(name: str = typer.Argument(..., help="Model to serve, e.g. direction_h
 
 
 @ui_app.command("mlflow")
-def ui_mlflow(port: int = typer.Option(5000, help="Port to serve on.")) -> None:
+def ui_mlflow(port: int = typer.Option(5000, help="Port to serve on."),
+              workers: int = typer.Option(1, min=1, help="Server worker processes (MLflow's own default is 4).")) -> None:
     """Serve the MLflow UI on this state's tracking store."""
     settings = _settings()
     mlflow = Path(sys.executable).with_name("mlflow")
     os.execv(str(mlflow), [str(mlflow), "ui", "--backend-store-uri", settings.tracking_uri,
-                           "--default-artifact-root", settings.artifact_root, "--port", str(port)])
+                           "--default-artifact-root", settings.artifact_root, "--port", str(port),
+                           "--workers", str(workers)])
 
 
 @ui_app.command("airflow")
