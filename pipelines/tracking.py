@@ -18,8 +18,17 @@ def use_experiment(settings: Settings, name: str) -> str:
     mlflow.set_registry_uri(settings.registry_uri)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
+        from mlflow.exceptions import MlflowException
+
         root = settings.artifact_root.rstrip("/")
-        return mlflow.create_experiment(name, artifact_location=f"{root}/{name.replace('/', '_')}")
+        try:
+            return mlflow.create_experiment(name, artifact_location=f"{root}/{name.replace('/', '_')}")
+        except MlflowException as exc:  # tasks on two workers create it at once: the other one won
+            if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+                raise
+            experiment = mlflow.get_experiment_by_name(name)
+            if experiment is None:
+                raise
     return experiment.experiment_id
 
 
