@@ -142,11 +142,11 @@ def test_four_processes_ingest_and_read_while_a_dag_trains(tmp_path):
                                  str(CHUNK_ROWS), AS_OF], cwd=ROOT, env=child_env(home),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for w in range(WORKERS)]
-    outputs = [p.communicate(timeout=900) for p in workers]
-    # `alphaops data` from yet another process, while the DAG is (most likely) still training.
+    # `alphaops data` from yet another process, beside the workers and the DAG.
     data_cli = subprocess.run([str(cli), "data", "--json"], cwd=ROOT, env=child_env(home),
                               capture_output=True, text=True, timeout=300)
     data_while_running = dag.poll() is None
+    outputs = [p.communicate(timeout=900) for p in workers]
     dag_out, dag_err = dag.communicate(timeout=1800)
     dag_finished = time.time()
     elapsed = time.monotonic() - started
@@ -160,8 +160,8 @@ def test_four_processes_ingest_and_read_while_a_dag_trains(tmp_path):
         assert "DB::Exception" not in text and "EmbeddedServer" not in text and "is busy" not in text
     assert any(v["symbol"] == DAG_SYMBOL for v in json.loads(dag_out)["versions"])
     assert data_cli.returncode == 0, data_cli.stderr[-2000:]
-    assert {f"CONC{w}" for w in range(WORKERS)} | {SHARED, DAG_SYMBOL} <= {
-        r["symbol"] for r in json.loads(data_cli.stdout)}
+    assert data_while_running  # the DAG takes far longer than one `alphaops data`
+    assert DAG_SYMBOL in {r["symbol"] for r in json.loads(data_cli.stdout)}
 
     reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     for report in reports:
@@ -197,8 +197,7 @@ def test_four_processes_ingest_and_read_while_a_dag_trains(tmp_path):
 
     waits = [t for r in reports for t in r["opens"]]
     print(f"\n{WORKERS} workers x {2 * CHUNKS} ingests + {CHUNKS} reads beside `alphaops run`: {elapsed:.0f} s; "
-          f"worker read opens waited median {np.median(waits) * 1e3:.0f} ms, max {max(waits) * 1e3:.0f} ms; "
-          f"`alphaops data` during the run: {data_while_running}")
+          f"worker read opens waited median {np.median(waits) * 1e3:.0f} ms, max {max(waits) * 1e3:.0f} ms")
 
 
 def test_a_wait_that_runs_out_names_the_holder(tmp_path):
