@@ -78,11 +78,30 @@ def spec_schema(spec: Any, *, model: dict[str, str], feature_set_version: str, f
     return schema
 
 
+def graph_signature(onnx_model: onnx.ModelProto) -> dict[str, Any]:
+    """The graph's input (name, shape; ``None`` for a dynamic axis) and output names, as the
+    seal records them and ``serving.Predictor`` compares them with the loaded session."""
+    initializers = {i.name for i in onnx_model.graph.initializer}
+    inputs = [i for i in onnx_model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise ValueError(f"a bundle's model needs exactly one input, this graph has {len(inputs)}")
+    dims = inputs[0].type.tensor_type.shape.dim
+    shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
+    return {"input": {"name": inputs[0].name, "shape": shape},
+            "outputs": [o.name for o in onnx_model.graph.output]}
+
+
 def write_bundle(directory: Path, onnx_model: onnx.ModelProto, schema: dict[str, Any]) -> Path:
-    """Write both files; the ONNX graph is checked first so a broken export never lands."""
+    """Write both files, sealed: schema.json records model.onnx's SHA-256, the graph's
+    signature and a digest of its own content (``serving.integrity``). The ONNX graph is
+    checked first so a broken export never lands."""
+    from serving.integrity import seal
+
     onnx.checker.check_model(onnx_model)
+    data = onnx_model.SerializeToString()
+    sealed = seal(schema, data, graph=graph_signature(onnx_model), sealed_by="train")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "model.onnx").write_bytes(onnx_model.SerializeToString())
-    (directory / "schema.json").write_text(json.dumps(schema, indent=2, sort_keys=True))
+    (directory / "model.onnx").write_bytes(data)
+    (directory / "schema.json").write_text(json.dumps(sealed, indent=2, sort_keys=True))
     return directory

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
+import logging
+import os
 import shutil
+import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -12,7 +18,11 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 LIFECYCLE = ("candidate", "validated", "rejected", "challenger", "champion", "archived")
 BUNDLE_ARTIFACT = "bundle"
+BUNDLE_FILES = ("model.onnx", "schema.json")
 _HISTORY_PREFIX = "history."
+
+
+log = logging.getLogger(__name__)
 
 
 class RegistryError(RuntimeError):
@@ -76,7 +86,7 @@ class Registry:
             self.client.set_model_version_tag(name, version, key, str(value))
 
     def set_challenger(self, name: str, version: str, *, reason: str, run_id: str = "") -> None:
-        self._check_tenant(name)
+        self.require_model(name)
         status = self.client.get_model_version(name, version).tags.get("validation_status")
         if status != "validated":
             raise RegistryError(f"{name} v{version} has validation_status={status!r}; only validated versions deploy")
@@ -85,7 +95,7 @@ class Registry:
 
     def promote(self, name: str, *, reason: str, run_id: str = "") -> str:
         """Move ``champion`` to the current challenger; the old champion is archived."""
-        self._check_tenant(name)
+        self.require_model(name)
         challenger = self.alias_version(name, CHALLENGER)
         if challenger is None:
             raise RegistryError(f"{name} has no challenger to promote")
@@ -99,7 +109,7 @@ class Registry:
 
     def rollback(self, name: str, *, reason: str, run_id: str = "") -> str | None:
         """End a canary (drop the challenger), or with no challenger restore the previous champion."""
-        self._check_tenant(name)
+        self.require_model(name)
         challenger = self.alias_version(name, CHALLENGER)
         if challenger is not None:
             self.tag(name, challenger, lifecycle="archived", rolled_back="true")
@@ -118,7 +128,7 @@ class Registry:
         return target
 
     def archive(self, name: str, version: str, *, reason: str) -> None:
-        self._check_tenant(name)
+        self.require_model(name)
         if CHAMPION in self.aliases(name).get(str(version), []):
             raise RegistryError(f"{name} v{version} is the champion; promote another version first")
         self.tag(name, version, lifecycle="archived", archived_reason=reason)
@@ -169,33 +179,75 @@ class Registry:
         events = [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(_HISTORY_PREFIX)]
         return events
 
-    def load_bundle(self, name: str, alias_or_version: str, dst: Path) -> Path:
-        """Download ``name@alias`` (or a version number) as a bundle dir: model.onnx + schema.json."""
+    def resolve_version(self, name: str, alias_or_version: str) -> str:
+        """The version number ``alias_or_version`` names (a number, or an alias of ``name``)."""
+        from mlflow.exceptions import MlflowException
+
+        self.require_model(name)
+        ref = str(alias_or_version).strip()
+        if ref.isdigit():
+            try:
+                return str(self.client.get_model_version(name, ref).version)
+            except MlflowException:
+                known = ", ".join(str(mv.version) for mv in self.versions(name)) or "none"
+                raise RegistryError(f"{name} has no version {ref} (versions: {known})") from None
+        version = self.alias_version(name, ref)
+        if version is None:
+            aliases = sorted({a for names in self.aliases(name).values() for a in names})
+            raise RegistryError(f"{name} has no version with alias {ref!r} "
+                                f"(aliases: {', '.join(aliases) or 'none'})")
+        return version
+
+    def require_model(self, name: str) -> None:
+        """Raise a one-line RegistryError when ``name`` is not a registered model of this tenant."""
+        from mlflow.exceptions import MlflowException
+
+        self._check_tenant(name)
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" not in str(exc.error_code):
+                raise
+            raise RegistryError(f"no registered model {name!r} (`alphaops models` lists them)") from None
+
+    def load_bundle(self, name: str, alias_or_version: str, dst: Path, *, force: bool = False) -> Path:
+        """Download ``name@alias`` (or a version number) as a bundle dir: model.onnx + schema.json.
+
+        The bundle is written into a new temporary folder beside ``dst``, checked (a sealed
+        schema must match its model.onnx; a bundle from before sealing is sealed here, from
+        the registry's copy), and then renamed into place in one step. ``dst`` may be missing,
+        empty, or an earlier bundle (nothing but model.onnx and schema.json); anything else is
+        refused unless ``force``, and a file is always refused. On any failure nothing is left
+        behind and ``dst`` is untouched.
+        """
         import mlflow
 
         self._check_tenant(name)
-        version = alias_or_version if alias_or_version.isdigit() else self.alias_version(name, alias_or_version)
-        if version is None:
-            raise RegistryError(f"{name} has no version with alias {alias_or_version!r}")
-        mv = self.client.get_model_version(name, version)
         dst = Path(dst)
-        staging = dst.with_name(dst.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        local = Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=f"runs:/{mv.run_id}/{BUNDLE_ARTIFACT}", dst_path=str(staging),
-            tracking_uri=self.client._tracking_client.tracking_uri))
-        if not (local / "model.onnx").exists() or not (local / "schema.json").exists():
-            raise RegistryError(f"{name} v{version} has no complete bundle (model.onnx + schema.json)")
-        schema_path = local / "schema.json"
-        schema = json.loads(schema_path.read_text())
-        if isinstance(schema.get("model"), dict):  # the version is only known once registered
-            schema["model"].update({"name": name, "version": str(version)})
-            schema_path.write_text(json.dumps(schema, indent=2, sort_keys=True))
-        shutil.rmtree(dst, ignore_errors=True)
+        _check_target(dst, force=force)
+        version = self.resolve_version(name, alias_or_version)
+        mv = self.client.get_model_version(name, version)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        local.rename(dst)
-        shutil.rmtree(staging, ignore_errors=True)
+        _clean_stale_staging(dst)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}.export-", dir=dst.parent))
+        try:
+            try:
+                local = Path(mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"runs:/{mv.run_id}/{BUNDLE_ARTIFACT}", dst_path=str(staging / "download"),
+                    tracking_uri=self.client._tracking_client.tracking_uri))
+            except Exception as exc:  # MLflow and the artifact stores raise many types
+                raise RegistryError(f"{name} v{version}: cannot download its bundle: "
+                                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") from exc
+            if not (local / "model.onnx").is_file() or not (local / "schema.json").is_file():
+                raise RegistryError(f"{name} v{version} has no complete bundle (model.onnx + schema.json)")
+            bundle = staging / "bundle"
+            bundle.mkdir()
+            for part in BUNDLE_FILES:
+                (local / part).rename(bundle / part)
+            _seal_or_verify(bundle, name, version)
+            _swap_into_place(bundle, dst)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return dst
 
     # -- internals -----------------------------------------------------------------------
@@ -216,3 +268,89 @@ class Registry:
         self.client.delete_registered_model_alias(name, alias)
         self._record(name, {"at": _now(), "alias": alias, "action": "delete", "version": previous,
                             "previous": previous, "reason": reason, "run_id": run_id})
+
+
+# -- writing a bundle directory -------------------------------------------------------------
+_STALE_STAGING_SECONDS = 3600.0
+
+
+def is_bundle_dir(path: Path) -> bool:
+    """A directory holding nothing but bundle files (what an export writes)."""
+    return path.is_dir() and {p.name for p in path.iterdir()} <= set(BUNDLE_FILES)
+
+
+def _check_target(dst: Path, *, force: bool) -> None:
+    if dst.is_symlink() and not dst.exists():
+        raise RegistryError(f"{dst} is a dangling symbolic link; remove it or choose another directory")
+    if dst.exists() and not dst.is_dir():
+        raise RegistryError(f"{dst} is a file, not a directory; export writes a directory "
+                            "(model.onnx + schema.json): choose another path")
+    if dst.is_dir() and not force and not is_bundle_dir(dst):
+        found = sorted(p.name for p in dst.iterdir())
+        shown = ", ".join(found[:5]) + (f" (+{len(found) - 5} more)" if len(found) > 5 else "")
+        raise RegistryError(f"{dst} is not empty and is not a bundle (it holds {shown}); export would replace "
+                            "it: choose an empty or new directory, or pass --force to replace it")
+
+
+def _clean_stale_staging(dst: Path) -> None:
+    """Remove staging folders of this target that a killed export left behind (over an hour old)."""
+    now = time.time()
+    for old in dst.parent.glob(f".{dst.name}.export-*"):
+        try:
+            if old.is_dir() and now - old.stat().st_mtime > _STALE_STAGING_SECONDS:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def _seal_or_verify(bundle: Path, name: str, version: str) -> None:
+    """Verify a sealed bundle (and set its model name and version), or seal a pre-seal one."""
+    from serving.errors import BundleError
+    from serving.integrity import UnsealedBundleError, read_bundle, seal, verify, write_schema
+
+    try:
+        doc, data = read_bundle(bundle)
+        try:
+            verify(doc, data, where=f"{name} v{version}")
+        except UnsealedBundleError:
+            log.warning("%s v%s was registered before bundles were sealed; sealing it from the registry's copy",
+                        name, version)
+            doc = seal(doc, data, sealed_by="export")
+    except BundleError as exc:
+        raise RegistryError(str(exc)) from exc
+    if isinstance(doc.get("model"), dict):  # the version is only known once registered (not sealed)
+        doc["model"].update({"name": name, "version": str(version)})
+    write_schema(bundle / "schema.json", doc)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def _swap_into_place(bundle: Path, dst: Path) -> None:
+    """Put the finished ``bundle`` at ``dst`` in one rename; the old ``dst`` ends up at ``bundle``
+    (removed with the staging folder). A reader sees the old bundle or the new one, never a mix
+    of files, and ``dst`` never goes missing where the system can swap two paths atomically."""
+    if dst.is_dir() and any(dst.iterdir()):
+        if _exchange(bundle, dst):
+            return
+        old = bundle.with_name("previous")
+        dst.rename(old)  # fallback: two renames; dst is missing in between
+        try:
+            bundle.rename(dst)
+        except OSError:
+            old.rename(dst)
+            raise
+        return
+    os.replace(bundle, dst)  # a missing or empty dst is replaced in one rename

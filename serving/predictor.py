@@ -24,6 +24,8 @@ import numpy as np
 import onnxruntime as ort
 
 from serving.errors import BundleError, InputError
+from serving.integrity import UnsealedBundleError, check_graph
+from serving.integrity import verify as verify_seal
 from serving.log import PredictionLog
 from serving.results import (
     NO_EXTRAS,
@@ -72,10 +74,12 @@ class _Model:
         "path schema session run input_name fetch n names index getter ones name version one "
         "batch classes class_names classes_arr names_arr prob_i label_i label_index threshold "
         "value_i score_i multi anomaly_threshold window in_shape extras one_base batch_base "
-        "fast split_rows check_row valid_values".split()
+        "fast split_rows check_row valid_values seal".split()
     )
 
-    def __init__(self, path: str | Path, intra_op_num_threads: int = 1):
+    def __init__(
+        self, path: str | Path, intra_op_num_threads: int = 1, allow_unsealed: bool = False
+    ):
         self.path = Path(path)
         if not self.path.is_dir():
             raise BundleError(f"bundle directory not found: {self.path}")
@@ -84,13 +88,31 @@ class _Model:
         if not onnx_path.is_file():
             raise BundleError(f"model.onnx not found in {self.path}")
         try:
+            data = onnx_path.read_bytes()  # read once: the bytes checked are the bytes loaded
+        except OSError as e:
+            raise BundleError(f"model.onnx in {self.path} cannot be read: {e}") from e
+        try:
+            self.seal: dict[str, Any] | None = verify_seal(s.raw, data, where=str(self.path))
+        except UnsealedBundleError:
+            if not allow_unsealed:
+                raise
+            logger.warning("%s: serving an unsealed bundle (allow_unsealed=True)", self.path)
+            self.seal = None
+        try:
             self.session = ort.InferenceSession(
-                str(onnx_path),
+                data,
                 sess_options=session_options(intra_op_num_threads),
                 providers=["CPUExecutionProvider"],
             )
         except Exception as e:  # onnxruntime raises its own exception types
             raise BundleError(f"model.onnx in {self.path} cannot be loaded: {e}") from e
+        if self.seal is not None:
+            check_graph(
+                self.seal.get("graph"),
+                [(i.name, list(i.shape)) for i in self.session.get_inputs()],
+                [o.name for o in self.session.get_outputs()],
+                where=str(self.path),
+            )
 
         self.name, self.version = s.model_name, s.model_version
         self.names = s.features
@@ -809,15 +831,17 @@ class Predictor:
         intra_op_num_threads: int = 1,
         fallback: bool = False,
         log: PredictionLog | None = None,
+        allow_unsealed: bool = False,
     ):
         self.intra_op_num_threads = intra_op_num_threads
         self.fallback = fallback
         self.log = log
+        self.allow_unsealed = allow_unsealed
         self._lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._calls = self._rows = self._errors = self._fallbacks = 0
         self._reloads = self._reload_errors = 0
-        self._m = _Model(path, intra_op_num_threads)
+        self._m = _Model(path, intra_op_num_threads, allow_unsealed)
         if fallback and self._m.schema.fallback is None:
             logger.warning(
                 "%s@%s: fallback requested but schema.json has none", self.name, self.version
@@ -831,9 +855,21 @@ class Predictor:
         intra_op_num_threads: int = 1,
         fallback: bool = False,
         log: PredictionLog | None = None,
+        allow_unsealed: bool = False,
     ) -> Predictor:
-        """Load and check a bundle directory. Raises :class:`BundleError`."""
-        return cls(path, intra_op_num_threads=intra_op_num_threads, fallback=fallback, log=log)
+        """Load and check a bundle directory. Raises :class:`BundleError`.
+
+        The bundle must be sealed (``schema.json``'s ``integrity`` block matches ``model.onnx``
+        and the schema's own content; see :mod:`serving.integrity`). ``allow_unsealed=True``
+        accepts a bundle without a seal (with a warning); a seal that does not match is
+        refused either way."""
+        return cls(
+            path,
+            intra_op_num_threads=intra_op_num_threads,
+            fallback=fallback,
+            log=log,
+            allow_unsealed=allow_unsealed,
+        )
 
     # -- introspection -------------------------------------------------------------------
     @property
@@ -851,6 +887,12 @@ class Predictor:
     @property
     def path(self) -> Path:
         return self._m.path
+
+    @property
+    def sealed_by(self) -> str | None:
+        """Who sealed the served bundle (``train``, ``export``), None if it is unsealed."""
+        seal = self._m.seal
+        return None if seal is None else str(seal.get("sealed_by") or "unknown")
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -1022,11 +1064,13 @@ class Predictor:
     # -- hot reload ----------------------------------------------------------------------
     def reload(self, path: str | Path, *, allow_schema_change: bool = False) -> None:
         """Load ``path`` fully, then atomically swap it in. On any problem raise
-        :class:`BundleError` and keep serving the current model. A bundle whose features,
-        task, classes or output meanings differ is refused unless ``allow_schema_change``."""
+        :class:`BundleError` and keep serving the current model. The new bundle is verified as
+        in :meth:`load` (seal, graph). A bundle whose contract differs (features or their
+        order, feature-set version, task, classes or class names, window, outputs) is refused
+        unless ``allow_schema_change``."""
         with self._reload_lock:
             try:
-                new = _Model(path, self.intra_op_num_threads)
+                new = _Model(path, self.intra_op_num_threads, self.allow_unsealed)
                 if not allow_schema_change:
                     _check_compatible(self._m.schema, new.schema)
             except BundleError as e:
@@ -1063,14 +1107,15 @@ def _raw(x: Any) -> Any:
 
 
 def _signature(s: Schema) -> dict[str, Any]:
+    """The contract a running caller relies on; a reload must not change it silently."""
     return {
         "features": s.features,
+        "feature_set_version": s.feature_set_version,
         "task": s.task,
         "classes": s.classes,
+        "class_names": s.class_names,
         "window": s.window,
-        "outputs": tuple(sorted(o.key for o in s.outputs_of("value")))
-        if s.task == "multi"
-        else None,
+        "outputs": tuple(sorted((o.kind, o.key) for o in s.outputs)),
         "extras": tuple(sorted(o.key for o in s.extras)),
     }
 

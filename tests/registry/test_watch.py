@@ -89,3 +89,58 @@ def test_canary_router_serves_the_champion_and_a_sticky_share_to_the_challenger(
     assert registry.alias_version(name, CHALLENGER) is None
     alone = canary_router(registry, name, tmp_path / "cache", share=0.25)
     assert {alone.predict([0.1, 0.2, 0.3, 0.4], key=f"k{i}").model_version for i in range(50)} == {v1}
+
+
+def test_a_tampered_serving_cache_is_refused_after_a_restart(registry_with_two_versions, tmp_path, caplog):
+    import logging
+
+    import serving
+
+    registry, name, (v1, v2) = registry_with_two_versions
+    cache = tmp_path / "cache"
+    first = alias_resolver(registry, name, CHAMPION, cache)()
+    genuine = serving.Predictor.load(first).predict([0.1, 0.2, 0.3, 0.4]).probabilities
+    schema = json.loads((first / "schema.json").read_text())
+    schema["features"] = schema["features"][::-1]  # someone edits the cached copy on disk
+    (first / "schema.json").write_text(json.dumps(schema))
+    with pytest.raises(serving.BundleError, match="another order"):
+        serving.Predictor.load(first)
+
+    # "restart": a new resolver on the same cache refuses the copy and fetches it again
+    with caplog.at_level(logging.WARNING, logger="registry.watch"):
+        again = alias_resolver(registry, name, CHAMPION, cache)()
+    assert again == first
+    assert "serving cache copy of default.direction_h1.WATCH v1 refused" in caplog.text
+    restored = serving.Predictor.load(again)
+    assert restored.features == ("a", "b", "c", "d")
+    np.testing.assert_array_equal(restored.predict([0.1, 0.2, 0.3, 0.4]).probabilities, genuine)
+
+    # a running resolver notices a change of the cached files too (model.onnx replaced)
+    resolve = alias_resolver(registry, name, CHAMPION, cache)
+    resolve()
+    (first / "model.onnx").write_bytes(b"\x08\x01" + (first / "model.onnx").read_bytes())
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="registry.watch"):
+        assert resolve() == first
+    assert "model.onnx does not match schema.json" in caplog.text
+    serving.verify_bundle(first)
+
+
+def test_canary_watcher_sees_promote_and_rollback(registry_with_two_versions, tmp_path):
+    from registry import CHALLENGER
+    from registry.watch import canary_watcher
+
+    registry, name, (v1, v2) = registry_with_two_versions
+    router, watcher = canary_watcher(registry, name, tmp_path / "cache", share=1.0, interval=3600)
+    watcher.stop()
+    assert router.champion.version == v1 and router.challenger is None
+    registry.set_challenger(name, v2, reason="beats champion")
+    assert watcher.poll() is True and router.challenger.version == v2
+    assert router.predict([0.1, 0.2, 0.3, 0.4], key="k").model_version == v2
+    registry.promote(name, reason="canary won")
+    assert watcher.poll() is True
+    assert (router.champion.version, router.challenger) == (v2, None)
+    registry.rollback(name, reason="live accuracy fell")
+    assert registry.alias_version(name, CHALLENGER) is None
+    assert watcher.poll() is True and router.champion.version == v1
+    assert watcher.stats["errors"] == 0

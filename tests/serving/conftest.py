@@ -38,6 +38,7 @@ from serving_bundles import (  # noqa: E402
     lgbm_onnx,
     multi_onnx,
     multi_schema,
+    reseal as reseal_bundle,
     schema_for,
     train_clf,
     write_bundle,
@@ -111,15 +112,26 @@ def multi_bundle(bundles_root: Path) -> Path:
 
 @pytest.fixture
 def bundle_copy(tmp_path: Path) -> Callable[..., Path]:
-    """Copy a bundle into tmp_path, optionally editing its schema: copy(src, name, edit=fn)."""
+    """Copy a bundle into tmp_path, optionally editing its schema: copy(src, name, edit=fn).
 
-    def copy(src: Path, name: str = "copy", edit: Callable[[dict], None] | None = None) -> Path:
+    An edit stands for a bundle written that way, so the copy is sealed again afterwards;
+    ``reseal=False`` keeps the old seal (a schema tampered with after sealing)."""
+
+    def copy(
+        src: Path,
+        name: str = "copy",
+        edit: Callable[[dict], None] | None = None,
+        *,
+        reseal: bool = True,
+    ) -> Path:
         dst = tmp_path / name
         shutil.copytree(src, dst)
         if edit is not None:
             schema = json.loads((dst / "schema.json").read_text())
             edit(schema)
             (dst / "schema.json").write_text(json.dumps(schema))
+            if reseal:
+                reseal_bundle(dst)
         return dst
 
     return copy

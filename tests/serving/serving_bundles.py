@@ -18,10 +18,35 @@ FALLBACK = {
 }
 
 
-def write_bundle(path: Path, onnx_bytes: bytes, schema: dict[str, Any]) -> Path:
+def graph_of(onnx_bytes: bytes) -> dict[str, Any] | None:
+    """The graph signature of ONNX bytes (None when they are not a readable model)."""
+    import onnx
+
+    from models.bundle import graph_signature
+
+    try:
+        return graph_signature(onnx.load_from_string(onnx_bytes))
+    except Exception:
+        return None
+
+
+def write_bundle(path: Path, onnx_bytes: bytes, schema: dict[str, Any], *, sealed: bool = True) -> Path:
+    """Write a bundle, sealed as training seals it (``sealed=False``: as before sealing existed)."""
+    from serving.integrity import seal
+
     path.mkdir(parents=True, exist_ok=True)
     (path / "model.onnx").write_bytes(onnx_bytes)
+    if sealed:
+        schema = seal(schema, onnx_bytes, graph=graph_of(onnx_bytes), sealed_by="train")
     (path / "schema.json").write_text(json.dumps(schema, indent=2))
+    return path
+
+
+def reseal(path: Path) -> Path:
+    """Seal a bundle directory again after a deliberate edit of its files."""
+    from serving.integrity import seal_bundle
+
+    seal_bundle(path, graph=graph_of((path / "model.onnx").read_bytes()), sealed_by="train")
     return path
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from serving_bundles import FEATURES, MULTI_W, SMALL_FEATURES
+from serving_bundles import FEATURES, MULTI_W, SMALL_FEATURES, reseal
 
 from serving import (
     AnomalyPrediction,
@@ -76,8 +76,10 @@ def test_load_refuses_missing_or_corrupt_files(bundle_copy, clf_bundle, tmp_path
         Predictor.load(tmp_path / "nothing")
     broken = bundle_copy(clf_bundle, "broken")
     (broken / "model.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(BundleError, match="model.onnx does not match schema.json"):
+        Predictor.load(broken)  # the seal refuses it before onnxruntime parses it
     with pytest.raises(BundleError, match="cannot be loaded"):
-        Predictor.load(broken)
+        Predictor.load(reseal(broken))  # sealed that way: onnxruntime refuses it
     bad_json = bundle_copy(clf_bundle, "bad_json")
     (bad_json / "schema.json").write_text("{")
     with pytest.raises(BundleError, match="not valid JSON"):

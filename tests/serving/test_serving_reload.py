@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_bundles import FEATURES
+from serving_bundles import FEATURES, reseal
 
 from serving import AliasWatcher, BundleError, Predictor
 
@@ -86,8 +86,10 @@ def test_corrupt_bundle_is_refused_and_old_model_keeps_serving(
     good = p.predict(rows[0])
     corrupt = bundle_copy(clf_bundle, "corrupt")
     (corrupt / "model.onnx").write_bytes(b"\x08\x01garbage")
-    with pytest.raises(BundleError, match="cannot be loaded"):
+    with pytest.raises(BundleError, match="model.onnx does not match schema.json"):
         p.reload(corrupt)
+    with pytest.raises(BundleError, match="cannot be loaded"):
+        p.reload(reseal(corrupt))
     truncated = bundle_copy(clf_bundle, "truncated")
     data = (clf_bundle / "model.onnx").read_bytes()
     (truncated / "model.onnx").write_bytes(data[: len(data) // 2])
@@ -98,7 +100,7 @@ def test_corrupt_bundle_is_refused_and_old_model_keeps_serving(
     assert p.version == "1" and p.path == clf_bundle
     again = p.predict(rows[0])
     np.testing.assert_array_equal(again.probabilities, good.probabilities)
-    assert p.stats["reload_errors"] == 3 and p.stats["reloads"] == 0
+    assert p.stats["reload_errors"] == 4 and p.stats["reloads"] == 0
 
 
 def test_schema_incompatible_bundle_is_refused_unless_allowed(
