@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench mlflow-ui airflow-ui clean
+.PHONY: install run test bench mlflow-ui airflow-ui stack-up stack-down stack-status clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ mlflow-ui: install
 
 airflow-ui: install
 	$(BIN)/alphaops ui airflow
+
+# The production topology on this machine without Docker (PostgreSQL and Redis must run here).
+stack-up: install
+	$(BIN)/alphaops stack up
+
+stack-status:
+	$(BIN)/alphaops stack status
+
+stack-down:
+	$(BIN)/alphaops stack down
 
 clean:
 	rm -rf .alphaops

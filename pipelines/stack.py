@@ -59,7 +59,9 @@ REDIS_OWNER_KEY = "alphaops:stack-owner"
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "alphaops", "AWS_SECRET_ACCESS_KEY": "alphaops-secret",
                   "AWS_DEFAULT_REGION": "us-east-1"}
 # AIRFLOW__* values the stack chooses but the caller's environment may override.
-_OVERRIDABLE = ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "AIRFLOW__CORE__PARALLELISM")
+# (The UI's base URL is the API URL unless set: behind compose, the browser's URL differs.)
+_OVERRIDABLE = ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "AIRFLOW__CORE__PARALLELISM",
+                "AIRFLOW__API__BASE_URL")
 
 
 class StackError(RuntimeError):
