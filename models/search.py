@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,8 @@ class SearchResult:
     n_trials: int
     n_pruned: int
     trials: list[dict[str, Any]]
+    # Each completed trial's parameters exactly as fitted (with the seed), best CV score first.
+    completed_params: list[dict[str, Any]] = field(default_factory=list)
 
 
 def fit_and_score(spec: ModelSpec, params: dict[str, Any], feature_names: list[str], X_train: np.ndarray,
@@ -78,9 +80,11 @@ def tune(spec: ModelSpec, X: np.ndarray, y: np.ndarray, *, n_trials: int, cv: Pu
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
     )
     params_seed = {"random_state": seed}
+    fitted: dict[int, dict[str, Any]] = {}
 
     def objective(trial: optuna.Trial) -> float:
         params = {**spec.search_space(trial), **params_seed}
+        fitted[trial.number] = params
 
         def report(step: int, value: float) -> bool:
             trial.report(value, step)
@@ -100,10 +104,13 @@ def tune(spec: ModelSpec, X: np.ndarray, y: np.ndarray, *, n_trials: int, cv: Pu
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         raise RuntimeError(f"every Optuna trial of {spec.name} was pruned or failed")
+    sign = -1.0 if spec.greater_is_better else 1.0
+    ranked = sorted(completed, key=lambda t: (sign * float(t.value), t.number))
     return SearchResult(
         best_params={**study.best_params, **params_seed},
         best_cv_score=float(study.best_value),
         n_trials=len(study.trials),
         n_pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
         trials=[{"number": t.number, "value": t.value, "state": t.state.name, **t.params} for t in study.trials],
+        completed_params=[fitted[t.number] for t in ranked],
     )

@@ -31,6 +31,7 @@ from models.specs import ModelSpec, spec_by_name
 from pipelines.config import Settings
 from pipelines.datasets import Dataset, load_dataset
 from pipelines.tracking import code_version, use_experiment
+from pipelines.walkforward import TRIAL_PARAMS_TAG, trial_params_tag
 from registry import Registry, model_name
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,8 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
                       n_jobs=settings.n_jobs)
         mlflow.log_params({f"best_{k}": v for k, v in search.best_params.items()})
         mlflow.set_tag("best_params", json.dumps(search.best_params, sort_keys=True))
+        # Every completed trial's parameters, best first: the candidates of the walk-forward PBO.
+        mlflow.set_tag(TRIAL_PARAMS_TAG, trial_params_tag(search.completed_params))
         mlflow.log_metrics({f"cv_{spec.metric}": search.best_cv_score, "trials_pruned": search.n_pruned})
 
         model = fit_estimator(spec, build_estimator(spec, search.best_params, data.feature_names), X_train,
