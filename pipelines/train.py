@@ -24,7 +24,7 @@ import pandas as pd
 from features.store import open_warehouse
 from models.bundle import spec_schema, write_bundle
 from models.outputs import build_estimator, fit_estimator, native_output, primary_output_name
-from models.cv import PurgedWalkForward
+from models.cv import InsufficientDataError, PurgedWalkForward
 from models.parallel import ordered_map
 from models.search import tune
 from models.specs import ModelSpec, spec_by_name
@@ -113,6 +113,12 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
                             feature_set_version=feature_set_version, as_of=as_of,
                             holdout_fraction=holdout_fraction)
     X_train, y_train = data.X[data.train_idx], data.y[data.train_idx]
+    if spec.task == "classifier":
+        missing = sorted(set(range(len(spec.class_names))) - set(np.unique(y_train).astype(int).tolist()))
+        if missing:
+            raise InsufficientDataError(
+                f"{spec.name} on {symbol}: the training window has no rows of class "
+                f"{', '.join(spec.class_names[k] for k in missing)}; a model cannot learn a class it never saw")
     cv = PurgedWalkForward(n_splits=settings.cv_folds, purge=spec.horizon)
     name = model_name(settings.tenant, spec.name, symbol)
     experiment_id = use_experiment(settings, f"{settings.tenant}/{spec.family}")
