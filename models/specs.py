@@ -26,6 +26,7 @@ class Gates:
     must_beat_naive_rules: bool = True  # ... and every naive rule of its field (models.naive)
     must_beat_buy_hold: bool = True     # trading specs: Sharpe after costs above buy and hold's
     max_drawdown: float = 0.5           # of the signal's equity curve after costs (fraction)
+    max_pbo: float = 0.2                # traded signals: probability of backtest overfitting (CSCV)
     max_onnx_abs_diff: float = 1e-5     # ONNX vs native on the holdout
     max_latency_p50_us: float = 1000.0  # one-row onnxruntime latency
 

@@ -7,16 +7,20 @@ Every value can be set with an ``ALPHAOPS_`` environment variable (``ALPHAOPS_HO
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from models.parallel import default_n_jobs
 
 FAMILY_ALL = "all"
+MIN_API_KEY_LENGTH = 16
+_KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class Settings(BaseSettings):
@@ -80,6 +84,8 @@ class Settings(BaseSettings):
     # False discoveries across a run (pipelines.discoveries): Benjamini-Hochberg level over every
     # hypothesis the run tests, and the least deflated Sharpe ratio of a direction-like signal.
     fdr_level: float = Field(default=0.05, gt=0.0, lt=1.0)
+    # Walk-forward folds over the holdout (each refit on an expanding window, purged by the horizon).
+    walk_forward_folds: int = Field(default=3, ge=3)
     min_deflated_sharpe: float = Field(default=0.95, ge=0.0, le=1.0)
 
     # Trading costs used by validation (bps per side).
@@ -89,6 +95,16 @@ class Settings(BaseSettings):
     # Canary
     canary_share: float = Field(default=0.1, ge=0.0, le=1.0)
     canary_window_hours: float = 48.0
+
+    # REST serving (`alphaops serve`). Keys: "name:key,name2:key2" (or bare keys), and/or a file
+    # with one "name:key" per line; without any, serve binds loopback only and nobody is named.
+    serve_api_keys: SecretStr | None = Field(default=None, description="API keys of `alphaops serve`")
+    serve_api_keys_file: Path | None = Field(default=None, description="File with one name:key per line")
+    serve_max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=1_073_741_824)
+    serve_max_batch_rows: int = Field(default=1_000, ge=1, le=1_000_000)
+    serve_watch_interval_seconds: float = Field(default=5.0, gt=0.0, le=3_600.0)
+    serve_routing_header: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$",
+                                             description="Header that refines a caller's canary routing")
 
     # Data quality
     max_gap_bars: int = Field(default=5, ge=1)
@@ -145,12 +161,68 @@ class Settings(BaseSettings):
             "ALPHAOPS_HOME": str(self.home_dir),
         }
 
+    def serve_keys(self) -> dict[str, str]:
+        """Caller name -> API key, from ``serve_api_keys`` and ``serve_api_keys_file``."""
+        entries: list[tuple[str, str]] = []
+        if self.serve_api_keys is not None:
+            entries += [("ALPHAOPS_SERVE_API_KEYS", e) for e in self.serve_api_keys.get_secret_value().split(",")]
+        if self.serve_api_keys_file is not None:
+            try:
+                lines = self.serve_api_keys_file.expanduser().read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise ValueError(f"ALPHAOPS_SERVE_API_KEYS_FILE: cannot read {self.serve_api_keys_file}: "
+                                 f"{exc.strerror or exc}") from None
+            entries += [(f"{self.serve_api_keys_file} line {i + 1}", line) for i, line in enumerate(lines)
+                        if line.strip() and not line.lstrip().startswith("#")]
+        keys: dict[str, str] = {}
+        for where, entry in entries:
+            entry = entry.strip()
+            if not entry:
+                continue
+            name, sep, key = entry.partition(":")
+            if not sep or not _KEY_NAME.fullmatch(name):
+                name, key = f"key-{hashlib.sha256(entry.encode()).hexdigest()[:12]}", entry
+            if len(key) < MIN_API_KEY_LENGTH:
+                raise ValueError(f"{where}: the API key of {name!r} is shorter than {MIN_API_KEY_LENGTH} characters")
+            if name in keys:
+                raise ValueError(f"{where}: {name!r} has more than one API key")
+            keys[name] = key
+        return keys
+
     def apply_mlflow_env(self) -> None:
         """Point MLflow (and boto3 for S3 artifacts) at these settings."""
         if self.s3_endpoint_url:
             os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", self.s3_endpoint_url)
 
 
+class SettingsInvalid(ValueError):
+    """A setting (environment variable, .env line or override) has a bad value; the message names it."""
+
+
+_SECRET_WORDS = ("key", "secret", "password", "token")
+
+
+def _explain(exc: ValidationError | SettingsError) -> str:
+    """One line naming each bad variable, its value (unless secret) and what is wrong."""
+    if isinstance(exc, SettingsError):  # a value pydantic-settings could not even decode
+        match = re.search(r'field "([^"]+)"', str(exc))
+        field = match.group(1) if match else "?"
+        hint = " (lists are JSON, e.g. '[\"SPX\", \"SYN1\"]')" if field in ("symbols", "families") else ""
+        return f"invalid setting ALPHAOPS_{field.upper()}: cannot parse its value{hint}"
+    parts = []
+    for err in exc.errors():
+        field = str(err.get("loc", ("?",))[0])
+        secret = any(w in field for w in _SECRET_WORDS)
+        value = "" if secret or err.get("type") == "missing" else f"={str(err.get('input'))[:60]!r}"
+        parts.append(f"ALPHAOPS_{field.upper()}{value}: {err.get('msg')}")
+    return "invalid setting " + "; ".join(parts)
+
+
 def get_settings(**overrides: object) -> Settings:
-    """Fresh settings from the environment, with explicit overrides (no global state)."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Fresh settings from the environment, with explicit overrides (no global state).
+
+    Raises :class:`SettingsInvalid` (a ``ValueError``) naming the variable when a value is bad."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except (ValidationError, SettingsError) as exc:
+        raise SettingsInvalid(_explain(exc)) from None

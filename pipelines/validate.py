@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.store import open_warehouse
+from models.cv import InsufficientDataError
 from models.naive import NaiveContext, naive_predictions
 from models.specs import ModelSpec, spec_by_name
 from pipelines.config import Settings
@@ -41,6 +42,7 @@ from pipelines.evaluation import (
     trading_metrics,
 )
 from pipelines.tracking import use_experiment
+from pipelines.walkforward import is_direction_like
 from pipelines.train import onnx_outputs, onnx_primary_output
 from registry import Registry
 
@@ -78,6 +80,34 @@ def naive_rule_metrics(spec: ModelSpec, ctx: NaiveContext) -> dict[str, float]:
     y = ctx.y[ctx.holdout_idx]
     return {f"naive_{name}_{spec.metric}": primary_score(spec, y, prediction)
             for name, prediction in naive_predictions(spec.family, ctx).items()}
+
+
+def walk_forward_metrics(settings: Settings, spec: ModelSpec, data: Dataset, params: dict[str, Any]) -> Any:
+    """The version's parameters refit and scored on ``walk_forward_folds`` later blocks of the holdout
+    (None, logged, where the holdout is too short to cut)."""
+    from pipelines.walkforward import walk_forward
+
+    try:
+        return walk_forward(spec, params, data, n_folds=settings.walk_forward_folds,
+                            cost_per_turnover=(settings.commission_bps + settings.spread_bps) / 1e4,
+                            bars_per_year=periods_per_year(data.index[data.holdout_idx]), n_jobs=settings.n_jobs)
+    except InsufficientDataError as exc:
+        log.warning("%s: no walk-forward folds: %s", spec.name, exc)
+        return None
+
+
+def selection_overfitting(settings: Settings, spec: ModelSpec, data: Dataset, run_tags: dict[str, str],
+                          folds: Any) -> dict[str, float]:
+    """PBO by CSCV over the version's Optuna trials and their luck twins (``pipelines.walkforward``)."""
+    from pipelines.walkforward import pbo_for_version, trial_params_of
+
+    try:
+        return pbo_for_version(spec, trial_params_of(run_tags), data,
+                               cost_per_turnover=(settings.commission_bps + settings.spread_bps) / 1e4,
+                               n_folds=settings.walk_forward_folds, n_jobs=settings.n_jobs, reuse=folds).as_metrics()
+    except InsufficientDataError as exc:
+        log.warning("%s: no PBO: %s", spec.name, exc)
+        return {}
 
 
 def bundle_scores(spec: ModelSpec, bundle: Path, X: np.ndarray) -> np.ndarray:
@@ -245,6 +275,7 @@ def gate_results(spec: ModelSpec, metrics: dict[str, float]) -> dict[str, bool]:
         # the same holdout, same costs); specs without trading metrics skip this gate.
         **({"gate_beats_buy_hold": metrics["trading_sharpe"] > metrics["baseline_buy_hold_sharpe"]
             or not gates.must_beat_buy_hold} if "trading_sharpe" in metrics else {}),
+        **({"gate_pbo": metrics["pbo"] <= gates.max_pbo} if "pbo" in metrics else {}),
         **({"gate_null_test": metrics["null_p_value"] < gates.max_null_p_value} if "null_p_value" in metrics else {}),
         "gate_max_drawdown": metrics.get("trading_max_drawdown", 0.0) <= gates.max_drawdown,
         "gate_onnx_parity": metrics["onnx_max_abs_diff"] <= gates.max_onnx_abs_diff,
@@ -288,6 +319,10 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
     # The retrain test costs up to a hundred fits: run it only if the version passes every other
     # gate (else it is rejected whatever it says, and the card says so).
     metrics.update(screen_test(settings, spec, data, output))  # cheap: every version gets one
+    folds = walk_forward_metrics(settings, spec, data, params)
+    metrics.update(folds.as_metrics() if folds else {})
+    if folds and all(gate_results(spec, metrics).values()) and is_direction_like(spec):
+        metrics.update(selection_overfitting(settings, spec, data, run.data.tags, folds))
     if all(gate_results(spec, metrics).values()):
         metrics.update(null_tests(settings, spec, data, params, metrics[spec.metric], metrics))
     gates = gate_results(spec, metrics)
@@ -318,6 +353,24 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
 # Carried in the step's result for the run-level false-discovery control (pipelines.discoveries).
 RESULT_METRICS = ("n_test", "null_p_value", "null_screen_p_value", "null_screen_n", "null_n", "n_trials", "trading_sr_per_bar",
                   "trading_pnl_skew", "trading_pnl_kurtosis", "trading_pnl_n", "trading_sharpe")
+
+
+def _folds_text(spec: ModelSpec, metrics: dict[str, float]) -> str:
+    n = int(metrics.get("wf_n_folds", 0))
+    if not n:
+        return "Not scored: the holdout is too short to cut into folds."
+    rows = "\n".join(f"| {k} | {metrics.get(f'wf_{spec.metric}_fold{k}', float('nan')):.6g} | "
+                     f"{metrics.get(f'wf_sharpe_fold{k}', float('nan')):.4g} |" for k in range(1, n + 1))
+    text = (f"| fold | {spec.metric} | Sharpe after costs |\n|---|---|---|\n{rows}\n\n"
+            f"Mean ± std: {spec.metric} {metrics.get(f'wf_{spec.metric}_mean', float('nan')):.4g} ± "
+            f"{metrics.get(f'wf_{spec.metric}_std', float('nan')):.4g}")
+    if "wf_sharpe_mean" in metrics:
+        text += f"; Sharpe {metrics['wf_sharpe_mean']:.4g} ± {metrics.get('wf_sharpe_std', float('nan')):.4g}"
+    if "pbo" in metrics:
+        text += (f".\n\nProbability of backtest overfitting (CSCV over {int(metrics['pbo_n_candidates'])} Optuna "
+                 f"trials and their luck twins): {metrics['pbo']:.3f} (at most {spec.gates.max_pbo:g}); over the "
+                 f"trials alone {metrics.get('pbo_trials', float('nan')):.3f} (not gated)")
+    return text + "."
 
 
 def _null_test_text(metrics: dict[str, float], gates: dict[str, bool]) -> str:
@@ -424,6 +477,10 @@ def model_card(name: str, version: str, spec: ModelSpec, data: Dataset, metrics:
 {naive}
 
 Model: {spec.metric} = {metrics[spec.metric]:.6g}.
+
+## Walk-forward folds (refit on an expanding window, purged by the horizon)
+
+{_folds_text(spec, metrics)}
 
 ## Null test
 

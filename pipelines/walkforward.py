@@ -133,7 +133,7 @@ from models.outputs import build_estimator, fit_estimator, full_proba, native_ou
 from models.parallel import ordered_map
 from models.specs import ModelSpec
 from pipelines.datasets import Dataset
-from pipelines.evaluation import classifier_position, hold_for_horizon, trading_metrics
+from pipelines.evaluation import classifier_position, hold_for_horizon, strategy_pnl, trading_metrics
 
 PBO_MAX = 0.2              # gate: PBO over trials + luck twins at most this (measured: module docstring)
 MAX_CANDIDATES = 8         # candidate configurations per version (the best trials first)
@@ -230,9 +230,7 @@ def signal_position(spec: ModelSpec, proba: np.ndarray) -> np.ndarray:
 
 def position_pnl(position: np.ndarray, next_return: np.ndarray, cost_per_turnover: float) -> np.ndarray:
     """Per-bar pnl after costs, as in :func:`pipelines.evaluation.trading_metrics` (flat before the first bar)."""
-    position = np.asarray(position, dtype=float)
-    turnover = np.abs(np.diff(np.concatenate([[0.0], position])))
-    return position * np.asarray(next_return, dtype=float) - cost_per_turnover * turnover
+    return strategy_pnl(position, next_return, cost_per_turnover)
 
 
 def folds_pnl(position: np.ndarray, data: Dataset, folds: Sequence[Fold], cost_per_turnover: float) -> np.ndarray:
