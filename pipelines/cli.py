@@ -448,6 +448,9 @@ def main() -> None:
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no DB-migration chatter on stderr
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow's telemetry thread unsets an env var while request threads iterate os.environ
+    # (KeyError '_MLFLOW_TELEMETRY_SESSION_ID', seen in the stack's rank task); no phoning home either.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     known: tuple[type[BaseException], ...] = (CliError, ValueError, FileNotFoundError, WarehouseError,
                                              RuntimeError, KeyError, LookupError)
     try:

@@ -61,7 +61,7 @@ S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "alphaops", "AWS_SECRET_ACCESS_KEY": "alp
 # AIRFLOW__* values the stack chooses but the caller's environment may override.
 # (The UI's base URL is the API URL unless set: behind compose, the browser's URL differs.)
 _OVERRIDABLE = ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "AIRFLOW__CORE__PARALLELISM",
-                "AIRFLOW__API__BASE_URL")
+                "AIRFLOW__API__BASE_URL", "MLFLOW_DISABLE_TELEMETRY")
 
 
 class StackError(RuntimeError):
@@ -115,6 +115,10 @@ def service_env(settings: Settings, *, worker_name: str | None = None) -> dict[s
     derived["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "pipelines.stack.worker_hostname"
     if settings.s3_endpoint_url:
         derived["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    # MLflow's telemetry thread sets and unsets _MLFLOW_TELEMETRY_SESSION_ID in os.environ while
+    # request threads iterate it: the rank task failed twice with KeyError on that name. (Under
+    # pytest, or with CI set, MLflow turns telemetry off by itself.)
+    derived["MLFLOW_DISABLE_TELEMETRY"] = "true"
     for key in _OVERRIDABLE:
         if key in os.environ:
             derived[key] = os.environ[key]

@@ -48,8 +48,8 @@ def _services_or_skip() -> None:
 
 def _clean_env(home: Path) -> dict[str, str]:
     """This machine's environment without the test session's embedded settings."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ALPHAOPS_", "AIRFLOW", "MLFLOW_", "AWS_"))}
+    env = {k: v for k, v in os.environ.items()  # (without PYTEST_CURRENT_TEST, as in production)
+           if not k.startswith(("ALPHAOPS_", "AIRFLOW", "MLFLOW_", "AWS_", "PYTEST_"))}
     env.update({
         "ALPHAOPS_HOME": str(home),
         "ALPHAOPS_NULL_PERMUTATIONS": "20",  # null-test retrains: enough for p < 0.05, quick on 2 cores
