@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,37 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
+_SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+
+
+def _check_symbol(symbol: str, option: str = "--symbol") -> str:
+    """A symbol becomes part of model names (<tenant>.<spec>.<symbol>): letters, digits, _ and -."""
+    if not _SYMBOL.fullmatch(symbol):
+        raise CliError(f"{option} {symbol!r} is not a symbol: use 1-32 letters, digits, '_' or '-' "
+                       "(starting with a letter or digit)")
+    return symbol
+
+
+def _split_given(values: list[str] | None, option: str) -> list[str] | None:
+    """Like _split, but an option that was given and names nothing (``--symbols ,``) is an error."""
+    names = _split(values)
+    if values and not names:
+        raise CliError(f"{option} {','.join(values)!r} names nothing; give at least one name, or leave "
+                       f"{option} out for the defaults")
+    return names
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _print_json(payload: Any) -> None:
     """Plain JSON on stdout (no wrapping or colour, so pipes always get valid JSON)."""
     sys.stdout.write(json.dumps(payload, default=str, indent=2) + "\n")
@@ -65,10 +97,14 @@ def run(
     """Run the train_models DAG in process: extract → … → deploy, then list the registry."""
     from models.specs import specs_for
 
+    given_symbols = _split_given(symbols, "--symbols")
+    for symbol in given_symbols or []:
+        _check_symbol(symbol, "--symbols")
+    given_families = _split_given(families, "--families")
     settings = _settings()
     conf = {
-        "symbols": _split(symbols) or settings.symbols,
-        "families": _split(families) or settings.families,
+        "symbols": given_symbols or settings.symbols,
+        "families": given_families or settings.families,
         "trials": trials or settings.trials,
         "holdout_fraction": holdout or settings.holdout_fraction,
         "reason": reason,
@@ -186,9 +222,17 @@ def ingest(
 ) -> None:
     """Validate a file with the data-quality suite and upsert it (all-or-nothing, idempotent)."""
     from pipelines.extract import IngestRejected, ingest_file
+    from pipelines.sources import parse_timeframe
 
+    _check_symbol(symbol)
+    if timeframe is not None:
+        parse_timeframe(timeframe)  # a ValueError naming the timeframe
+    if kind not in ("bars", "ticks", "book"):
+        raise CliError(f"--kind {kind!r} is not one of bars, ticks, book")
     if not file.exists():
         raise CliError(f"file not found: {file}")
+    if file.is_dir():
+        raise CliError(f"{file} is a directory; give a CSV or Parquet file")
     settings = _settings()
     try:
         with console.status(f"validating and ingesting {file.name}…"):
@@ -251,15 +295,18 @@ def models(as_json: bool = typer.Option(False, "--json"),
 
 @app.command()
 def export(ref: str = typer.Argument(..., help="NAME@ALIAS or NAME@VERSION, e.g. direction_h1.SYN1@champion"),
-           directory: Path = typer.Argument(..., help="Directory to write model.onnx + schema.json into.")) -> None:
-    """Write a serving bundle for a registered model."""
+           directory: Path = typer.Argument(..., help="Directory to write model.onnx + schema.json into: new, "
+                                            "empty, or an earlier bundle."),
+           force: bool = typer.Option(False, "--force", help="Replace DIRECTORY even if it holds other files.")
+           ) -> None:
+    """Write a serving bundle for a registered model (all at once: a failure leaves DIRECTORY as it was)."""
     from registry import Registry
 
-    if "@" not in ref:
-        raise CliError(f"expected NAME@ALIAS, got {ref!r}")
-    name, alias = ref.rsplit("@", 1)
+    name, at, alias = ref.rpartition("@")
+    if not at or not name or not alias:
+        raise CliError(f"expected NAME@ALIAS or NAME@VERSION (e.g. direction_h1.SYN1@champion), got {ref!r}")
     registry = Registry.from_settings(_settings())
-    path = registry.load_bundle(registry.qualify(name), alias, directory)
+    path = registry.load_bundle(registry.qualify(name), alias, directory, force=force)
     out.print(f"wrote {path / 'model.onnx'} and {path / 'schema.json'}")
 
 
@@ -320,21 +367,61 @@ def _print_figures(title: str, figures: dict[str, Any], as_json: bool) -> None:
 
 @app.command()
 def serve(name: str = typer.Argument(..., help="Model to serve, e.g. direction_h1.SYN1"),
-          host: str = typer.Option("127.0.0.1", help="Interface to bind."),
-          port: int = typer.Option(8000, help="Port to serve on.")) -> None:
-    """Serve NAME over REST: champion, plus the challenger on ALPHAOPS_CANARY_SHARE of routing keys."""
+          host: str = typer.Option("127.0.0.1", help="Interface to bind; other than loopback only with API keys."),
+          port: int = typer.Option(8000, min=1, max=65535, help="Port to serve on (1-65535)."),
+          allow_contract_change: bool = typer.Option(
+              False, "--allow-contract-change",
+              help="Follow an alias to a version with other features, feature-set version or classes.")) -> None:
+    """Serve NAME over REST: champion, plus the challenger on ALPHAOPS_CANARY_SHARE of callers.
+
+    Follows the aliases (promote, rollback, the MLflow UI) every ALPHAOPS_SERVE_WATCH_INTERVAL_SECONDS and
+    writes every prediction to the warehouse's ml_predictions (the canary DAG and the monitor read it)."""
+    import logging
+
     import uvicorn
 
+    import serving
+    from pipelines.prediction_sink import PredictionSink
     from registry import Registry
-    from registry.watch import canary_router
+    from registry.watch import canary_watcher
     from serving.http import create_app
 
     settings = _settings()
+    keys = settings.serve_keys()
+    if not keys and not _is_loopback(host):
+        raise CliError(f"refusing to serve on {host} without API keys (anyone who reaches it could call it): set "
+                       "ALPHAOPS_SERVE_API_KEYS or ALPHAOPS_SERVE_API_KEYS_FILE, or bind 127.0.0.1")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for logger_name in ("serving", "registry"):
+        logging.getLogger(logger_name).setLevel(logging.INFO)
     registry = Registry.from_settings(settings)
-    router = canary_router(registry, name, settings.home_dir / "serving-cache", share=settings.canary_share)
-    console.print(f"serving {registry.qualify(name)} on http://{host}:{port} (OpenAPI at /docs); "
-                  f"challenger share {settings.canary_share:.0%}")
-    uvicorn.run(create_app(router), host=host, port=port, log_level="warning")
+    qualified = registry.qualify(name)
+    log = serving.PredictionLog()
+    router, watcher = canary_watcher(registry, qualified, settings.home_dir / "serving-cache",
+                                     share=settings.canary_share, interval=settings.serve_watch_interval_seconds,
+                                     log=log, allow_schema_change=allow_contract_change)
+    model = router.champion.schema.raw.get("model") or {}
+    sink = PredictionSink(settings, timeframe=model.get("timeframe") or None)
+    log.start(sink, interval=2.0)
+    app = create_app(router, api_keys=keys, max_body_bytes=settings.serve_max_body_bytes,
+                     max_batch_rows=settings.serve_max_batch_rows, routing_header=settings.serve_routing_header,
+                     status={"watcher": watcher, "prediction_log": log})
+    challenger = router.challenger
+    console.print(f"serving {qualified} v{router.champion.version}"
+                  f"{f' (challenger v{challenger.version} on {settings.canary_share:.0%} of callers)' if challenger else ''}"
+                  f" on http://{host}:{port} (OpenAPI at /docs); following its aliases every "
+                  f"{settings.serve_watch_interval_seconds:g} s; predictions to ml_predictions")
+    if keys:
+        console.print(f"API keys of {len(keys)} caller(s) ({', '.join(sorted(keys))}); /health is open")
+    else:
+        console.print("[yellow]no API keys[/] (ALPHAOPS_SERVE_API_KEYS): loopback only, every caller anonymous, "
+                      "the canary arm is drawn per request")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        watcher.stop()
+        log.stop()  # a last flush to ml_predictions
+        console.print(f"stopped; {sink.rows_written} prediction rows written to ml_predictions")
 
 
 @ui_app.command("mlflow")

@@ -19,6 +19,7 @@ rule is one or more GX Core 1.x expectations, tagged with ``meta={"rule": ...}``
 | ``size_nonnegative`` | the same for buy/sell volume, sizes, spread, n_trades, liquidations | failure |
 | ``ts_not_future`` | ExpectColumnValuesToBeBetween(ts ≤ ``as_of``), as_of passed as a suite parameter | failure |
 | ``gap`` | ExpectColumnValuesToBeBetween(gap_bars ≤ ``max_gap_bars``), GX severity *warning* | warning |
+| ``timeframe`` | the median spacing of the bars fits the timeframe (0.9 to 2.5 bars); not a GX expectation | failure |
 
 The schema rules run first; when they fail, the value rules are not evaluated (they would
 only repeat the problem), and the report says so.
@@ -76,10 +77,14 @@ RULE_TEXT = {
     "size_nonnegative": "sizes, flows and counts must be >= 0",
     "ts_not_future": "no timestamp may be later than as_of",
     "gap": "gap between consecutive bars is longer than max_gap_bars",
+    "timeframe": "the bars' spacing must match the timeframe",
 }
 
 WHOLE_BATCH_RULES = {"source.missing_file", "source.unreadable", "not_empty", "schema.missing_column",
-                     "schema.ts_index"}
+                     "schema.ts_index", "timeframe"}
+# The median spacing of a batch, in bars of its timeframe, must lie in this range: closer bars
+# are finer than the timeframe says; a wider median is another timeframe (isolated gaps only warn).
+TIMEFRAME_SPACING = (0.9, 2.5)
 
 # Columns shown in example rows, per kind.
 _SHOW = {"bars": OHLCV, "ticks": ["price", "qty", "side", "trade_id"], "book": BOOK_COLUMNS}
@@ -349,6 +354,50 @@ def gap_bars(ts: pd.DatetimeIndex | pd.Series, timeframe: str) -> np.ndarray:
 
 # -- validation -------------------------------------------------------------------------
 
+def _boolean_values(frame: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, list[int]]:
+    """Row positions holding a boolean, per value column that has any."""
+    out = {}
+    for col in columns:
+        values = frame[col]
+        if pd.api.types.is_bool_dtype(values.dtype):
+            out[col] = list(range(len(values)))
+        elif values.dtype == object:
+            hits = np.flatnonzero(values.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy())
+            if len(hits):
+                out[col] = hits.tolist()
+    return out
+
+
+def timeframe_mismatch(ts: pd.Series | pd.DatetimeIndex, timeframe: str) -> str:
+    """Why the bars' median spacing does not fit ``timeframe`` (naming both), or "" when it fits."""
+    from pipelines.sources import infer_timeframe, timeframe_delta
+
+    stamps = pd.DatetimeIndex(pd.Series(ts).dropna().drop_duplicates().sort_values())
+    if len(stamps) < 2:
+        return ""
+    median = pd.Series(stamps).diff().median()
+    expected = timeframe_delta(timeframe)
+    ratio = median / expected
+    low, high = TIMEFRAME_SPACING
+    if low <= ratio <= high:
+        return ""
+    try:
+        inferred = infer_timeframe(stamps)
+    except ValueError:
+        inferred = "unknown"
+    return (f"the bars are {_span(median)} apart (median; inferred timeframe {inferred}) but the timeframe given is "
+            f"{timeframe} ({_span(expected)}); pass --timeframe {inferred} or leave it out to infer it")
+
+
+def _span(delta: pd.Timedelta) -> str:
+    seconds = delta.total_seconds()
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            value = seconds / size
+            return f"{value:g} {unit}" if value == int(value) else f"{value:.3g} {unit}"
+    return f"{seconds:g} s"
+
+
 def _examples(frame: pd.DataFrame, rows: list[int], show: list[str],
               extra: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
     out = []
@@ -431,6 +480,13 @@ def validate(frame: pd.DataFrame, *, kind: Kind, as_of: pd.Timestamp, timeframe:
 
     schema = _run(data, _schema_suite(kind, numeric, required), {})
     failures, warnings, checked = _collect(schema, frame, list(_SHOW[kind]))
+    booleans = _boolean_values(frame, numeric)
+    if booleans:  # GX counts True as an int; a boolean column is not a number column
+        rows = sorted({r for positions in booleans.values() for r in positions})
+        failures = [f for f in failures if f.rule != "schema.dtype"]
+        failures.append(RuleResult(
+            rule="schema.dtype", rows=len(rows), examples=_examples(frame, rows, list(_SHOW[kind])),
+            detail="; ".join(f"column {col!r} holds booleans (true/false), not numbers" for col in booleans)))
     note = ""
     if failures:
         note = "Value rules were not evaluated: fix the schema first."
@@ -451,6 +507,11 @@ def validate(frame: pd.DataFrame, *, kind: Kind, as_of: pd.Timestamp, timeframe:
         failures += f2
         warnings += w2
         checked += c2
+        if kind == "bars" and timeframe is not None:
+            checked.append("timeframe")
+            mismatch = timeframe_mismatch(data["ts"], timeframe)
+            if mismatch:
+                failures.append(RuleResult(rule="timeframe", rows=len(frame), detail=mismatch))
         for w in warnings:
             if w.rule == "gap":
                 unit = "business days" if timeframe and timeframe.endswith("d") else f"bars of {timeframe}"
@@ -479,4 +540,4 @@ def validate_book(frame: pd.DataFrame, *, as_of: pd.Timestamp, label: str = "") 
 
 
 __all__ = ["QualityReport", "RuleResult", "validate", "validate_bars", "validate_ticks", "validate_book",
-           "failure_report", "gap_bars", "RULE_TEXT"]
+           "failure_report", "gap_bars", "timeframe_mismatch", "RULE_TEXT"]

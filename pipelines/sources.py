@@ -173,7 +173,11 @@ def parse_timestamps(values: pd.Series | pd.Index) -> pd.DatetimeIndex:
 
 
 def to_number(series: pd.Series) -> pd.Series:
-    """Floats where every value is a number; otherwise keep the bad values visible (object)."""
+    """Floats where every value is a number; otherwise keep the bad values visible (object).
+
+    Booleans are not numbers (a boolean volume column is a broken file, not 0/1 volume)."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return series.astype(object)
     try:
         return pd.to_numeric(series).astype(float)
     except (ValueError, TypeError):

@@ -148,5 +148,5 @@ def test_30k_bars_validate_quickly() -> None:
     report = validate_bars(bars, timeframe="1m", as_of=AS_OF, max_gap_bars=5)
     elapsed = time.process_time() - started
     assert report.ok, report.render()
-    assert len(report.rules_checked) == 13  # incl. size_nonnegative for the microstructure columns
+    assert len(report.rules_checked) == 14  # incl. size_nonnegative (microstructure columns) and timeframe
     assert elapsed < 5.0  # ~0.7 s of CPU here; a generous bound

@@ -72,11 +72,13 @@ def test_health_and_schema(client: TestClient) -> None:
 
 
 def test_router_app(clf_bundle: Path, clf_bundle_v2: Path, rows) -> None:
+    """Without keys the server draws the arm per request (share 1.0: always the challenger)."""
     router = CanaryRouter(Predictor.load(clf_bundle), Predictor.load(clf_bundle_v2), share=1.0)
     c = TestClient(create_app(router))
-    body = c.post("/predict", json={"features": rows[0].tolist(), "key": "acct-9"}).json()
+    body = c.post("/predict", json={"features": rows[0].tolist()}).json()
     assert (body["routed_to"], body["model_version"]) == ("challenger", "2")
+    router.set_challenger(router.challenger, share=0.0)
     assert c.post("/predict", json={"features": rows[0].tolist()}).json()["routed_to"] == "champion"
     h = c.get("/health").json()
     assert h["champion"]["version"] == "1" and h["challenger"]["version"] == "2"
-    assert h["routing"]["challenger"]["answered"] == 1
+    assert h["routing"]["challenger"]["answered"] == 1 and h["auth"] == "none"
