@@ -22,14 +22,26 @@ from registry import CHALLENGER, CHAMPION, Registry
 log = logging.getLogger(__name__)
 
 
+def trained_holdout_fraction(registry: Registry, name: str, version: str, settings: Settings) -> float:
+    """The holdout fraction ``version`` was trained with (the setting for versions that did not log it)."""
+    run = registry.client.get_run(registry.client.get_model_version(name, version).run_id)
+    return float(run.data.params.get("holdout_fraction", settings.holdout_fraction))
+
+
 def compare_on_shared_holdout(settings: Settings, registry: Registry, name: str, new: str, incumbent: str,
                               as_of: pd.Timestamp) -> dict[str, Any]:
-    """Score both versions on holdout rows later than both training windows."""
-    spec, new_data, new_bundle = dataset_for_version(settings, registry, name, new, as_of, settings.holdout_fraction)
+    """Score both versions on holdout rows later than both training windows.
+
+    Each version's rows are rebuilt with the holdout fraction it was trained with (its run's
+    ``holdout_fraction`` param), so "unseen by both" starts after both real training windows
+    and their purge gaps, whatever the current setting.
+    """
+    spec, new_data, new_bundle = dataset_for_version(settings, registry, name, new, as_of,
+                                                     trained_holdout_fraction(registry, name, new, settings))
     _, old_data, old_bundle = dataset_for_version(settings, registry, name, incumbent, as_of,
-                                                  settings.holdout_fraction)
-    start = max(new_data.train_end, old_data.train_end, new_data.holdout_start)
-    rows_new = new_data.holdout_idx[new_data.index[new_data.holdout_idx] > start]
+                                                  trained_holdout_fraction(registry, name, incumbent, settings))
+    start = max(new_data.holdout_start, old_data.holdout_start)
+    rows_new = new_data.holdout_idx[new_data.index[new_data.holdout_idx] >= start]
     shared = new_data.index[rows_new].intersection(old_data.index)
     if len(shared) < 30:
         return {"shared_rows": len(shared), "better": False,
