@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench mlflow-ui airflow-ui stack-up stack-down stack-status clean
+.PHONY: install browser-deps run test bench mlflow-ui airflow-ui stack-up stack-down stack-status clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,21 @@ install: $(STAMP)
 run: install
 	$(BIN)/alphaops run
 
+# The browser tests (marker `browser`) drive Debian's chromium through Playwright. It is
+# installed here when it is missing and apt-get can run (as root); elsewhere they skip and say why.
+CHROMIUM := /usr/bin/chromium
+
+browser-deps:
+	@if [ ! -x $(CHROMIUM) ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing chromium for the browser tests (apt-get)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
+	  || echo "could not install chromium with apt-get: the browser tests will skip"; \
+	fi
+
 # pytest's exit code 5 means no test ran: that is a failure here, never a pass.
-test: install
+test: install browser-deps
 	@$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
