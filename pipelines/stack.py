@@ -436,14 +436,13 @@ def up(settings: Settings, *, workers: int = 2, postgres_admin_url: str, redis_u
         env["ALPHAOPS_CLICKHOUSE_URL"] = settings.clickhouse_url
     state = StackState(home=str(settings.home_dir), env=env, databases=databases,
                        postgres_admin_url=postgres_admin_url, redis_url=redis_url, redis_db=db)
-    with admin.cursor() as cur:
-        for name in databases.values():
-            cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    state.save(state_path)
-    (directory / "stack.env").write_text(env_file_text(env))
-
+    state.save(state_path)  # from here on, `down` undoes whatever was done
     try:
+        with admin.cursor() as cur:
+            for name in databases.values():
+                cur.execute(f'CREATE DATABASE "{name}"')
+        admin.close()
+        (directory / "stack.env").write_text(env_file_text(env))
         stack = _stack_settings(settings, env)
         run_env = {**os.environ, **env}
         services = {s.name: s for s in _services(stack, workers)}
