@@ -128,12 +128,14 @@ def _record_on_version(registry: Any, result: dict[str, Any], a: dict[str, Any],
 
 
 def _append_to_card(registry: Any, run_id: str, a: dict[str, Any], settings: Settings) -> None:
-    import mlflow
+    import tempfile
+    from pathlib import Path
 
-    try:
-        card = mlflow.artifacts.load_text(f"runs:/{run_id}/model_card.md")
-    except Exception:  # a version validated before model cards existed has none
-        card = ""
+    with tempfile.TemporaryDirectory() as tmp:  # through the registry's client: its tracking URI
+        try:
+            card = Path(registry.client.download_artifacts(run_id, "model_card.md", tmp)).read_text()
+        except Exception:  # a version validated before model cards existed has none
+            card = ""
     dsr = "not a trading signal" if a["deflated_sharpe"] is None else \
         f"{a['deflated_sharpe']:.4f} (at least {settings.min_deflated_sharpe:g} needed)"
     verdict = f"rejected: failed {', '.join(a['failed'])}" if a["failed"] else \

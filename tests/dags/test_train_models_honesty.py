@@ -85,14 +85,14 @@ def test_every_hypothesis_of_the_run_is_in_the_ledger(run):
     assert (kept["q_value"] <= 0.05).all()
 
 
-def test_the_model_card_explains_the_run_scale_outcome(run):
+def test_the_model_card_explains_the_run_scale_outcome(run, tmp_path):
     from registry import Registry
-    import mlflow
 
     registry = Registry.from_settings(run["settings"])
     v = next(v for v in run["versions"] if v["symbol"] == PLANTED and v["spec"] == "direction_h1")
-    card = mlflow.artifacts.load_text(f"runs:/{v['run_id']}/model_card.md")
+    card = Path(registry.client.download_artifacts(v["run_id"], "model_card.md", str(tmp_path))).read_text()
     assert "## Naive rules of the field" in card and "last_return_sign" in card
+    assert "## Walk-forward folds" in card and "Probability of backtest overfitting" in card
     assert "## Multiple testing across the run" in card and "Benjamini–Hochberg q-value" in card
     assert "Outcome: kept." in card
     assert registry.client.get_model_version(v["name"], v["version"]).tags["q_value"] == f"{v['evidence']['q_value']:.6g}"
