@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
@@ -51,16 +50,29 @@ log = logging.getLogger(__name__)
 
 def dataset_for_version(settings: Settings, registry: Registry, name: str, version: str,
                         as_of: pd.Timestamp, holdout_fraction: float) -> tuple[ModelSpec, Dataset, Path]:
-    """Rebuild the version's dataset (its own feature list) and download its bundle."""
+    """Rebuild the version's dataset (its own feature list) and fetch its bundle.
+
+    A version's bundle never changes, so it is kept under ``$ALPHAOPS_HOME/cache/versions``
+    (one folder per name and version, written atomically) and fetched once, not once per
+    validation, deploy comparison and monitor check.
+    """
     mv = registry.client.get_model_version(name, version)
     spec = spec_by_name(mv.tags["spec"])
-    bundle = registry.load_bundle(name, version, Path(tempfile.mkdtemp(prefix="alphaops-bundle-")) / "b")
+    bundle = version_bundle(settings, registry, name, version)
     schema = json.loads((bundle / "schema.json").read_text())
     with open_warehouse(settings) as warehouse:
         data = load_dataset(warehouse, spec, tenant=settings.tenant, symbol=mv.tags["symbol"],
                             timeframe=mv.tags["timeframe"], feature_set_version=schema["feature_set_version"],
                             as_of=as_of, holdout_fraction=holdout_fraction, feature_names=schema["features"])
     return spec, data, bundle
+
+
+def version_bundle(settings: Settings, registry: Registry, name: str, version: str) -> Path:
+    """The cached bundle of ``name`` v``version`` (downloaded on first use)."""
+    cached = settings.home_dir / "cache" / "versions" / name / str(version)
+    if (cached / "model.onnx").is_file() and (cached / "schema.json").is_file():
+        return cached
+    return registry.load_bundle(name, version, cached)
 
 
 def naive_context(settings: Settings, data: Dataset, *, symbol: str, timeframe: str, as_of: pd.Timestamp,
