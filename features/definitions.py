@@ -279,7 +279,7 @@ def _microstructure_features() -> list[FeatureInfo]:
         add(f"ofi_{n}", flow, n - 1, f"order-flow imbalance over {n} bars: Σ(buy - sell) / Σ(buy + sell)")
     add(f"tick_ratio_z_{TICK_Z_PERIOD}", flow, TICK_Z_PERIOD - 1, "z-score of tick_ratio over 60 bars")
     add("price_dist", flow + ("close",), PRICE_DIST_PERIOD - 1,
-        "(close - VWAP of buy+sell volume over 60 bars) / std(close, 60): the Bitunix gate's price_dist")
+        "(close - VWAP of buy+sell volume over 60 bars) / std(close, 60): the σ-reversion gate's price_dist")
     depth = ("bid_size", "ask_size")
     add("depth_ratio", depth, 0, "(bid - ask) / (bid + ask) top-of-book depth")
     add(f"depth_ratio_sma_{DEPTH_PERIOD}", depth, DEPTH_PERIOD - 1, "SMA(20) of depth_ratio")

@@ -115,7 +115,7 @@ def excursions(high: pd.Series, low: pd.Series, close: pd.Series, horizon: int) 
 
 
 def sigma_reversion_label(close: pd.Series, horizon: int, window: int = 20, k: float = 1.0) -> pd.Series:
-    """The Bitunix gate's σ-reversion label.
+    """The σ-reversion gate's label.
 
     At bar t, with the rolling mean μ_t and σ_t of the last ``window`` closes (bars
     t-window+1..t): label 1 if, within the next ``horizon`` closes, price moves toward μ_t by

@@ -1,4 +1,5 @@
-"""Model specs of the issue-5 families; the lead merges :data:`EXTRA_FAMILIES` into ``FAMILIES``.
+"""Model specs of the families beside ``direction``; :func:`models.specs.all_families` merges
+:data:`EXTRA_FAMILIES` with ``FAMILIES``.
 
 Every spec names its label (a rule in :mod:`models.families.labels` or
 :mod:`models.families.trade_quality`), its estimator builder and Optuna search space, and its

@@ -1,4 +1,4 @@
-"""``gate``: the σ-reversion entry gate of the Bitunix seed.
+"""``gate``: the σ-reversion entry gate of a crypto trading system.
 
 Label: ``features.labels.sigma_reversion_label`` via
 :func:`models.families.labels.sigma_reversion` (1 if, within the next N closes, price moves

@@ -1,4 +1,4 @@
-"""Labels of the issue-5 families, computed from bars alone.
+"""Labels of the non-direction families, computed from bars alone.
 
 The platform's label rules live in :mod:`features.labels`; the regime, σ-reversion and
 realized-volatility labels here are thin adapters onto it (bars frame in, one Series out),
@@ -49,7 +49,7 @@ def regime_labels(bars: pd.DataFrame, horizon: int = 20) -> pd.Series:
 
 
 def sigma_reversion(bars: pd.DataFrame, horizon: int = 20, window: int = 20, k: float = 1.0) -> pd.Series:
-    """The Bitunix gate's label (``features.labels.sigma_reversion_label``): 1 if, within the next
+    """The σ-reversion gate's label (``features.labels.sigma_reversion_label``): 1 if, within the next
     ``horizon`` closes, price moves toward its ``window``-bar mean by at least ``k`` σ."""
     return platform_labels.sigma_reversion_label(bars["close"], horizon, window=window, k=k)
 
