@@ -281,6 +281,41 @@ def test_cli_export_never_destroys_user_files(server, tmp_path: Path) -> None:
     assert sorted(p.name for p in notes.iterdir()) == ["model.onnx", "schema.json"]
 
 
+def test_bounded_load_20_clients(server) -> None:
+    """20 concurrent clients on 127.0.0.1 for a few seconds: no error; requests/s and latency
+    percentiles are printed (the README quotes a run of this test)."""
+    base, clients, seconds = server["base"], 20, 8.0
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[str] = []
+    end = time.monotonic() + seconds
+
+    def client(i: int) -> None:
+        rng = np.random.default_rng(100 + i)
+        who = CHAMPION_CALLER if i % 2 else CHALLENGER_CALLER
+        with httpx.Client(base_url=base, headers={"X-API-Key": KEYS[who]}, timeout=10) as c:
+            while time.monotonic() < end:
+                started = time.perf_counter()
+                try:
+                    r = c.post("/predict", json={"features": dict(zip(FEATURES, rng.normal(size=4).tolist()))})
+                except httpx.HTTPError as e:
+                    errors.append(repr(e))
+                    continue
+                latencies[i].append(time.perf_counter() - started)
+                if r.status_code != 200:
+                    errors.append(r.text)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = np.array([x for per in latencies for x in per]) * 1e3
+    assert errors == [] and len(every) > 100
+    p50, p99 = np.percentile(every, [50, 99])
+    print(f"\nREST load: {clients} clients, {seconds:g} s: {len(every) / seconds:.0f} requests/s, "
+          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {len(every)} requests, 0 errors")
+
+
 def test_serve_stops_cleanly_and_flushes_the_log(server) -> None:
     proc = server["proc"]
     os.killpg(proc.pid, signal.SIGINT)
