@@ -9,8 +9,10 @@ Trigger with params to choose `symbols`, `families` (`all` for every family), `t
 `holdout_fraction`; their defaults are the settings (`ALPHAOPS_SYMBOLS`, `ALPHAOPS_FAMILIES`,
 `ALPHAOPS_TRIALS`, `ALPHAOPS_HOLDOUT_FRACTION`). Unpausing starts no run at once: the first
 scheduled run is at the next 00:00 or 12:00 UTC, with those defaults. Validation is out of
-sample (purged holdout, null test, baselines); a version that fails a gate is tagged
-`validation_status=rejected` and never deployed. Deploy sets the MLflow alias `challenger` (or
+sample (purged holdout, baselines, the naive rules of each field, null tests, walk-forward folds),
+and rank first controls false discoveries over every version the run tested (Benjamini–Hochberg,
+deflated Sharpe); a version that fails a gate is tagged `validation_status=rejected` and never
+deployed. Deploy sets the MLflow alias `challenger` (or
 `champion` on a first deploy); the `canary` DAG decides the rest.
 """
 
