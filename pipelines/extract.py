@@ -10,14 +10,21 @@ One code path serves the Airflow extract task (``extract_samples``) and ``alphao
 4. otherwise compare with what the warehouse already holds for the key (tenant, symbol,
    timeframe) over the batch's time range: rows whose timestamp is new are ``rows_new``,
    rows whose values differ are ``rows_changed`` (late corrections), the rest are skipped.
-   New and changed rows go in one insert per 100 monthly partitions (ClickHouse's limit per
-   INSERT block; a batch of up to 100 months is one insert), ReplacingMergeTree keeps the
-   latest version, then an ``ok`` row is logged.
+   New and changed rows are staged (``Warehouse.staged_ingest``: a staging table no read
+   sees, one insert per 100 monthly partitions, ClickHouse's limit per INSERT block); the
+   ``ok`` row in ``ingest_log`` commits them, and then they are moved into the table, where
+   ReplacingMergeTree keeps the latest version.
+
+The batch is visible whole or not at all, even if the process is killed at any point: before
+the commit nothing of it is visible (the next open of the warehouse discards it and logs it
+``aborted``, which ``alphaops data`` shows as the last ingest), and after the commit the next
+open finishes moving it in before anything reads.
 
 Re-ingesting the same data therefore writes nothing (``rows_new == rows_changed == 0``), and a
 correction replaces the value while the row count stays the same. An ingest never deletes:
 rows the warehouse holds that a batch lacks stay as they are. If a write fails, a ``failed``
-row is logged and the error propagates; running the ingest again writes what is missing.
+row is logged, nothing of the batch is visible, and the error propagates; running the ingest
+again writes the batch.
 
 ``as_of`` is explicit: it is the "now" of the quality rules (no timestamp may be later). The
 ingest log's ``logged_at`` is the only wall-clock value, as an audit fact.
@@ -185,9 +192,9 @@ def _partition_chunks(frame: pd.DataFrame) -> list[pd.DataFrame]:
 
     The tables are partitioned by month and ClickHouse refuses an INSERT block that touches
     more than 100 partitions (``max_partitions_per_insert_block``), so 20 years of daily bars
-    cannot go in one insert. A batch spanning at most 100 months is still one insert. If a
-    later chunk failed, re-running the ingest writes exactly the missing rows (the diff
-    against the warehouse is what decides what to write).
+    cannot go in one insert. A batch spanning at most 100 months is still one insert. The
+    chunks go into the batch's staging table, so a failure after some of them leaves nothing
+    visible (see the module doc).
     """
     if frame.empty:
         return []
@@ -197,23 +204,20 @@ def _partition_chunks(frame: pd.DataFrame) -> list[pd.DataFrame]:
     return [frame[group == g] for g in np.unique(group)]
 
 
-def _log(warehouse: "Warehouse", *, ingest_id: str, tenant: str, symbol: str, timeframe: str, kind: str,
-         source: str, status: str, rows_in: int, rows_written: int, rows_rejected: int, rows_new: int,
-         rows_changed: int, checksum_: str, ts_min: pd.Timestamp | None, ts_max: pd.Timestamp | None,
-         report: str) -> None:
-    def stamp(value: pd.Timestamp | None) -> pd.Series:
-        return pd.Series(pd.DatetimeIndex([value if value is not None and not pd.isna(value) else pd.NaT], tz="UTC"))
+def _log_row(*, ingest_id: str, tenant: str, symbol: str, timeframe: str, kind: str, source: str, status: str,
+             rows_in: int, rows_written: int, rows_rejected: int, rows_new: int, rows_changed: int,
+             checksum_: str, ts_min: pd.Timestamp | None, ts_max: pd.Timestamp | None, report: str) -> pd.DataFrame:
+    """The ``ingest_log`` row of one attempt (its ``logged_at`` is the audit time, not an input)."""
+    from features.store import ingest_log_frame
 
-    row = pd.DataFrame({
-        "ingest_id": [ingest_id], "tenant": [tenant], "symbol": [symbol], "timeframe": [timeframe],
-        "kind": [kind], "source": [source], "status": [status],
-        "rows_in": np.array([rows_in], dtype=np.uint64), "rows_written": np.array([rows_written], dtype=np.uint64),
-        "rows_rejected": np.array([rows_rejected], dtype=np.uint64),
-        "rows_new": np.array([rows_new], dtype=np.uint64), "rows_changed": np.array([rows_changed], dtype=np.uint64),
-        "checksum": [checksum_], "ts_min": stamp(ts_min), "ts_max": stamp(ts_max), "report": [report],
-        "logged_at": pd.Series(pd.DatetimeIndex([pd.Timestamp.now(tz="UTC")])),  # audit time, not an input
-    })
-    warehouse.insert("ingest_log", row)
+    return ingest_log_frame(ingest_id=ingest_id, tenant=tenant, symbol=symbol, timeframe=timeframe, kind=kind,
+                            source=source, status=status, rows_in=rows_in, rows_written=rows_written,
+                            rows_rejected=rows_rejected, rows_new=rows_new, rows_changed=rows_changed,
+                            checksum=checksum_, ts_min=ts_min, ts_max=ts_max, report=report)
+
+
+def _log(warehouse: "Warehouse", **row: Any) -> None:
+    warehouse.insert("ingest_log", _log_row(**row))
 
 
 def _warning_lines(report: QualityReport) -> list[str]:
@@ -289,19 +293,29 @@ def _write_batch(warehouse: "Warehouse", source: Source, canonical: pd.DataFrame
     is_new, is_changed = _changes(new, old, compare_cols, ["trade_id"] if kind == "ticks" else [])
     to_write = canonical[is_new | is_changed]
     write = {"bars": warehouse.write_bars, "ticks": warehouse.write_ticks, "book": warehouse.write_book}[kind]
+    counts = {"rows_in": len(canonical), "rows_rejected": 0, "rows_new": int(is_new.sum()),
+              "rows_changed": int(is_changed.sum()), "checksum_": digest, "ts_min": ts_min, "ts_max": ts_max}
     written = 0
-    try:
-        for chunk in _partition_chunks(to_write):
-            written += write(chunk, tenant=tenant, symbol=symbol, timeframe=timeframe, source=source.name,
-                             ingest_id=ingest_id)
-    except Exception as exc:  # record the attempt, then let the task fail (and retry: it is idempotent)
-        _log(warehouse, **common, status="failed", rows_in=len(canonical), rows_written=written,
-             rows_rejected=0, rows_new=int(is_new.sum()), rows_changed=int(is_changed.sum()), checksum_=digest,
-             ts_min=ts_min, ts_max=ts_max, report=f"write failed after {written} rows: {exc}")
-        raise
-    _log(warehouse, **common, status="ok", rows_in=len(canonical), rows_written=written, rows_rejected=0,
-         rows_new=int(is_new.sum()), rows_changed=int(is_changed.sum()), checksum_=digest,
-         ts_min=ts_min, ts_max=ts_max, report=report.render())
+    if to_write.empty:  # nothing new: the ok row alone is the whole batch
+        _log(warehouse, **common, **counts, status="ok", rows_written=0, report=report.render())
+    else:
+        batch = None
+        try:
+            # Staged, then committed by its ok row: visible whole or not at all (module doc).
+            with warehouse.staged_ingest(kind, ingest_id=ingest_id,
+                                         meta={**common, "rows_in": len(canonical), "checksum": digest}) as batch:
+                for chunk in _partition_chunks(to_write):
+                    written += write(chunk, tenant=tenant, symbol=symbol, timeframe=timeframe, source=source.name,
+                                     ingest_id=ingest_id)
+                batch.commit(_log_row(**common, **counts, status="ok", rows_written=written,
+                                      report=report.render()))
+        except Exception as exc:  # record the attempt, then let the task fail (and retry: it is idempotent)
+            if batch is not None and batch.committed:
+                raise  # committed: its rows are made visible by the next open of the warehouse
+            _log(warehouse, **common, **counts, status="failed", rows_written=0,
+                 report=f"write failed after staging {written} of {len(to_write)} rows: {exc}; "
+                        "nothing of the batch was made visible")
+            raise
     return IngestResult(ingest_id=ingest_id, tenant=tenant, symbol=symbol, timeframe=timeframe, kind=kind,
                         source=source.name, rows_in=len(canonical), rows_written=int(written), rows_rejected=0,
                         rows_new=int(is_new.sum()), rows_changed=int(is_changed.sum()), checksum=digest,
