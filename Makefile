@@ -42,8 +42,10 @@ bench: install
 mlflow-ui: install
 	$(BIN)/alphaops ui mlflow
 
+AIRFLOW_UI_PORT ?= 8080
+
 airflow-ui: install
-	$(BIN)/alphaops ui airflow
+	$(BIN)/alphaops ui airflow --port $(AIRFLOW_UI_PORT)
 
 # The production topology on this machine without Docker (PostgreSQL and Redis must run here).
 stack-up: install

@@ -151,7 +151,33 @@ def standalone_environment(settings: Settings, *, port: int = 8080) -> dict[str,
     env["PATH"] = os.pathsep.join([bin_dir, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != bin_dir)])
     env["AIRFLOW__API__PORT"] = str(port)
     env["AIRFLOW__API__BASE_URL"] = f"http://localhost:{port}"  # tasks reach the execution API here
+    # The scheduler's and triggerer's log servers: another Airflow on this machine (the stack, a
+    # second home) may hold the default ports; then take free ones rather than fail to serve logs.
+    for key, default in (("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", 8793),
+                         ("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", 8794)):
+        if key not in env and not port_is_free(default):
+            env[key] = str(free_port())
     return env
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` on every interface (as Airflow's do)."""
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        return int(sock.getsockname()[1])
 
 
 def login_hint(settings: Settings, env: dict[str, str]) -> str:

@@ -439,8 +439,10 @@ def ui_mlflow(port: int = typer.Option(5000, help="Port to serve on."),
 def ui_airflow(port: int = typer.Option(8080, help="Port to serve on.")) -> None:
     """Serve the Airflow UI (airflow standalone: api-server, scheduler, dag-processor, triggerer) on
     this state's DAGs and metadata DB. Ctrl-C (or SIGTERM) stops it and every process it started."""
-    from pipelines.airflow_runner import login_hint, serve_standalone, standalone_environment
+    from pipelines.airflow_runner import login_hint, port_is_free, serve_standalone, standalone_environment
 
+    if not port_is_free(port):
+        raise CliError(f"port {port} is in use (another Airflow UI or `alphaops stack`?): choose another with --port")
     settings = _settings()
     env = standalone_environment(settings, port=port)
     log_path = settings.home_dir / "logs" / "airflow-standalone.log"

@@ -161,10 +161,7 @@ def servers(ui_home, browser, tmp_path_factory):
     ALPHAOPS_TRIALS=2 in their environment is the default of runs the scheduler starts."""
     logs = tmp_path_factory.mktemp("ui-logs")
     airflow_port, mlflow_port = _free_port(), _free_port()
-    env = _user_env(ui_home, ALPHAOPS_TRIALS="2",
-                    # serve-logs of another Airflow on this machine may hold the default 8793/8794
-                    AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(_free_port()),
-                    AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(_free_port()))
+    env = _user_env(ui_home, ALPHAOPS_TRIALS="2")
     cli = str(Path(sys.executable).with_name("alphaops"))
     started = time.monotonic()
     with open(logs / "airflow-ui.out", "w") as a_out, open(logs / "mlflow-ui.out", "w") as m_out:
