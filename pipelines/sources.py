@@ -343,7 +343,7 @@ class FrameSource:
 
 # -- bundled sample data ----------------------------------------------------------------
 
-ARCH_DATASETS = ("sp500", "vix", "wti", "crude")
+ARCH_DATASETS = ("sp500", "nasdaq", "vix", "wti", "crude")
 
 
 class ArchSampleSource:
@@ -351,6 +351,7 @@ class ArchSampleSource:
 
     - ``sp500``: S&P 500 daily OHLCV, 1999-01-04 to 2018-12-31 (5031 bars). ``Adj Close`` is
       dropped: the bars are the index's own OHLC.
+    - ``nasdaq``: NASDAQ Composite daily OHLCV, same dates and layout as ``sp500`` (5031 bars).
     - ``vix``: the CBOE VIX daily close, 2014 to 2019. One price column only.
     - ``wti``: WTI crude spot (FRED ``DCOILWTICO``), daily from 1986. One price column only.
     - ``crude``: Brent and WTI, **monthly** (mid-month) from 1987; the bars use Brent (WTI is
@@ -375,7 +376,7 @@ class ArchSampleSource:
 
         raw = importlib.import_module(f"arch.data.{self.dataset}").load()
         index = parse_timestamps(raw.index)
-        if self.dataset == "sp500":
+        if self.dataset in ("sp500", "nasdaq"):
             frame = _frame(index, {c.lower(): raw[c].astype(float) for c in ["Open", "High", "Low", "Close", "Volume"]})
         else:
             price = raw[self._PRICE_COLUMN[self.dataset]].astype(float).to_numpy()
@@ -413,6 +414,7 @@ class SyntheticSource:
 
 SAMPLE_SYMBOLS: dict[str, Callable[[], Source]] = {
     "SPX": lambda: ArchSampleSource("sp500"),
+    "NASDAQ": lambda: ArchSampleSource("nasdaq"),
     "VIX": lambda: ArchSampleSource("vix"),
     "WTI": lambda: ArchSampleSource("wti"),
     "CRUDE": lambda: ArchSampleSource("crude"),
@@ -423,11 +425,11 @@ SAMPLE_SYMBOLS: dict[str, Callable[[], Source]] = {
     "SYN2": lambda: SyntheticSource(seed=2),
 }
 
-_SAMPLE_TIMEFRAMES = {"SPX": "1d", "VIX": "1d", "WTI": "1d", "CRUDE": "1mo", "SYN1": "1m", "SYN2": "1m"}
+_SAMPLE_TIMEFRAMES = {"SPX": "1d", "NASDAQ": "1d", "VIX": "1d", "WTI": "1d", "CRUDE": "1mo", "SYN1": "1m", "SYN2": "1m"}
 
 
 def sample_timeframe(symbol: str) -> str:
-    """``1d`` for the arch daily samples (``1mo`` for CRUDE, which is monthly), ``1m`` for SYN*."""
+    """``1d`` for the arch daily samples (SPX, NASDAQ, VIX, WTI), ``1mo`` for CRUDE (monthly), ``1m`` for SYN*."""
     if symbol not in _SAMPLE_TIMEFRAMES:
         raise ValueError(f"unknown sample symbol {symbol!r}; known: {', '.join(SAMPLE_SYMBOLS)}")
     return _SAMPLE_TIMEFRAMES[symbol]
