@@ -19,7 +19,7 @@ import talib.abstract
 
 from features.smoothing import ema_length, wilder_length
 
-FEATURE_SET_VERSION = "fs-1.0"
+FEATURE_SET_VERSION = "fs-1.1"
 """Bump when any feature's definition, name or order changes (models record it in schema.json)."""
 
 OHLCV_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
@@ -61,6 +61,7 @@ DONCHIAN_PERIODS = (20, 55)
 RV_PERIODS = (10, 20, 60)
 HV_PERIODS = (20, 100)
 RANGE_VOL_PERIOD = 20
+HAR_PERIODS = (1, 5, 22)  # daily, weekly and monthly terms of HAR volatility models (Corsi 2009)
 OBV_PERIOD = 20
 OBV_Z_PERIOD = 100
 VWAP_PERIODS = (20, 60)
@@ -216,6 +217,18 @@ def _ohlcv_features() -> list[FeatureInfo]:
         add(f"hv_{n}", "volatility", n, f"historical volatility: std of log returns over {n} bars (per bar)")
     add(f"parkinson_vol_{RANGE_VOL_PERIOD}", "volatility", RANGE_VOL_PERIOD - 1, "Parkinson high-low volatility(20)")
     add(f"garman_klass_vol_{RANGE_VOL_PERIOD}", "volatility", RANGE_VOL_PERIOD - 1, "Garman-Klass OHLC volatility(20)")
+    # HAR terms: close-to-close and range-based volatility over 1, 5 and 22 bars (per bar, zero-mean)
+    for n in HAR_PERIODS:
+        add(f"rv_{n}", "volatility", n, f"realized volatility: sqrt(mean squared log return over {n} bar(s))")
+        add(f"parkinson_vol_{n}", "volatility", n - 1,
+            f"Parkinson volatility over {n} bar(s): sqrt(mean ln(H/L)^2 / (4 ln 2))")
+        add(f"garman_klass_vol_{n}", "volatility", n - 1, f"Garman-Klass volatility over {n} bar(s): "
+            "sqrt(mean 0.5 ln(H/L)^2 - (2 ln 2 - 1) ln(C/O)^2), floored at 0")
+        add(f"rogers_satchell_vol_{n}", "volatility", n - 1, f"Rogers-Satchell volatility over {n} bar(s): "
+            "sqrt(mean ln(H/O) ln(H/C) + ln(L/O) ln(L/C)), each bar's term floored at 0")
+        if n > 1:
+            add(f"yang_zhang_vol_{n}", "volatility", n, f"Yang-Zhang volatility over {n} bars: sqrt(mean ln(O/C_prev)^2 "
+                "+ k mean ln(C/O)^2 + (1 - k) RS^2), k = 0.34 / (1.34 + (n + 1) / (n - 1)); raw second moments")
     add("rv_ratio_10_60", "volatility", 60, "rv_10 / rv_60")
     add("range_pct", "volatility", 0, "(high - low) / close of the bar")
     add("tr_atr", "volatility", WARMUP_ATR, "true range / ATR(14)")

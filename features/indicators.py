@@ -267,9 +267,45 @@ def _volatility(ctx: _Context, put: Put) -> None:
     gk_variance = np.maximum(talib.SMA(gk_terms, n), 0.0)
     gk_variance[talib.MAX(squared_hl, n) == 0.0] = 0.0  # no range in the window (then close = open too)
     put(f"garman_klass_vol_{n}", np.sqrt(gk_variance))
+    _har_terms(ctx, put, squared_ret, squared_hl, gk_terms, log_co)
     put("rv_ratio_10_60", safe_divide(rv[10], rv[60], fill=1.0))
     put("range_pct", (h - l) / c)
     put("tr_atr", safe_divide(ctx.true_range, atr, fill=1.0))
+
+
+def yang_zhang_k(n: int) -> float:
+    """Yang and Zhang's weight of the open-to-close variance for an ``n``-bar window."""
+    return 0.34 / (1.34 + (n + 1) / (n - 1))
+
+
+def _har_terms(ctx: _Context, put: Put, squared_ret: np.ndarray, squared_hl: np.ndarray, gk_terms: np.ndarray,
+               log_co: np.ndarray) -> None:
+    """Realized and range-based volatility over the HAR windows (1, 5, 22 bars): each is the square root of
+    the mean per-bar variance term over the window (TA-Lib SMA; the term itself for 1 bar)."""
+    o, h, l, c = ctx.o, ctx.h, ctx.l, ctx.c
+    rs_terms = np.maximum(np.log(h / o) * np.log(h / c) + np.log(l / o) * np.log(l / c), 0.0)
+    gk_bar = np.maximum(gk_terms, 0.0)
+    gk_bar[squared_hl == 0.0] = 0.0
+    overnight = np.log(o / shift(c, 1))
+    squared_on, squared_co = overnight * overnight, log_co * log_co
+    pk_scale = 1.0 / (4.0 * np.log(2.0))
+    for n in cat.HAR_PERIODS:
+        if n == 1:
+            put("rv_1", np.abs(ctx.ret_1))
+            put("parkinson_vol_1", np.sqrt(squared_hl * pk_scale))
+            put("garman_klass_vol_1", np.sqrt(gk_bar))
+            put("rogers_satchell_vol_1", np.sqrt(rs_terms))
+            continue
+        put(f"rv_{n}", np.sqrt(mean_of_nonnegative(squared_ret, n)))
+        put(f"parkinson_vol_{n}", np.sqrt(mean_of_nonnegative(squared_hl, n) * pk_scale))
+        gk_variance = np.maximum(talib.SMA(gk_terms, n), 0.0)
+        gk_variance[talib.MAX(squared_hl, n) == 0.0] = 0.0
+        put(f"garman_klass_vol_{n}", np.sqrt(gk_variance))
+        rs_variance = mean_of_nonnegative(rs_terms, n)
+        put(f"rogers_satchell_vol_{n}", np.sqrt(rs_variance))
+        k = yang_zhang_k(n)
+        put(f"yang_zhang_vol_{n}", np.sqrt(mean_of_nonnegative(squared_on, n) + k * mean_of_nonnegative(squared_co, n)
+                                            + (1.0 - k) * rs_variance))
 
 
 def _volume(ctx: _Context, put: Put) -> None:

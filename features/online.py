@@ -27,7 +27,7 @@ import numpy as np
 from features import talib_raw as talib  # TA-Lib C functions without the package's pandas wrapper
 
 from features import definitions as cat
-from features.indicators import _EPOCH_WEEKDAY, _MINUTES_PER_DAY, _NS_PER_MINUTE, BarArrays
+from features.indicators import _EPOCH_WEEKDAY, _MINUTES_PER_DAY, _NS_PER_MINUTE, BarArrays, yang_zhang_k
 from features.microstructure import _BPS
 from features.smoothing import _truncation_constants, ema_length, wilder_length
 
@@ -381,9 +381,41 @@ def _volatility(last: _Last, out: dict[str, float]) -> None:
     no_range = not np.maximum.reduce(squared_hl) > 0.0
     gk_variance = 0.0 if no_range else max(float(np.add.reduce(gk_terms)) / n, 0.0)
     out[f"garman_klass_vol_{n}"] = math.sqrt(gk_variance)
+    _har_terms(last, out)
     out["rv_ratio_10_60"] = _divide(rv[10], rv[60], 1.0)
     out["range_pct"] = (float(h[-1]) - float(l[-1])) / close
     out["tr_atr"] = _divide(float(last.true_range[-1]), atr, 1.0)
+
+
+def _har_terms(last: _Last, out: dict[str, float]) -> None:
+    """:func:`features.indicators._har_terms` at the last bar."""
+    m = max(cat.HAR_PERIODS)
+    o, h, l, c = last.o[-m:], last.h[-m:], last.l[-m:], last.c[-m:]
+    prev_c = last.c[-m - 1:-1]
+    log_hl, log_co = np.log(h / l), np.log(c / o)
+    squared_hl, squared_co = log_hl * log_hl, log_co * log_co
+    gk_terms = 0.5 * squared_hl - (2.0 * np.log(2.0) - 1.0) * squared_co
+    rs_terms = np.maximum(np.log(h / o) * np.log(h / c) + np.log(l / o) * np.log(l / c), 0.0)
+    overnight = np.log(o / prev_c)
+    squared_on = overnight * overnight
+    squared_ret = last.ret_1[-m:] * last.ret_1[-m:]
+    pk_scale = 1.0 / (4.0 * np.log(2.0))
+    for n in cat.HAR_PERIODS:
+        if n == 1:
+            out["rv_1"] = abs(float(last.ret_1[-1]))
+            out["parkinson_vol_1"] = math.sqrt(float(squared_hl[-1]) * pk_scale)
+            out["garman_klass_vol_1"] = 0.0 if squared_hl[-1] == 0.0 else math.sqrt(max(float(gk_terms[-1]), 0.0))
+            out["rogers_satchell_vol_1"] = math.sqrt(float(rs_terms[-1]))
+            continue
+        out[f"rv_{n}"] = math.sqrt(_mean_of_nonnegative(squared_ret[-n:]))
+        out[f"parkinson_vol_{n}"] = math.sqrt(_mean_of_nonnegative(squared_hl[-n:]) * pk_scale)
+        no_range = not np.maximum.reduce(squared_hl[-n:]) > 0.0
+        out[f"garman_klass_vol_{n}"] = 0.0 if no_range else math.sqrt(max(float(np.add.reduce(gk_terms[-n:])) / n, 0.0))
+        rs_variance = _mean_of_nonnegative(rs_terms[-n:])
+        out[f"rogers_satchell_vol_{n}"] = math.sqrt(rs_variance)
+        k = yang_zhang_k(n)
+        out[f"yang_zhang_vol_{n}"] = math.sqrt(_mean_of_nonnegative(squared_on[-n:]) + k * _mean_of_nonnegative(
+            squared_co[-n:]) + (1.0 - k) * rs_variance)
 
 
 def _volume(last: _Last, out: dict[str, float]) -> None:
