@@ -156,7 +156,7 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def servers(ui_home, browser, tmp_path_factory):
+def servers(browser, ui_home, tmp_path_factory):
     """`alphaops ui airflow` and `alphaops ui mlflow` on the fresh home, each in its own session.
     The settings in their environment are the defaults of the runs the scheduler starts: the
     direction family (3 specs) on SYNBR with 2 trials, so that a 00:00/12:00 UTC slot falling
