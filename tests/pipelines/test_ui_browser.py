@@ -160,10 +160,13 @@ def servers(browser, ui_home, tmp_path_factory):
     """`alphaops ui airflow` and `alphaops ui mlflow` on the fresh home, each in its own session.
     The settings in their environment are the defaults of the runs the scheduler starts: the
     direction family (3 specs) on SYNBR with 2 trials, so that a 00:00/12:00 UTC slot falling
-    inside the test costs little."""
+    inside the test costs little. These tests drive the UIs, not the statistics (tests/dags and
+    tests/pipelines/test_validate_markets.py do), so the null tests run at their smallest depth:
+    999 screen draws and 20 retrains."""
     logs = tmp_path_factory.mktemp("ui-logs")
     airflow_port, mlflow_port = _free_port(), _free_port()
-    env = _user_env(ui_home, ALPHAOPS_SYMBOLS=json.dumps([SYMBOL]), ALPHAOPS_TRIALS="2")
+    env = _user_env(ui_home, ALPHAOPS_SYMBOLS=json.dumps([SYMBOL]), ALPHAOPS_TRIALS="2",
+                    ALPHAOPS_NULL_SCREEN_PERMUTATIONS="999", ALPHAOPS_NULL_PERMUTATIONS="20")
     cli = str(Path(sys.executable).with_name("alphaops"))
     started = time.monotonic()
     with open(logs / "airflow-ui.out", "w") as a_out, open(logs / "mlflow-ui.out", "w") as m_out:
