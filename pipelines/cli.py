@@ -111,7 +111,10 @@ def run(
     }
     specs_for(conf["families"])  # fail fast on an unknown family
     _check_symbols(settings, conf["symbols"])
-    from pipelines.airflow_runner import run_dag
+    from pipelines.airflow_runner import ensure_airflow_db, run_dag
+
+    ensure_airflow_db(settings)
+    _reap(settings)  # a killed earlier run must not hold this one back
 
     n_jobs = len(specs_for(conf["families"])) * len(conf["symbols"])
     console.print(f"[bold]train_models[/] on {', '.join(conf['symbols'])} · families "
@@ -145,6 +148,29 @@ def run(
         return
     _versions_table(versions)
     _print_next_steps(settings, exported)
+
+
+def _reap(settings: Any, *, always_sweep: bool = True) -> None:
+    """End what killed runs left behind (``pipelines.reaper``), saying so on stderr. Whatever it
+    prints (Airflow's logging, once imported, writes to stdout) goes to stderr too, so that
+    stdout stays valid JSON for ``--json``."""
+    import contextlib
+
+    from pipelines.reaper import reap_orphans_quietly
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            reaped = reap_orphans_quietly(settings, always_sweep=always_sweep)
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+    for item in reaped:
+        console.print(f"[yellow]ended an orphan of a killed run:[/] {item['kind']} {item['id']}: {item['reason']}",
+                      highlight=False)
 
 
 def _check_symbols(settings: Any, symbols: list[str]) -> None:
@@ -274,10 +300,13 @@ def data(as_json: bool = typer.Option(False, "--json")) -> None:
 @app.command()
 def models(as_json: bool = typer.Option(False, "--json"),
            history: bool = typer.Option(False, "--history", help="Show every alias change.")) -> None:
-    """Every registered version with aliases, validation status and holdout metrics."""
+    """Every registered version with aliases, validation status and holdout metrics (versions
+    orphaned by a killed run are first tagged rejected, failed gate ``orphaned``)."""
     from pipelines.report import list_versions
 
-    versions = list_versions(_settings(), with_history=history or as_json)
+    settings = _settings()
+    _reap(settings, always_sweep=False)  # Airflow only if an open run or pending version needs it
+    versions = list_versions(settings, with_history=history or as_json)
     if as_json:
         _print_json(versions)
         return
@@ -350,6 +379,27 @@ def bench_serving(n_calls: int = typer.Option(20_000, help="One-row calls per me
     with console.status("benchmarking a 300-tree, 64-feature LightGBM direction model…"):
         figures = serving_bench(n_calls=n_calls)
     _print_figures("Serving benchmark (one process, one thread)", figures, as_json)
+
+
+@bench_app.command("models")
+def bench_models(
+    quick: bool = typer.Option(False, "--quick", help="SPX x (volatility_h5, direction_h1), 1 seed, 1 trial (CI)."),
+    datasets: list[str] = typer.Option(None, "--datasets", help="Sample symbols (default SPX,NASDAQ,VIX,WTI,CRUDE,SYN1)."),
+    families: list[str] = typer.Option(None, "--families", help="Families or spec names (default all)."),
+    seeds: int = typer.Option(3, min=1, help="Seeds per (spec, dataset)."),
+    trials: int = typer.Option(None, min=1, help="Optuna trials per spec (default: the setting)."),
+    out_path: Path = typer.Option(Path("docs/benchmarks.md"), "--out", help="Markdown; the JSON and PNG go beside it."),
+    resume: bool = typer.Option(False, "--resume", help="Keep the runs in the JSON beside --out; run what is missing."),
+    root: Path = typer.Option(None, "--root", help="Folder for the per-(dataset, seed) homes (default: temporary)."),
+) -> None:
+    """Train and validate every family on the real samples and the synthetic market; publish the table."""
+    from pipelines.bench import model_bench
+
+    start = time.perf_counter()
+    result = model_bench(out=out_path, datasets=_split(datasets), families=_split(families), seeds=seeds,
+                         trials=trials, quick=quick, root=root, resume=resume, console=console)
+    out.print(f"wrote {result['markdown']}, {result['json']}" + (f", {result['chart']}" if result["chart"] else "")
+              + f" ({result['meta']['n_runs']} runs, wall time {time.perf_counter() - start:.0f} s)")
 
 
 def _print_figures(title: str, figures: dict[str, Any], as_json: bool) -> None:

@@ -40,11 +40,15 @@ def resolve_datasets(settings: Settings, symbols: list[str], as_of: pd.Timestamp
 
 
 def extract(params: dict[str, Any], as_of: Any, asset_events: Any = None) -> list[dict[str, Any]]:
-    """Ingest the sample symbols and list the datasets; a retrain request narrows the symbols."""
+    """End what killed runs left behind (``pipelines.reaper``), then ingest the sample symbols and
+    list the datasets; a retrain request narrows the symbols."""
     from pipelines.monitor import retrain_params
+    from pipelines.reaper import reap_orphans_quietly
 
+    settings = get_settings()
+    reap_orphans_quietly(settings)
     params = retrain_params(params, asset_events)
-    return resolve_datasets(get_settings(), list(params["symbols"]), as_timestamp(as_of))
+    return resolve_datasets(settings, list(params["symbols"]), as_timestamp(as_of))
 
 
 def features(datasets: list[dict[str, Any]], as_of: Any) -> list[dict[str, Any]]:
@@ -82,10 +86,12 @@ def train(job: dict[str, Any], as_of: Any) -> dict[str, Any]:
     import logging
 
     from models.cv import InsufficientDataError
+    from pipelines.reaper import process_tags
     from pipelines.train import train_spec
 
     try:
-        return train_spec(get_settings(), as_of=as_timestamp(as_of), **job)
+        with process_tags():  # its runs carry this process and task, for the reaper
+            return train_spec(get_settings(), as_of=as_timestamp(as_of), **job)
     except InsufficientDataError as exc:
         logging.getLogger(__name__).warning("skipped %s on %s: %s", job["spec_name"], job["symbol"], exc)
         return {"skipped": str(exc), "spec": job["spec_name"], "symbol": job["symbol"]}
