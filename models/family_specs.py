@@ -79,6 +79,12 @@ def _volatility(params: dict[str, Any]) -> Any:
     return VolatilityRegressor(**params)
 
 
+def _volatility_space(trial: Any) -> dict[str, Any]:
+    from models.families.volatility import volatility_space
+
+    return volatility_space(trial)
+
+
 def _regime_classifier(params: dict[str, Any]) -> Any:
     from models.families.regime import RegimeClassifier
 
@@ -221,10 +227,11 @@ def volatility_specs() -> list[ModelSpec]:
     return [
         ModelSpec(
             name=f"volatility_h{h}", family="volatility", task="regressor", label=f"fwd_rv_{h}", horizon=h,
-            make_label=partial(_realized_vol, h), build=_volatility, search_space=lightgbm_space,
+            make_label=partial(_realized_vol, h), build=_volatility, search_space=_volatility_space,
             metric="qlike", greater_is_better=False,
-            description=f"realized volatility (RMS of 1-bar log returns) of the next {h} bars, LightGBM; "
-                        "naive rules GARCH(1,1), EGARCH(1,1) and HAR-RV fitted on the training window",
+            description=f"realized volatility (RMS of 1-bar log returns) of the next {h} bars: HAR on "
+                        "Garman-Klass volatility (1, 5, 22 bars) with leverage, boosted by LightGBM, both on "
+                        "QLIKE; naive rules GARCH(1,1), EGARCH(1,1), HAR-RV and last-h RV fitted on the training window",
             schema_extras={"outputs": [{"name": "value", "kind": "value", "meaning": f"realized_vol_h{h}",
                                         "units": "per-bar log return"}]},
             baselines=train_mean_baseline,

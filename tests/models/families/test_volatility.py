@@ -7,7 +7,7 @@ from sklearn.exceptions import NotFittedError
 
 from models.baselines import arch_scale, garch_baselines, naive_realized_vol
 from models.families.labels import forward_realized_vol
-from models.families.volatility import VolatilityRegressor
+from models.families.volatility import RANGE_INPUTS, VolatilityRegressor, volatility_space
 from models.family_specs import EXTRA_FAMILIES
 from models.metrics import regressor_score
 from models.onnx_export import run_onnx
@@ -100,3 +100,91 @@ def test_spec_baselines_signature_and_units(data):
         assert forecast.shape == (len(y) - cut,), name
         assert np.isfinite(regressor_score(spec.metric, y[cut:], forecast)), name
     assert spec.greater_is_better is False and spec.metric == "qlike"
+
+
+@pytest.fixture(scope="module")
+def named(data, feature_frame):
+    X, y, _, cut = data
+    return X, y, cut, tuple(feature_frame.columns)
+
+
+@pytest.mark.parametrize("n_estimators", [0, 40])
+def test_har_member_uses_range_vol_and_leverage_and_exports_as_one_graph(named, n_estimators):
+    X, y, cut, names = named
+    model = VolatilityRegressor(n_estimators=n_estimators, feature_names=names).fit(X[:cut], y[:cut])
+    assert set(model.har_inputs_) == set(RANGE_INPUTS) | {"ret_1", "ret_5"}
+    assert (model.model_ is None) == (n_estimators == 0)
+    native = model.predict(X[cut:])
+    (onnx_out,) = run_onnx(model.to_onnx(), X[cut:])
+    assert onnx_out.shape == (len(X) - cut, 1)
+    assert np.max(np.abs(onnx_out[:, 0] - native)) <= 1e-5 * max(1.0, float(np.max(native)))
+    assert np.all(native > 0)
+
+
+def test_har_member_is_qlike_consistent_without_a_bias_correction(named):
+    """The Gamma GLM's intercept makes mean(RV / forecast) = 1 on the training rows: QLIKE's first-order
+    condition for a constant scale, which a least-squares fit of log RV misses by exp(var/2)."""
+    X, y, cut, names = named
+    model = VolatilityRegressor(n_estimators=0, feature_names=names).fit(X[:cut], y[:cut])
+    ratio = np.maximum(y[:cut], model.floor_) ** 2 / model.predict(X[:cut]) ** 2
+    assert abs(np.mean(ratio) - 1.0) < 1e-3
+    # ... and the forecast scaled by any constant c != 1 loses QLIKE on the training rows
+    base = regressor_score("qlike", y[:cut], model.predict(X[:cut]))
+    for c in (0.9, 1.1):
+        assert regressor_score("qlike", y[:cut], np.sqrt(c) * model.predict(X[:cut])) > base
+
+
+def test_single_price_bars_fall_back_to_close_to_close_terms(named):
+    X, y, cut, names = named
+    flat = X.copy()
+    for name in names:  # no range: open = high = low = close
+        if name.startswith(("parkinson_vol", "garman_klass_vol", "rogers_satchell_vol")):
+            flat[:, names.index(name)] = 0.0
+    model = VolatilityRegressor(n_estimators=20, feature_names=names).fit(flat[:cut], y[:cut])
+    assert set(model.har_inputs_) == {"rv_1", "rv_5", "rv_22", "ret_1", "ret_5"}
+    (onnx_out,) = run_onnx(model.to_onnx(), flat[cut:])
+    assert np.max(np.abs(onnx_out[:, 0] - model.predict(flat[cut:]))) <= 1e-5
+
+
+def test_without_feature_names_the_member_is_the_training_mean(data):
+    X, y, _, cut = data
+    model = VolatilityRegressor(n_estimators=0).fit(X[:cut], y[:cut])
+    assert model.har_inputs_ == {}
+    np.testing.assert_allclose(model.predict(X[cut:]) ** 2, np.mean(np.maximum(y[:cut], model.floor_) ** 2), rtol=1e-9)
+    (onnx_out,) = run_onnx(model.to_onnx(), X[cut:])
+    np.testing.assert_allclose(onnx_out[:, 0], model.predict(X[cut:]), rtol=1e-6)
+
+
+def test_search_space_can_leave_the_har_member_alone():
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = {volatility_space(study.ask())["n_estimators"] for _ in range(60)}
+    assert 0 in seen and max(seen) <= 200
+
+
+def test_on_spx_it_beats_garch_at_h5_and_the_best_classical_rule_at_h20():
+    """The issue-16 protocol in one process: features of arch's S&P 500, purged last 20% (as
+    pipelines.datasets), GARCH/EGARCH/HAR-RV fitted on the training rows (models.naive)."""
+    import pandas as pd
+
+    import features
+    from models.cv import holdout_split
+    from models.naive import NaiveContext, volatility_rules
+    from pipelines.datasets import usable_features
+    from pipelines.sources import ArchSampleSource
+
+    bars = ArchSampleSource("sp500").read()
+    feats = features.compute(bars)
+    names = usable_features(feats, features.WARMUP)
+    for h, margin in ((5, 0.95), (20, 1.0)):
+        frame = feats[names].iloc[features.WARMUP:].join(forward_realized_vol(bars["close"], h).rename("y")).dropna()
+        X, y = frame[names].to_numpy(np.float32), frame["y"].to_numpy()
+        train, hold = holdout_split(len(y), 0.2, purge=h)
+        model = VolatilityRegressor(n_estimators=0, feature_names=tuple(names)).fit(X[train], y[train])
+        ctx = NaiveContext(bars=bars, index=pd.DatetimeIndex(frame.index), y=y, X=X, feature_names=names,
+                           train_idx=train, holdout_idx=hold, horizon=h)
+        rules = {k: regressor_score("qlike", y[hold], v) for k, v in volatility_rules(ctx).items()}
+        ours = regressor_score("qlike", y[hold], model.predict(X[hold]))
+        assert ours < margin * rules["garch"], (h, ours, rules)
+        assert ours < min(rules.values()), (h, ours, rules)
