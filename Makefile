@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser-deps run test bench mlflow-ui airflow-ui stack-up stack-down stack-status clean
+.PHONY: install browser-deps run test bench bench-models mlflow-ui airflow-ui stack-up stack-down stack-status clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: install browser-deps
 bench: install
 	$(BIN)/alphaops bench features
 	$(BIN)/alphaops bench serving
+
+# Every family on arch's real samples and the synthetic market, 3 seeds: docs/benchmarks.md (+ .json, _gains.png).
+# Long (hours on 2 cores); BENCH_ARGS='--quick' for the CI subset, '--families volatility' for one family.
+bench-models: install
+	$(BIN)/alphaops bench models $(BENCH_ARGS)
 
 mlflow-ui: install
 	$(BIN)/alphaops ui mlflow

@@ -402,6 +402,27 @@ def bench_models(
               + f" ({result['meta']['n_runs']} runs, wall time {time.perf_counter() - start:.0f} s)")
 
 
+@bench_app.command("models")
+def bench_models(
+    quick: bool = typer.Option(False, "--quick", help="SPX x (volatility_h5, direction_h1), 1 seed, 1 trial (CI)."),
+    datasets: list[str] = typer.Option(None, "--datasets", help="Sample symbols (default SPX,NASDAQ,VIX,WTI,CRUDE,SYN1)."),
+    families: list[str] = typer.Option(None, "--families", help="Families or spec names (default all)."),
+    seeds: int = typer.Option(3, min=1, help="Seeds per (spec, dataset)."),
+    trials: int = typer.Option(None, min=1, help="Optuna trials per spec (default: the setting)."),
+    out_path: Path = typer.Option(Path("docs/benchmarks.md"), "--out", help="Markdown; the JSON and PNG go beside it."),
+    resume: bool = typer.Option(False, "--resume", help="Keep the runs in the JSON beside --out; run what is missing."),
+    root: Path = typer.Option(None, "--root", help="Folder for the per-(dataset, seed) homes (default: temporary)."),
+) -> None:
+    """Train and validate every family on the real samples and the synthetic market; publish the table."""
+    from pipelines.bench import model_bench
+
+    start = time.perf_counter()
+    result = model_bench(out=out_path, datasets=_split(datasets), families=_split(families), seeds=seeds,
+                         trials=trials, quick=quick, root=root, resume=resume, console=console)
+    out.print(f"wrote {result['markdown']}, {result['json']}" + (f", {result['chart']}" if result["chart"] else "")
+              + f" ({result['meta']['n_runs']} runs, wall time {time.perf_counter() - start:.0f} s)")
+
+
 def _print_figures(title: str, figures: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _print_json(figures)
