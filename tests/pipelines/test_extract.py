@@ -177,7 +177,8 @@ def test_extract_samples_is_idempotent_and_stores_events(settings: Settings) -> 
     assert len(events) == first[1]["events_written"]
     expected = SAMPLE_SYMBOLS["SYN1"]().events()
     assert list(zip(events["ts"], events["type"])) == list(zip(expected["ts"], expected["type"]))
-    with pytest.raises(ValueError, match=r"unknown sample symbol\(s\) 'NOPE'.*known: SPX, VIX"):
+    known = ", ".join(SAMPLE_SYMBOLS)
+    with pytest.raises(ValueError, match=rf"unknown sample symbol\(s\) 'NOPE'; known: {known}$"):
         extract_samples(settings, ["SPX", "NOPE"], AS_OF)
 
 
