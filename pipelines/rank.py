@@ -44,6 +44,7 @@ def rank_models(settings: Settings, *, validated: list[dict[str, Any]], top_k: i
     registry = Registry.from_settings(settings)
     groups: dict[tuple[str, str], list[tuple[float, int, str, Any]]] = defaultdict(list)
     touched = {(v["family"], v["symbol"]) for v in validated}
+    this_run = {(v["model_name"], str(v["version"])) for v in validated}
     aliases: dict[str, dict[str, list[str]]] = {}
     for name in registry.model_names():
         aliases[name] = registry.aliases(name)
@@ -51,6 +52,8 @@ def rank_models(settings: Settings, *, validated: list[dict[str, Any]], top_k: i
             key = (mv.tags.get("family", ""), mv.tags.get("symbol", ""))
             if key not in touched or mv.tags.get("validation_status") != "validated":
                 continue
+            if "q_value" not in mv.tags and (name, str(mv.version)) not in this_run:
+                continue  # validated by an earlier run that died before its false-discovery control
             if mv.tags.get("lifecycle") == "archived":
                 continue
             edge = version_edge(registry, mv)
