@@ -29,9 +29,9 @@ def run(alphaops_home: Path) -> dict:
 
     settings = get_settings()
     markets = {
-        PLANTED: ("1m", autoregressive_market(101, 6000, phi=0.6, microstructure=True)),
-        WALK_DAILY: ("1d", autoregressive_market(102, 3000, phi=0.0, freq="1D", sigma=0.01)),
-        WALK_MINUTES: ("1m", autoregressive_market(103, 8000, phi=0.0, microstructure=True)),
+        PLANTED: ("1m", autoregressive_market(101, 5000, phi=0.6, microstructure=True)),
+        WALK_DAILY: ("1d", autoregressive_market(102, 2500, phi=0.0, freq="1D", sigma=0.01)),
+        WALK_MINUTES: ("1m", autoregressive_market(103, 6000, phi=0.0, microstructure=True)),
     }
     for symbol, (timeframe, bars) in markets.items():
         ingest(FrameSource(bars, name=f"generated:{symbol}"), symbol=symbol, timeframe=timeframe, settings=settings,

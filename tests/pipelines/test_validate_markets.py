@@ -1,7 +1,8 @@
 """Validation and the run's false-discovery control on generated random walks and on real SPX.
 
-Every family whose label has no signal on an i.i.d. random walk is trained and validated on two
-walks (daily and one-minute bars with microstructure columns of pure noise): none may be kept.
+Every family whose label has no signal on an i.i.d. random walk is trained and validated on at
+least one of two walks (daily, and one-minute bars with microstructure columns of pure noise):
+none may be kept.
 On the real S&P 500, a momentum model that does not beat the past-move-size rule is rejected
 by that gate.
 """
@@ -16,7 +17,9 @@ from pipelines.config import get_settings
 pytestmark = pytest.mark.slow
 
 AS_OF = pd.Timestamp("2040-01-01", tz="UTC")
-FAMILIES = ["volatility", "regime", "risk", "ensemble", "sequence", "trade_quality"]
+# Each family on at least one walk (direction and gate run on both in tests/dags/test_train_models_honesty.py).
+DAILY_SPECS = ["volatility_h5", "volatility_h20", "regime_h20", "risk_h20", "sequence_lstm_h5", "trade_quality"]
+MINUTE_SPECS = ["volatility_h5", "regime_h20", "risk_h20", "ensemble_h5", "sequence_transformer_h5"]
 
 
 def train_and_validate(settings, symbol: str, timeframe: str, spec_names: list[str]) -> list[dict]:
@@ -42,18 +45,16 @@ def train_and_validate(settings, symbol: str, timeframe: str, spec_names: list[s
 
 @pytest.fixture(scope="module")
 def walk_results(alphaops_home) -> list[dict]:
-    from models.specs import specs_for
     from pipelines.discoveries import control_false_discoveries
     from pipelines.extract import ingest
     from pipelines.sources import FrameSource
     from pipelines.synthetic import autoregressive_market
 
     settings = get_settings()
-    names = [s.name for s in specs_for(FAMILIES)]
     results = []
-    for symbol, timeframe, bars in (
-            ("RWALKD", "1d", autoregressive_market(201, 3000, phi=0.0, freq="1D", sigma=0.01)),
-            ("RWALKM", "1m", autoregressive_market(202, 6000, phi=0.0, microstructure=True))):
+    for symbol, timeframe, bars, names in (
+            ("RWALKD", "1d", autoregressive_market(201, 2500, phi=0.0, freq="1D", sigma=0.01), DAILY_SPECS),
+            ("RWALKM", "1m", autoregressive_market(202, 5000, phi=0.0, microstructure=True), MINUTE_SPECS)):
         ingest(FrameSource(bars, name=f"generated:{symbol}"), symbol=symbol, timeframe=timeframe,
                settings=settings, as_of=AS_OF)
         results += train_and_validate(settings, symbol, timeframe, names)
@@ -62,7 +63,7 @@ def walk_results(alphaops_home) -> list[dict]:
 
 def test_no_family_is_kept_on_random_walks(walk_results):
     tested = [r for r in walk_results if r["status"] != "skipped"]
-    assert len(tested) >= 12, [r.get("skipped") for r in walk_results if r["status"] == "skipped"]
+    assert len(tested) >= 8, [r.get("skipped") for r in walk_results if r["status"] == "skipped"]
     assert {r["spec"] for r in tested} >= {"volatility_h5", "volatility_h20", "risk_h20", "ensemble_h5",
                                            "sequence_lstm_h5", "sequence_transformer_h5"}
     kept = [(r["spec"], r["symbol"], r["metrics"]) for r in walk_results if r["status"] == "validated"]
