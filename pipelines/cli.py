@@ -323,6 +323,41 @@ def models(as_json: bool = typer.Option(False, "--json"),
 
 
 @app.command()
+def doctor(as_json: bool = typer.Option(False, "--json"),
+           no_reap: bool = typer.Option(False, "--no-reap", help="Report only; do not end orphans.")) -> None:
+    """The state's health: orphans ended (with their reason), the warehouse lock and its holder,
+    disk use, and stale cached bundles."""
+    from pipelines.doctor import health_report
+
+    report = health_report(_settings(), reap=not no_reap)
+    if as_json:
+        _print_json(report)
+        return
+    out.print(f"[bold]state[/] {report['home']}")
+    lock = report["warehouse_lock"]
+    if not lock["embedded"]:
+        out.print("warehouse: ClickHouse server (no embedded lock)")
+    elif lock["held"]:
+        out.print(f"warehouse: held by PID {lock['pid']} ({lock['command']}) for {lock['held_seconds']} s")
+    else:
+        out.print("warehouse: free")
+    table = Table(title="Disk use")
+    table.add_column("part")
+    table.add_column("MB", justify="right")
+    for part, size in report["disk_bytes"].items():
+        table.add_row(part, f"{size / 1e6:.1f}")
+    out.print(table)
+    for item in report["orphans_ended"]:
+        out.print(f"ended orphan {item['kind']} {item['id']}: {item['reason']}")
+    if not report["orphans_ended"]:
+        out.print("orphans: none")
+    for item in report["stale_bundles"]:
+        out.print(f"stale bundle {item['path']}: {item['reason']} (safe to delete)")
+    if not report["stale_bundles"]:
+        out.print("stale bundles: none")
+
+
+@app.command()
 def export(ref: str = typer.Argument(..., help="NAME@ALIAS or NAME@VERSION, e.g. direction_h1.SYN1@champion"),
            directory: Path = typer.Argument(..., help="Directory to write model.onnx + schema.json into: new, "
                                             "empty, or an earlier bundle."),
@@ -379,27 +414,6 @@ def bench_serving(n_calls: int = typer.Option(20_000, help="One-row calls per me
     with console.status("benchmarking a 300-tree, 64-feature LightGBM direction model…"):
         figures = serving_bench(n_calls=n_calls)
     _print_figures("Serving benchmark (one process, one thread)", figures, as_json)
-
-
-@bench_app.command("models")
-def bench_models(
-    quick: bool = typer.Option(False, "--quick", help="SPX x (volatility_h5, direction_h1), 1 seed, 1 trial (CI)."),
-    datasets: list[str] = typer.Option(None, "--datasets", help="Sample symbols (default SPX,NASDAQ,VIX,WTI,CRUDE,SYN1)."),
-    families: list[str] = typer.Option(None, "--families", help="Families or spec names (default all)."),
-    seeds: int = typer.Option(3, min=1, help="Seeds per (spec, dataset)."),
-    trials: int = typer.Option(None, min=1, help="Optuna trials per spec (default: the setting)."),
-    out_path: Path = typer.Option(Path("docs/benchmarks.md"), "--out", help="Markdown; the JSON and PNG go beside it."),
-    resume: bool = typer.Option(False, "--resume", help="Keep the runs in the JSON beside --out; run what is missing."),
-    root: Path = typer.Option(None, "--root", help="Folder for the per-(dataset, seed) homes (default: temporary)."),
-) -> None:
-    """Train and validate every family on the real samples and the synthetic market; publish the table."""
-    from pipelines.bench import model_bench
-
-    start = time.perf_counter()
-    result = model_bench(out=out_path, datasets=_split(datasets), families=_split(families), seeds=seeds,
-                         trials=trials, quick=quick, root=root, resume=resume, console=console)
-    out.print(f"wrote {result['markdown']}, {result['json']}" + (f", {result['chart']}" if result["chart"] else "")
-              + f" ({result['meta']['n_runs']} runs, wall time {time.perf_counter() - start:.0f} s)")
 
 
 @bench_app.command("models")
