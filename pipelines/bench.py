@@ -1,7 +1,9 @@
-"""Benchmarks behind ``alphaops bench``: figures are ratios against a baseline in the same process."""
+"""Benchmarks behind ``alphaops bench``: serving figures are ratios against a baseline in the same process;
+``bench models`` trains and validates every family on real and synthetic markets beside its classical rivals."""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 import warnings
@@ -9,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def _direction_bundle(directory: Path, n_features: int, n_trees: int, seed: int) -> tuple[Any, Path]:
@@ -139,6 +143,10 @@ def bench_one(settings: Any, spec: Any, symbol: str, timeframe: str, as_of: Any,
         return {**row, "status": "skipped", "reason": str(exc), "seconds": time.perf_counter() - start}
     except ValueError as exc:  # e.g. no rows with both features and label
         return {**row, "status": "skipped", "reason": str(exc).splitlines()[0], "seconds": time.perf_counter() - start}
+    except Exception as exc:  # noqa: BLE001 - one failing spec must not end a bench of hours; the row says why
+        log.exception("bench: %s on %s (seed %s) failed", spec.name, symbol, settings.seed)
+        return {**row, "status": "error", "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                "seconds": time.perf_counter() - start}
     seconds = time.perf_counter() - start
     metrics = dict(Registry.from_settings(settings).client.get_run(trained["run_id"]).data.metrics)
     rival_name, rival_score = _rival(metrics, spec.metric, spec.greater_is_better)
@@ -174,8 +182,9 @@ def run_model_bench(*, datasets: list[str], spec_names: list[str], seeds: list[i
 
     as_of = pd.Timestamp(BENCH_AS_OF, tz="UTC")
     specs = [spec_by_name(name) for name in spec_names]
-    finished = {(r["dataset"], r["seed"], r["spec"]) for r in done or []}
-    rows: list[dict[str, Any]] = list(done or [])
+    kept = [r for r in done or [] if r["status"] != "error"]  # a resumed bench runs failed rows again
+    finished = {(r["dataset"], r["seed"], r["spec"]) for r in kept}
+    rows: list[dict[str, Any]] = list(kept)
     task = progress.add_task("bench", total=len(datasets) * len(seeds) * len(specs)) if progress else None
 
     def advance(description: str) -> None:
@@ -311,7 +320,7 @@ every per-version gate of `validate` (the run-level false-discovery control of `
     if chart:
         text += f"\n![gain over the best rival per spec and dataset]({chart})\n"
     if skipped:
-        text += ("\n## Not benchmarked (inputs missing)\n\n| spec | dataset | why |\n|---|---|---|\n"
+        text += ("\n## Not benchmarked (inputs missing, or every run failed)\n\n| spec | dataset | why |\n|---|---|---|\n"
                  + "\n".join(skipped) + "\n")
     if meta.get("notes"):
         text += "\n## Notes\n\n" + "\n".join(f"- {note}" for note in meta["notes"]) + "\n"
