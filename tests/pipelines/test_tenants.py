@@ -25,5 +25,5 @@ def test_one_tenants_data_is_invisible_to_another(alphaops_home):
 
 
 def test_tenant_names_are_validated():
-    with pytest.raises(ValueError, match="tenant"):
+    with pytest.raises(ValueError, match="ALPHAOPS_TENANT='Bad Tenant!'"):  # the error names the variable
         get_settings(tenant="Bad Tenant!")
