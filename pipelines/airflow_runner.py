@@ -25,14 +25,20 @@ DAGS_FOLDER = Path(__file__).resolve().parent.parent / "dags"
 
 
 def airflow_environment(settings: Settings) -> dict[str, str]:
-    env = settings.airflow_env(DAGS_FOLDER)
+    """Point this process's Airflow at ``settings`` (sets ``os.environ``); returns those variables."""
+    env = subprocess_airflow_environment(settings)
     os.environ.update(env)
-    settings.airflow_home.mkdir(parents=True, exist_ok=True)
     return env
 
 
+def subprocess_airflow_environment(settings: Settings) -> dict[str, str]:
+    """The variables a child Airflow process needs for ``settings``; this process is left alone."""
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    return settings.airflow_env(DAGS_FOLDER)
+
+
 def airflow_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **airflow_environment(settings)}
+    env = {**os.environ, **subprocess_airflow_environment(settings)}
     airflow = Path(sys.executable).with_name("airflow")
     return subprocess.run([str(airflow), *args], env=env, capture_output=True, text=True, check=False)
 
@@ -145,7 +151,7 @@ def standalone_environment(settings: Settings, *, port: int = 8080) -> dict[str,
 
     explicit = {k: os.environ[k] for k in ("AIRFLOW__CORE__PARALLELISM",
                                            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS") if k in os.environ}
-    env = {**os.environ, **airflow_environment(settings), **explicit}
+    env = {**os.environ, **subprocess_airflow_environment(settings), **explicit}
     env["AIRFLOW__CORE__PARALLELISM"] = explicit.get("AIRFLOW__CORE__PARALLELISM") or str(default_n_jobs())
     bin_dir = str(Path(sys.executable).parent)  # not resolved: a venv's python is a symlink
     env["PATH"] = os.pathsep.join([bin_dir, *(p for p in env.get("PATH", "").split(os.pathsep) if p and p != bin_dir)])

@@ -31,5 +31,15 @@ def alphaops_home() -> Path:
     return _HOME
 
 
+@pytest.fixture(autouse=True)
+def _session_home_stays_put():
+    """A test that points this process at another home must not leave the next tests there."""
+    yield
+    if os.environ.get("ALPHAOPS_HOME") != str(_HOME):
+        moved_to = os.environ.get("ALPHAOPS_HOME")
+        os.environ["ALPHAOPS_HOME"] = str(_HOME)
+        pytest.fail(f"the test left ALPHAOPS_HOME={moved_to} in this process's environment")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_HOME, ignore_errors=True)

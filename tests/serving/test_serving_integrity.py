@@ -201,6 +201,7 @@ def test_canary_watcher_follows_both_aliases(clf_bundle: Path, clf_bundle_v2: Pa
     other = bundle_copy(clf_bundle, "fs2", lambda s: (s.update(feature_set_version="fs-test-2"),
                                                       s["model"].update(version="3")))
     aliases["challenger"] = other
+    caplog.clear()
     with caplog.at_level(logging.ERROR, logger="serving.watcher"):
         assert w.poll() is False
         assert w.poll() is False
