@@ -3,7 +3,7 @@
 Only numpy and onnxruntime are used here; the CLI and the MLflow pyfunc comparison live
 outside ``serving/``. One-row calls are interleaved (alternating which goes first) in the
 same process so both see the same machine state, and raw ``session.run`` runs on the
-predictor's own session (built with :func:`serving.predictor.session_options`) with a
+predictor's own session (built with :func:`serving.model.session_options`) with a
 prepared float32 ``[1, n]`` array, i.e. the least work onnxruntime's Python API allows.
 For a sequence model the rows are windows ``[window, n]`` (raw: ``[1, window, n]``; dict:
 feature -> ``window`` values).
@@ -44,15 +44,15 @@ def run_benchmark(
     ``batch_repeats``, wall clock and thread CPU time) for both. ``loadavg_1m`` tells how busy
     the machine was. Returns a flat dict."""
     pred = Predictor.load(bundle_dir, intra_op_num_threads=intra_op_num_threads)
-    model = pred._m
+    model, inputs = pred._m, pred.inputs
     raw = model.session  # the very same session (same options, same memory)
     in_name, fetch = model.input_name, list(model.fetch)
     rng = np.random.default_rng(seed)
-    shape = model.in_shape  # (n,), or (window, n) for a sequence model
+    shape = inputs.shape  # (n,), or (window, n) for a sequence model
     pool = rng.normal(size=(_POOL, *shape)).astype(np.float32)
     rows_1d = list(pool)  # one row (one window) each
     rows_2d = [r.reshape(1, *shape) for r in rows_1d]
-    rows_dict = [dict(zip(model.names, r.T.tolist())) for r in rows_1d]
+    rows_dict = [dict(zip(inputs.names, r.T.tolist())) for r in rows_1d]
 
     predict, run = pred.predict, raw.run
     perf = time.perf_counter_ns
@@ -113,8 +113,8 @@ def run_benchmark(
     raw_p50 = _pct(t_raw, 0.50)
     return {
         "model": f"{pred.name}@{pred.version}",
-        "n_features": model.n,
-        "window": model.window,
+        "n_features": inputs.n,
+        "window": inputs.window,
         "n_calls": n_calls,
         "intra_op_num_threads": intra_op_num_threads,
         "raw_p50_us": raw_p50,

@@ -1,6 +1,8 @@
-"""Exceptions raised by :mod:`serving`."""
+"""Exceptions raised by :mod:`serving`, and the listing of names in their messages."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class InputError(ValueError):
@@ -28,3 +30,13 @@ class InputError(ValueError):
 class BundleError(Exception):
     """A bundle (``model.onnx`` + ``schema.json``) is missing, corrupt, inconsistent with its
     ONNX graph, or incompatible with the model currently being served."""
+
+
+_MAX_LISTED = 5
+
+
+def name_list(names: Sequence[str]) -> str:
+    """Names for an error message: the first five quoted, then how many more there are."""
+    shown = ", ".join(repr(n) for n in list(names)[:_MAX_LISTED])
+    more = len(names) - _MAX_LISTED
+    return shown + (f" (+{more} more)" if more > 0 else "")

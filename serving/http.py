@@ -297,13 +297,12 @@ def create_app(
             if len(req.rows) > max_batch_rows:
                 raise HTTPException(413, f"batch of {len(req.rows):,} rows is over the limit of "
                                     f"{max_batch_rows:,} (ALPHAOPS_SERVE_MAX_BATCH_ROWS)")
-            if not all(isinstance(r, (list, dict)) for r in req.rows):
+            if not champion().inputs.is_batch(req.rows):  # the rule predict() reads batches by
                 raise HTTPException(422, "'rows' must be a non-empty list of rows (lists or objects)")
             x: Any = req.rows
         else:
             x = req.features
-            nested = isinstance(x, list) and any(isinstance(v, (list, dict)) for v in x)
-            if nested and not champion().window:  # a window is a list of time steps
+            if champion().inputs.is_batch(x):
                 raise HTTPException(422, "'features' is one row of numbers; send a batch as 'rows'")
         try:
             if router is not None:

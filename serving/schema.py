@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from serving.errors import BundleError
+from serving.errors import BundleError, name_list
 
 SCHEMA_VERSION = 1
 TASKS = ("classifier", "regressor", "anomaly", "multi")
@@ -347,3 +347,45 @@ def _fallback_output(out: Any, schema: Schema, where: str) -> Mapping[str, Any]:
             raise _fail(f"fallback {where}: 'is_anomaly' must be true or false")
         return {"is_anomaly": out["is_anomaly"], "score": num("score"), "extras": extras}
     return {o.key: num_or_vector(o.key) for o in schema.outputs_of("value")}
+
+
+def _signature(s: Schema) -> dict[str, Any]:
+    """The contract a running caller relies on; a reload must not change it silently."""
+    return {
+        "features": s.features,
+        "feature_set_version": s.feature_set_version,
+        "task": s.task,
+        "classes": s.classes,
+        "class_names": s.class_names,
+        "window": s.window,
+        "outputs": tuple(sorted((o.kind, o.key) for o in s.outputs)),
+        "extras": tuple(sorted(o.key for o in s.extras)),
+    }
+
+
+def check_compatible(old: Schema, new: Schema) -> None:
+    """Raise :class:`BundleError` naming what differs when ``new`` changes the contract of
+    ``old``: features or their order, feature-set version, task, classes or class names,
+    window, outputs or extras."""
+    a, b = _signature(old), _signature(new)
+    diffs = [k for k in a if a[k] != b[k]]
+    if not diffs:
+        return
+    details = []
+    if "features" in diffs:
+        added = [f for f in b["features"] if f not in set(a["features"])]
+        removed = [f for f in a["features"] if f not in set(b["features"])]
+        parts = []
+        if added:
+            parts.append(f"added {name_list(added)}")
+        if removed:
+            parts.append(f"removed {name_list(removed)}")
+        details.append("features " + (", ".join(parts) if parts else "reordered"))
+    for k in diffs:
+        if k != "features":
+            details.append(f"{k} {a[k]!r} -> {b[k]!r}")
+    raise BundleError(
+        f"bundle {new.model_name}@{new.model_version} is schema-incompatible with "
+        f"{old.model_name}@{old.model_version}: {'; '.join(details)} "
+        "(pass allow_schema_change=True to accept)"
+    )

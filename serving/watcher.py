@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from serving.predictor import Predictor, _check_compatible
+from serving.predictor import Predictor
 from serving.router import CanaryRouter
+from serving.schema import check_compatible
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ class CanaryWatcher(_Poller):
             try:
                 new = self.load(path)
                 if not self.allow_schema_change:
-                    _check_compatible(self.router.champion.schema, new.schema)
+                    check_compatible(self.router.champion.schema, new.schema)
             except Exception as e:
                 self._remember_refusal("challenger", path)
                 logger.error("%s: challenger bundle %s refused, %s: %s", name, path,

@@ -6,6 +6,7 @@
 - ``reg_bundle``: LightGBM regressor (8 features).
 - ``anomaly_bundle``: scikit-learn IsolationForest via skl2onnx (8 features).
 - ``multi_bundle``: a hand-built ONNX graph with two named outputs (4 features).
+- ``clf``: a predictor of ``clf_bundle`` (one per test module).
 """
 
 from __future__ import annotations
@@ -103,6 +104,14 @@ def anomaly_bundle(bundles_root: Path) -> Path:
     )
     schema["input"]["name"] = inp
     return write_bundle(bundles_root / "anomaly", onx.SerializeToString(), schema)
+
+
+@pytest.fixture(scope="module")
+def clf(clf_bundle: Path):
+    """A predictor of ``clf_bundle``, shared by the tests of one module."""
+    from serving import Predictor
+
+    return Predictor.load(clf_bundle)
 
 
 @pytest.fixture(scope="session")

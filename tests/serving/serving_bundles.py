@@ -18,6 +18,13 @@ FALLBACK = {
 }
 
 
+def feature_row(**overrides: object) -> dict:
+    """A valid row of the 60-feature classifier by name (0.1 each), with ``overrides``."""
+    d = {f: 0.1 for f in FEATURES}
+    d.update(overrides)
+    return d
+
+
 def graph_of(onnx_bytes: bytes) -> dict[str, Any] | None:
     """The graph signature of ONNX bytes (None when they are not a readable model)."""
     import onnx

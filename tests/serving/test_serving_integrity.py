@@ -118,7 +118,7 @@ def test_unsealed_bundles_are_refused_unless_allowed(clf_bundle: Path, tmp_path:
     _write_schema(legacy, doc)
     with pytest.raises(UnsealedBundleError, match="not sealed.*re-export it with `alphaops export"):
         Predictor.load(legacy)
-    with caplog.at_level(logging.WARNING, logger="serving.predictor"):
+    with caplog.at_level(logging.WARNING, logger="serving.model"):
         p = Predictor.load(legacy, allow_unsealed=True)
     assert p.sealed_by is None and "unsealed bundle" in caplog.text
     # allow_unsealed never excuses a seal that does not match

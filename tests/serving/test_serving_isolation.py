@@ -1,7 +1,12 @@
-"""`import serving` must stay light: no Airflow, MLflow, pandas, sklearn, torch or fastapi."""
+"""`import serving` must stay light: no Airflow, MLflow, pandas, sklearn, torch or fastapi.
+
+Every module in serving/ imports only the standard library, numpy, onnxruntime and serving
+itself; serving/http.py, the REST app, also fastapi and pydantic.
+"""
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -20,6 +25,7 @@ FORBIDDEN = [
     "polars",
     "serving.http",
 ]
+REST_ONLY = {"fastapi", "pydantic"}  # serving/http.py, the optional REST app
 
 
 def _loaded_after(code: str) -> dict:
@@ -47,19 +53,59 @@ def test_import_serving_pulls_in_nothing_heavy() -> None:
     assert [m for m, loaded in info["modules"].items() if loaded] == []
 
 
-def test_only_stdlib_numpy_onnxruntime_in_serving_sources() -> None:
-    allowed_third_party = {"numpy", "onnxruntime"}
-    stdlib = set(sys.stdlib_module_names)
-    for path in sorted((ROOT / "serving").glob("*.py")):
-        extra = {"fastapi", "pydantic"} if path.name == "http.py" else set()
-        for line in path.read_text().splitlines():
-            words = line.split()
-            if (
-                len(words) >= 2
-                and words[0] in ("import", "from")
-                and not line.startswith((" ", "\t"))
-            ):
-                top = words[1].split(".")[0]
-                if top in ("__future__", "serving"):
-                    continue
-                assert top in stdlib | allowed_third_party | extra, f"{path.name}: {line}"
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, top-level module) of every import in a module, wherever it stands (inside
+    functions too), and of ``importlib.import_module`` / ``__import__`` calls. A relative
+    import is the package itself; a call with a computed name is ``<dynamic>``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name.split(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            top = "serving" if node.level else (node.module or "").split(".")[0]
+            found.append((node.lineno, top))
+        elif isinstance(node, ast.Call):
+            f = node.func
+            name = getattr(f, "id", None) or getattr(f, "attr", "")  # f() or module.f()
+            if name in ("import_module", "__import__"):
+                arg = node.args[0] if node.args else None
+                literal = isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                found.append((node.lineno, arg.value.split(".")[0] if literal else "<dynamic>"))
+    return found
+
+
+def _forbidden_imports(folder: Path) -> list[str]:
+    """Imports in ``folder``'s modules of anything but the standard library, numpy,
+    onnxruntime and serving itself (the REST module may also use fastapi and pydantic)."""
+    allowed = set(sys.stdlib_module_names) | {"__future__", "numpy", "onnxruntime", "serving"}
+    bad = []
+    for path in sorted(folder.rglob("*.py")):
+        ok = allowed | REST_ONLY if path.relative_to(folder).as_posix() == "http.py" else allowed
+        bad += [f"{path.name}:{line}: {top}" for line, top in _imports(path) if top not in ok]
+    return bad
+
+
+def test_serving_modules_import_only_stdlib_numpy_onnxruntime() -> None:
+    assert _forbidden_imports(ROOT / "serving") == []
+
+
+def test_the_import_check_finds_a_forbidden_import(tmp_path: Path) -> None:
+    (tmp_path / "ok.py").write_text(
+        "from __future__ import annotations\nimport json, numpy as np\n"
+        "from . import errors\nfrom serving.schema import Schema\nimport onnxruntime\n"
+    )
+    (tmp_path / "bad.py").write_text(
+        "import os\n\ndef load():\n    import pandas\n    from sklearn.base import clone\n"
+        "    import importlib\n    importlib.import_module('torch.nn')\n"
+        "    __import__(os.environ['X'])\n"
+    )
+    (tmp_path / "http.py").write_text(
+        "import fastapi\nfrom pydantic import BaseModel\nimport mlflow\n"
+    )
+    assert _forbidden_imports(tmp_path) == [
+        "bad.py:4: pandas",
+        "bad.py:5: sklearn",
+        "bad.py:7: torch",
+        "bad.py:8: <dynamic>",
+        "http.py:3: mlflow",
+    ]
