@@ -1,9 +1,15 @@
-"""Training labels. Labels look FORWARD by design, unlike features.
+"""Training labels: one rule per label a model spec trains on. Labels look FORWARD by design,
+unlike features.
+
+Every rule takes the bars frame (the columns it reads: ``close``, and ``high``/``low`` where
+it says so) and returns a float64 Series on its index, so a spec's ``make_label`` is the rule
+itself with its parameters bound (``models.catalog``).
 
 Conventions: a label at bar t describes bars ``t+1 .. t+horizon`` relative to the close of
-bar t (the decision is taken at t's close). Every function returns float64 on the input's
-index, NaN where the forward window is incomplete (always the last ``horizon`` rows, which
-are never filled) or where a backward-looking reference (a rolling σ) is still warming up.
+bar t (the decision is taken at t's close). It is NaN where the forward window is incomplete
+(always the last ``horizon`` rows, which are never filled) or where a backward-looking
+reference (a rolling σ, a trailing percentile) is still warming up. Anything that normalizes a
+label uses only bars up to t or labels of earlier bars, never a statistic of the whole frame.
 Class labels are floats because of those NaNs; cast after dropping them.
 """
 
@@ -15,25 +21,27 @@ import talib
 
 __all__ = [
     "REGIME_NAMES",
-    "forward_return",
-    "forward_returns",
-    "direction_label",
+    "direction_three_class",
+    "direction_up",
     "excursions",
-    "sigma_reversion_label",
-    "triple_barrier_label",
-    "future_realized_vol",
+    "forward_max_excursion",
+    "forward_realized_vol",
+    "forward_return",
+    "momentum_acceleration",
     "regime_label",
-    "make_labels",
+    "risk_percentile",
+    "sigma_reversion_label",
+    "zero_label",
 ]
 
-REGIME_NAMES: list[str] = ["trend_up", "trend_down", "range_bound", "high_volatility", "consolidation"]
+REGIME_NAMES: tuple[str, ...] = ("trend_up", "trend_down", "range_bound", "high_volatility", "consolidation")
 """Class names of :func:`regime_label`, indexed by label value."""
 
 
-def _values(series: pd.Series, name: str) -> np.ndarray:
-    if not isinstance(series, pd.Series):
-        raise ValueError(f"{name} must be a pandas Series, got {type(series).__name__}")
-    return np.ascontiguousarray(series.to_numpy(dtype=np.float64))
+def _column(bars: pd.DataFrame, name: str) -> np.ndarray:
+    if not isinstance(bars, pd.DataFrame) or name not in bars.columns:
+        raise ValueError(f"bars must be a DataFrame with a {name!r} column")
+    return np.ascontiguousarray(bars[name].to_numpy(dtype=np.float64))
 
 
 def _check_horizon(horizon: int) -> None:
@@ -71,51 +79,97 @@ def _log_returns(close: np.ndarray) -> np.ndarray:
     return returns
 
 
-def forward_return(close: pd.Series, horizon: int, log: bool = True) -> pd.Series:
-    """Return from the close of t to the close of t+horizon (log by default, else simple)."""
+def forward_return(bars: pd.DataFrame, horizon: int) -> pd.Series:
+    """Log return from the close of t to the close of t+horizon: ``ln(close[t+h] / close[t])``."""
     _check_horizon(horizon)
-    c = _values(close, "close")
-    ratio = _lead(c, horizon) / c
-    values = np.log(ratio) if log else ratio - 1.0
-    return pd.Series(values, index=close.index, name=f"fwd_ret_{horizon}")
+    c = _column(bars, "close")
+    return pd.Series(np.log(_lead(c, horizon) / c), index=bars.index, name=f"fwd_ret_{horizon}")
 
 
-def forward_returns(close: pd.Series, horizons: tuple[int, ...] = (1, 5, 15, 60), log: bool = True) -> pd.DataFrame:
-    """:func:`forward_return` for several horizons, columns ``fwd_ret_{h}``."""
-    return pd.concat([forward_return(close, h, log) for h in horizons], axis=1)
+def direction_up(bars: pd.DataFrame, horizon: int) -> pd.Series:
+    """``dir_up_h{h}``: 1 if ``close[t+h] > close[t]``, else 0."""
+    fwd = forward_return(bars, horizon)
+    return (fwd > 0).astype(float).where(fwd.notna())
 
 
-def direction_label(close: pd.Series, horizon: int, threshold: float = 0.001, binary: bool = False) -> pd.Series:
-    """Direction of the simple forward return over ``horizon`` bars.
+def direction_three_class(bars: pd.DataFrame, horizon: int, threshold: float) -> pd.Series:
+    """``dir3_h{h}_{threshold}``: 2 (up) if the forward log return is above ``threshold``, 0 (down)
+    if it is below ``-threshold``, else 1 (flat)."""
+    fwd = forward_return(bars, horizon)
+    label = np.select([fwd > threshold, fwd < -threshold], [2.0, 0.0], 1.0)
+    return pd.Series(label, index=bars.index).where(fwd.notna())
 
-    Ternary (default): 1 if return > threshold, -1 if < -threshold, else 0.
-    Binary: 1 if return > threshold, else 0.
+
+def forward_realized_vol(bars: pd.DataFrame, horizon: int) -> pd.Series:
+    """``fwd_rv_{h}``: realized volatility of the next ``horizon`` bars, ``sqrt(mean(r_{t+1}^2 .. r_{t+h}^2))``.
+
+    The root mean square of the 1-bar log returns, i.e. their standard deviation with the mean
+    taken as zero; per bar (not annualised). Units: per-bar log return.
     """
-    r = forward_return(close, horizon, log=False).to_numpy()
-    if binary:
-        label = (r > threshold).astype(np.float64)
-    else:
-        label = np.sign(r) * (np.abs(r) > threshold)
-    label[np.isnan(r)] = np.nan
-    return pd.Series(label, index=close.index, name=f"direction_{horizon}")
+    _check_horizon(horizon)
+    squared = _log_returns(_column(bars, "close")) ** 2
+    window_sum = squared if horizon == 1 else talib.SUM(squared, horizon)  # at t+h: bars t+1..t+h
+    values = np.sqrt(np.maximum(_lead(window_sum, horizon), 0.0) / horizon)
+    return pd.Series(values, index=bars.index, name=f"fwd_rv_{horizon}")
 
 
-def excursions(high: pd.Series, low: pd.Series, close: pd.Series, horizon: int) -> pd.DataFrame:
-    """Maximum favourable / adverse excursion of a long entered at the close of t.
+def excursions(bars: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    """Maximum favourable / adverse excursion of a long entered at the close of t (reads high, low, close).
 
     ``mfe_{h}`` = max(high[t+1..t+h]) / close[t] - 1 (>= typical 0);
     ``mae_{h}`` = min(low[t+1..t+h]) / close[t] - 1 (<= typical 0).
     For a short, MFE and MAE swap roles (with signs flipped).
     """
     _check_horizon(horizon)
-    c = _values(close, "close")
-    mfe = _forward_extreme(_values(high, "high"), horizon, highest=True) / c - 1.0
-    mae = _forward_extreme(_values(low, "low"), horizon, highest=False) / c - 1.0
-    return pd.DataFrame({f"mfe_{horizon}": mfe, f"mae_{horizon}": mae}, index=close.index)
+    c = _column(bars, "close")
+    mfe = _forward_extreme(_column(bars, "high"), horizon, highest=True) / c - 1.0
+    mae = _forward_extreme(_column(bars, "low"), horizon, highest=False) / c - 1.0
+    return pd.DataFrame({f"mfe_{horizon}": mfe, f"mae_{horizon}": mae}, index=bars.index)
 
 
-def sigma_reversion_label(close: pd.Series, horizon: int, window: int = 20, k: float = 1.0) -> pd.Series:
-    """The σ-reversion gate's label.
+def forward_max_excursion(bars: pd.DataFrame, horizon: int) -> pd.Series:
+    """Largest move against a position of either side over the next ``horizon`` bars.
+
+    ``max(MFE, -MAE)`` of :func:`excursions` (simple returns from ``close_t`` to the highest
+    high / lowest low of bars ``t+1 .. t+h``): the maximum adverse excursion of the worse of a
+    long and a short opened at ``close_t``.
+    """
+    ex = excursions(bars, horizon)
+    return np.maximum(ex[f"mfe_{horizon}"], -ex[f"mae_{horizon}"]).rename(f"max_excursion_{horizon}")
+
+
+def risk_percentile(bars: pd.DataFrame, horizon: int, lookback: int = 2000) -> pd.Series:
+    """``risk_pct_h{h}`` on a 0-100 scale: the percentile of :func:`forward_max_excursion` at t
+    among the values of the trailing ``lookback`` bars (itself included; at least ``lookback // 4``).
+
+    The scale is causal: it compares a bar with earlier bars only, so the label means the
+    same thing in any training window and needs no fitted map.
+    """
+    excursion = forward_max_excursion(bars, horizon)
+    pct = excursion.rolling(lookback, min_periods=max(lookback // 4, 2)).rank(pct=True) * 100.0
+    return pct.where(excursion.notna()).rename(f"risk_pct_{horizon}")
+
+
+def momentum_acceleration(bars: pd.DataFrame, horizon: int) -> pd.Series:
+    """``mom_accel_h{h}``: 1 if momentum accelerates over the next ``horizon`` bars, 0 if it
+    decelerates or reverses.
+
+    With ``P = ln(c_t / c_{t-h})`` (past momentum, known at t) and ``F = ln(c_{t+h} / c_t)``
+    (forward), momentum accelerates when the forward move continues the past one with a larger
+    magnitude: ``sign(P) * F > |P|``, i.e. the momentum slope ``sign(P) * (F - P)`` is
+    positive. NaN where either return is missing or ``P == 0``. For a driftless walk the base
+    rate is about 25%, and it falls with ``|P|`` (a large past move is hard to outrun), which
+    a model can learn from the past-return features: that part of the signal is structural.
+    """
+    log_close = np.log(bars["close"].astype(float))
+    past = log_close - log_close.shift(horizon)
+    fwd = forward_return(bars, horizon)
+    label = (np.sign(past) * fwd > past.abs()).astype(float)
+    return label.where(past.notna() & fwd.notna() & (past != 0))
+
+
+def sigma_reversion_label(bars: pd.DataFrame, horizon: int, window: int = 20, k: float = 1.0) -> pd.Series:
+    """``sigma_reversion_{h}``, the σ-reversion gate's label.
 
     At bar t, with the rolling mean μ_t and σ_t of the last ``window`` closes (bars
     t-window+1..t): label 1 if, within the next ``horizon`` closes, price moves toward μ_t by
@@ -123,7 +177,7 @@ def sigma_reversion_label(close: pd.Series, horizon: int, window: int = 20, k: f
     mean (or σ_t = 0) is labelled 0. NaN for the σ warm-up and the last ``horizon`` rows.
     """
     _check_horizon(horizon)
-    c = _values(close, "close")
+    c = _column(bars, "close")
     mean = talib.SMA(c, window)
     sigma = talib.STDDEV(c, window)
     target = k * sigma
@@ -132,71 +186,19 @@ def sigma_reversion_label(close: pd.Series, horizon: int, window: int = 20, k: f
     label = np.where(c > mean, fell, np.where(c < mean, rose, False)).astype(np.float64)
     label[sigma == 0] = 0.0
     label[np.isnan(mean) | np.isnan(_lead(c, horizon))] = np.nan
-    return pd.Series(label, index=close.index, name=f"sigma_reversion_{horizon}")
-
-
-def triple_barrier_label(
-    close: pd.Series,
-    horizon: int,
-    k_up: float = 2.0,
-    k_down: float = 2.0,
-    vol_window: int = 20,
-    high: pd.Series | None = None,
-    low: pd.Series | None = None,
-) -> pd.Series:
-    """Triple-barrier label (López de Prado): which barrier is touched first.
-
-    Barriers in log-return from the close of t: upper +k_up·σ, lower -k_down·σ, with
-    σ = σ₁·√horizon and σ₁ the std of the last ``vol_window`` one-bar log returns (bars up
-    to t). The vertical barrier is bar t+horizon. Label 1 (upper first), -1 (lower first),
-    0 (vertical). Touches use closes, or highs/lows if given; if one bar touches both, the
-    label is 0 (order inside the bar unknown).
-    """
-    _check_horizon(horizon)
-    c = _values(close, "close")
-    n = len(c)
-    log_close = np.log(c)
-    sigma = talib.STDDEV(_log_returns(c), vol_window) * np.sqrt(horizon)
-    upper, lower = k_up * sigma, -k_down * sigma
-    log_high = np.log(_values(high, "high")) if high is not None else log_close
-    log_low = np.log(_values(low, "low")) if low is not None else log_close
-    label = np.zeros(n)
-    decided = np.zeros(n, dtype=bool)
-    with np.errstate(invalid="ignore"):
-        for step in range(1, horizon + 1):
-            up = (_lead(log_high, step) - log_close >= upper) & ~decided
-            down = (_lead(log_low, step) - log_close <= lower) & ~decided
-            label[up & ~down] = 1.0
-            label[down & ~up] = -1.0
-            decided |= up | down
-    label[np.isnan(sigma) | np.isnan(_lead(c, horizon))] = np.nan
-    return pd.Series(label, index=close.index, name=f"triple_barrier_{horizon}")
-
-
-def future_realized_vol(close: pd.Series, horizons: tuple[int, ...] = (5, 15, 60)) -> pd.DataFrame:
-    """Forward realized volatility ``fwd_rv_{h}``: sqrt(mean squared one-bar log return over
-    bars t+1..t+h), per bar (not annualised)."""
-    c = _values(close, "close")
-    squared = _log_returns(c) ** 2
-    out = {}
-    for h in horizons:
-        _check_horizon(h)
-        window_sum = squared if h == 1 else talib.SUM(squared, h)  # at t+h: bars t+1..t+h
-        out[f"fwd_rv_{h}"] = np.sqrt(np.maximum(_lead(window_sum, h), 0.0) / h)
-    return pd.DataFrame(out, index=close.index)
+    return pd.Series(label, index=bars.index, name=f"sigma_reversion_{horizon}")
 
 
 def regime_label(
-    high: pd.Series,
-    low: pd.Series,
-    close: pd.Series,
-    horizon: int = 60,
+    bars: pd.DataFrame,
+    horizon: int,
     vol_window: int = 120,
     trend_z: float = 1.0,
     high_vol_ratio: float = 1.5,
     low_vol_ratio: float = 0.6,
 ) -> pd.Series:
-    """Rule-based market regime of the next ``horizon`` bars (values index :data:`REGIME_NAMES`).
+    """``regime_{h}``: rule-based market regime of the next ``horizon`` bars (values index
+    :data:`REGIME_NAMES`; reads high, low, close).
 
     Uses the forward window t+1..t+horizon and, as a yardstick, σ_ref = realized vol of the
     ``vol_window`` one-bar log returns up to t. With σ_fwd the forward realized vol and
@@ -210,16 +212,16 @@ def regime_label(
     2 range_bound      otherwise
     """
     _check_horizon(horizon)
-    c = _values(close, "close")
+    c = _column(bars, "close")
     returns = _log_returns(c)
     sigma_ref = np.sqrt(talib.SMA(returns**2, vol_window))
-    sigma_fwd = future_realized_vol(close, (horizon,)).to_numpy()[:, 0]
+    sigma_fwd = forward_realized_vol(bars, horizon).to_numpy()
     scale = sigma_ref * np.sqrt(horizon)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.log(_lead(c, horizon) / c) / scale
         vol_ratio = sigma_fwd / sigma_ref
-        forward_high = _forward_extreme(_values(high, "high"), horizon, highest=True)
-        forward_low = _forward_extreme(_values(low, "low"), horizon, highest=False)
+        forward_high = _forward_extreme(_column(bars, "high"), horizon, highest=True)
+        forward_low = _forward_extreme(_column(bars, "low"), horizon, highest=False)
         forward_range = np.log(forward_high / forward_low)
         label = np.full(len(c), 2.0)
         label[(vol_ratio <= low_vol_ratio) & (forward_range <= 2.0 * scale)] = 4.0
@@ -227,22 +229,9 @@ def regime_label(
         label[z >= trend_z] = 0.0
         label[vol_ratio >= high_vol_ratio] = 3.0
     label[np.isnan(sigma_ref) | np.isnan(sigma_fwd) | (sigma_ref == 0)] = np.nan
-    return pd.Series(label, index=close.index, name=f"regime_{horizon}")
+    return pd.Series(label, index=bars.index, name=f"regime_{horizon}")
 
 
-def make_labels(bars: pd.DataFrame, horizons: tuple[int, ...] = (1, 5, 15, 60)) -> pd.DataFrame:
-    """Every label for each horizon, from OHLC ``bars`` (columns high, low, close)."""
-    missing = [column for column in ("high", "low", "close") if column not in bars.columns]
-    if missing:
-        raise ValueError(f"bars is missing column(s) {missing} needed for labels")
-    high, low, close = bars["high"], bars["low"], bars["close"]
-    parts: list[pd.Series | pd.DataFrame] = [forward_returns(close, horizons), future_realized_vol(close, horizons)]
-    for h in horizons:
-        parts += [
-            direction_label(close, h),
-            excursions(high, low, close, h),
-            sigma_reversion_label(close, h),
-            triple_barrier_label(close, h, high=high, low=low),
-            regime_label(high, low, close, h),
-        ]
-    return pd.concat(parts, axis=1)
+def zero_label(bars: pd.DataFrame) -> pd.Series:
+    """0.0 on every bar: the label column of an unsupervised spec, whose model ignores ``y``."""
+    return pd.Series(0.0, index=bars.index)

@@ -6,7 +6,7 @@ the whole return series: the forecast made at row ``i`` uses returns up to and i
 row ``i`` (the return that ends at that bar, known when the bar closes) and nothing later.
 That is a fixed-parameter filter, honest out of sample: no holdout return enters the fit.
 
-Forecasts are of realized volatility in the label's units (:func:`models.families.labels.
+Forecasts are of realized volatility in the label's units (:func:`features.labels.
 forward_realized_vol`): ``sqrt(mean_k E[r_{t+k}^2])`` over ``k = 1..h`` of the conditional
 variance forecasts, unscaled back to per-bar log returns.
 """

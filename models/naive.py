@@ -130,10 +130,10 @@ def momentum_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
 
 def regime_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
     """Persistence: the regime of the last h bars (the label rule shifted back by h) is the forecast."""
-    from models.families.labels import REGIME_NAMES, regime_labels
+    from features.labels import REGIME_NAMES, regime_label
 
     n_classes = len(REGIME_NAMES)
-    past = ctx.at_rows(regime_labels(ctx.bars, horizon=ctx.horizon).shift(ctx.horizon))
+    past = ctx.at_rows(regime_label(ctx.bars, horizon=ctx.horizon).shift(ctx.horizon))
     majority = int(np.bincount(ctx.y[ctx.train_idx].astype(int), minlength=n_classes).argmax())
     predicted = np.where(np.isfinite(past), past, majority).astype(int)[ctx.holdout_idx]
     proba = np.full((len(predicted), n_classes), 0.4 / (n_classes - 1))
@@ -190,7 +190,7 @@ def har_rv_forecast(ctx: NaiveContext) -> np.ndarray:
 
 def risk_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
     """Persistence: the percentile of the last h bars' max excursion, among the trailing ones."""
-    from models.families.labels import risk_percentile
+    from features.labels import risk_percentile
 
     past = ctx.at_rows(risk_percentile(ctx.bars, horizon=ctx.horizon).shift(ctx.horizon))
     fill = float(np.mean(ctx.y[ctx.train_idx]))

@@ -1,13 +1,12 @@
-"""Model specs: what each family trains on, how it is searched, scored and gated.
+"""What a model spec is: the types of the spec catalog (:mod:`models.catalog`).
 
-A spec names its family, its label, its estimator and search space, and its primary
-metric. Families are picked by name through ``FAMILIES``: an explicit dict, not import
-strings. ``specs_for(["all"])`` selects every family.
+A spec names its family, its label, its estimator and search space, and its primary metric;
+:class:`Gates` are the validation gates it must pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -71,108 +70,3 @@ class ModelSpec:
 
     def label_for(self, bars: pd.DataFrame) -> pd.Series:
         return self.make_label(bars).rename(self.label)
-
-
-# -- direction ---------------------------------------------------------------------------
-
-def _forward_return(bars: pd.DataFrame, horizon: int) -> pd.Series:
-    from features.labels import forward_return
-
-    return forward_return(bars["close"], horizon)
-
-
-def _binary_direction(horizon: int) -> Callable[[pd.DataFrame], pd.Series]:
-    def make(bars: pd.DataFrame) -> pd.Series:
-        fwd = _forward_return(bars, horizon)
-        return (fwd > 0).astype(float).where(fwd.notna())
-    return make
-
-
-def _three_class_direction(horizon: int, threshold: float) -> Callable[[pd.DataFrame], pd.Series]:
-    def make(bars: pd.DataFrame) -> pd.Series:
-        fwd = _forward_return(bars, horizon)
-        label = np.select([fwd > threshold, fwd < -threshold], [2.0, 0.0], 1.0)
-        return pd.Series(label, index=bars.index).where(fwd.notna())
-    return make
-
-
-def lightgbm_space(trial: Any) -> dict[str, Any]:
-    """The LightGBM search space shared by the LightGBM-based families."""
-    return {
-        "n_estimators": trial.suggest_int("n_estimators", 50, 200, step=50),
-        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
-        "num_leaves": trial.suggest_int("num_leaves", 4, 31),
-        "min_child_samples": trial.suggest_int("min_child_samples", 20, 200, log=True),
-        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
-        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
-    }
-
-
-def _direction_classifier(params: dict[str, Any]) -> Any:
-    from models.families.direction import DirectionClassifier
-
-    return DirectionClassifier(**params)
-
-
-def direction_specs() -> list[ModelSpec]:
-    specs = [
-        ModelSpec(
-            name=f"direction_h{h}", family="direction", task="classifier", label=f"dir_up_h{h}",
-            horizon=h, make_label=_binary_direction(h), build=_direction_classifier,
-            search_space=lightgbm_space, metric="auc", class_names=("down", "up"),
-            description=f"P(close[t+{h}] > close[t]), LightGBM",
-        )
-        for h in (1, 5)
-    ]
-    specs.append(ModelSpec(
-        name="direction3_h5", family="direction", task="classifier", label="dir3_h5_0.001",
-        horizon=5, make_label=_three_class_direction(5, 0.001), build=_direction_classifier,
-        search_space=lightgbm_space, metric="auc", class_names=("down", "flat", "up"), max_train_rows=8000,
-        description="down / flat / up over 5 bars with a ±0.1% band, LightGBM",
-    ))
-    return specs
-
-
-FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
-    "direction": direction_specs,
-}
-
-
-def all_families() -> dict[str, Callable[[], list[ModelSpec]]]:
-    """``direction`` plus the families of :mod:`models.family_specs` (imported lazily: it imports this module)."""
-    from models.family_specs import EXTRA_FAMILIES
-
-    return {**FAMILIES, **EXTRA_FAMILIES}
-
-
-def family_names() -> list[str]:
-    return sorted(all_families())
-
-
-def specs_for(families: Sequence[str]) -> list[ModelSpec]:
-    """Specs of the named families (``all`` for every family) or single specs by name.
-
-    Unknown names raise ValueError listing what is known.
-    """
-    registry = all_families()
-    names = sorted(registry) if "all" in families else list(dict.fromkeys(families))
-    by_spec = {spec.name: spec for build in registry.values() for spec in build()}
-    unknown = [n for n in names if n not in registry and n not in by_spec]
-    if unknown:
-        raise ValueError(f"unknown model family {', '.join(unknown)}; known families: "
-                         f"{', '.join(family_names())}, all (or a spec name such as direction_h1)")
-    chosen: list[ModelSpec] = []
-    for name in names:
-        for spec in registry[name]() if name in registry else [by_spec[name]]:
-            if spec.name not in {c.name for c in chosen}:
-                chosen.append(spec)
-    return chosen
-
-
-def spec_by_name(name: str) -> ModelSpec:
-    for builder in all_families().values():
-        for spec in builder():
-            if spec.name == name:
-                return spec
-    raise ValueError(f"unknown model spec {name!r}")
-

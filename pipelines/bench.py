@@ -175,7 +175,7 @@ def run_model_bench(*, datasets: list[str], spec_names: list[str], seeds: list[i
     import pandas as pd
 
     from features.store import open_warehouse
-    from models.specs import spec_by_name
+    from models.catalog import spec_by_name
     from pipelines.build import build_features, build_labels
     from pipelines.extract import extract_samples
     from pipelines.sources import sample_timeframe
@@ -387,7 +387,7 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     import features
-    from models.specs import specs_for
+    from models.catalog import specs_for
     from pipelines.tracking import code_version
 
     datasets = list(datasets or (QUICK_DATASETS if quick else BENCH_DATASETS))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from features.store import open_warehouse
-from models.specs import spec_by_name
+from models.catalog import spec_by_name
 from pipelines.config import Settings
 
 

@@ -95,7 +95,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Run the train_models DAG in process: extract → … → deploy, then list the registry."""
-    from models.specs import specs_for
+    from models.catalog import specs_for
 
     given_symbols = _split_given(symbols, "--symbols")
     for symbol in given_symbols or []:

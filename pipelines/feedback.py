@@ -183,7 +183,7 @@ def trades_frame(settings: Settings, symbol: str) -> pd.DataFrame:
 
 def _is_binary(settings: Settings, name: str) -> bool:
     """Whether the registered model's spec is a two-class classifier (False when unknown)."""
-    from models.specs import spec_by_name
+    from models.catalog import spec_by_name
     from pipelines.monitor import _model_tags
     from registry import Registry
 

@@ -280,7 +280,7 @@ def fill_outcomes(settings: Settings, as_of: pd.Timestamp, *,
     (ReplacingMergeTree upsert), so running it again is a no-op.
     """
     from features.store import open_warehouse
-    from models.specs import spec_by_name
+    from models.catalog import spec_by_name
     from pipelines.sources import timeframe_delta
     from registry import Registry
 
@@ -399,7 +399,7 @@ def _monitor_one(settings: Settings, registry: Any, name: str, version: str, as_
     """One champion's check; ``last_request``: its latest retrain request within the
     cool-down, ``report_due``: no HTML report of it within ``report_interval_hours``."""
     from features.store import open_warehouse
-    from models.specs import spec_by_name
+    from models.catalog import spec_by_name
 
     mv = registry.client.get_model_version(name, version)
     run = registry.client.get_run(mv.run_id)

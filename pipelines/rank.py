@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def version_edge(registry: Registry, mv: Any) -> float | None:
     """Primary-metric edge over the best baseline or naive rule, from the version's run (None if unscored)."""
-    from models.specs import spec_by_name
+    from models.catalog import spec_by_name
 
     metric = mv.tags.get("primary_metric")
     if not metric:

@@ -52,7 +52,7 @@ def version_evidence(metric: str | None, metrics: dict[str, Any], spec_name: str
     walk-forward folds' mean ± std."""
     if not metric:
         return {}
-    from models.specs import spec_by_name
+    from models.catalog import spec_by_name
 
     higher_better = spec_by_name(spec_name).greater_is_better if spec_name else True
     naive = {k.removeprefix("naive_").removesuffix(f"_{metric}"): v for k, v in metrics.items()

@@ -62,7 +62,7 @@ def features(datasets: list[dict[str, Any]], as_of: Any) -> list[dict[str, Any]]
 def label(feature_refs: list[dict[str, Any]], params: dict[str, Any], as_of: Any,
           asset_events: Any = None) -> list[dict[str, Any]]:
     """Write the labels and return one train job per (spec, symbol, timeframe)."""
-    from models.specs import specs_for
+    from models.catalog import specs_for
     from pipelines.build import build_labels
 
     from pipelines.monitor import retrain_params

@@ -27,7 +27,8 @@ from models.outputs import build_estimator, fit_estimator, native_output, primar
 from models.cv import InsufficientDataError, PurgedWalkForward
 from models.parallel import ordered_map
 from models.search import tune
-from models.specs import ModelSpec, spec_by_name
+from models.catalog import spec_by_name
+from models.specs import ModelSpec
 from pipelines.config import Settings
 from pipelines.datasets import Dataset, load_dataset
 from pipelines.tracking import code_version, use_experiment

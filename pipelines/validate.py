@@ -20,7 +20,8 @@ import pandas as pd
 from features.store import open_warehouse
 from models.cv import InsufficientDataError
 from models.naive import NaiveContext, naive_predictions
-from models.specs import ModelSpec, spec_by_name
+from models.catalog import spec_by_name
+from models.specs import ModelSpec
 from pipelines.config import Settings
 from pipelines.datasets import Dataset, load_dataset
 from models.search import fit_and_score

@@ -1,7 +1,6 @@
 """``gate``: the σ-reversion entry gate of a crypto trading system.
 
-Label: ``features.labels.sigma_reversion_label`` via
-:func:`models.families.labels.sigma_reversion` (1 if, within the next N closes, price moves
+Label: :func:`features.labels.sigma_reversion_label` (1 if, within the next N closes, price moves
 toward its 20-bar mean by at least k·σ). Estimator: ``StandardScaler`` +
 ``GradientBoostingClassifier`` (the seed's pipeline), searched by the platform's Optuna on
 purged walk-forward CV (the spec's search space). A signal is approved when

@@ -1,6 +1,6 @@
 """``momentum``: SVM classifier of accelerating (1) vs decelerating (0) momentum.
 
-Label: :func:`models.families.labels.momentum_acceleration` (``sign(P) * F > |P|`` with ``P``
+Label: :func:`features.labels.momentum_acceleration` (``sign(P) * F > |P|`` with ``P``
 the past and ``F`` the forward h-bar log return: the forward move continues the past one
 with a larger magnitude).
 

@@ -2,8 +2,7 @@
 
 Classes (index → name, :data:`REGIME_NAMES`): 0 trend_up, 1 trend_down, 2 range_bound,
 3 high_volatility, 4 consolidation. The label rule is
-``features.labels.regime_label`` (forward-looking window), via
-:func:`models.families.labels.regime_labels`. ``predict`` returns the
+:func:`features.labels.regime_label` (forward-looking window). ``predict`` returns the
 class, ``predict_proba`` the distribution; the ONNX graph outputs ``label`` (class index,
 int64 ``[N]``) and ``probabilities`` (float32 ``[N, 5]``), as the direction family does.
 """
@@ -13,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from features.labels import REGIME_NAMES
 from models.families.direction import DirectionClassifier
-from models.families.labels import REGIME_NAMES
 from models.onnx_export import dynamic_batch_outputs
 
 __all__ = ["REGIME_NAMES", "RegimeClassifier"]

@@ -1,6 +1,6 @@
 """``risk``: RandomForestRegressor giving a 0-100 risk score.
 
-The label (:func:`models.families.labels.risk_percentile`) is already on the 0-100 scale: the
+The label (:func:`features.labels.risk_percentile`) is already on the 0-100 scale: the
 percentile of the forward maximum adverse excursion among the trailing 2,000 bars. The forest
 regresses it; predictions are clipped to [0, 100] (a forest's average of 0-100 targets stays
 inside anyway; the clip guards the contract). ONNX: skl2onnx's forest graph plus a ``Clip``;

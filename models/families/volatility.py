@@ -1,6 +1,6 @@
 """``volatility``: a HAR regression on range volatility, boosted by LightGBM, fitted on QLIKE.
 
-The label is :func:`models.families.labels.forward_realized_vol` (RMS of the next ``h`` 1-bar
+The label is :func:`features.labels.forward_realized_vol` (RMS of the next ``h`` 1-bar
 log returns); the spec's primary metric is QLIKE on its square, the realized variance ``RV``.
 The model forecasts the log variance in two additive parts:
 

@@ -88,7 +88,7 @@ def test_exported_bundle_serves_the_native_models_predictions(dag_run, alphaops_
     """Predictor on the exported bundle equals the native model (refit deterministically) within 1e-5."""
     import serving
     from features.store import open_warehouse
-    from models.specs import spec_by_name
+    from models.catalog import spec_by_name
     from pipelines.datasets import load_dataset
     from registry import Registry
 

@@ -21,24 +21,17 @@ def small() -> pd.DataFrame:
     return pd.DataFrame({"high": high, "low": low, "close": close}, index=index)
 
 
-def test_forward_return_and_direction(small):
+def test_forward_return(small):
     c = small["close"].to_numpy()
     h = 5
-    fwd = labels.forward_return(small["close"], h)
+    fwd = labels.forward_return(small, h)
     np.testing.assert_allclose(fwd[:-h], np.log(c[h:] / c[:-h]), rtol=1e-12)
-    simple = c[h:] / c[:-h] - 1
-    ternary = labels.direction_label(small["close"], h, threshold=0.002)
-    np.testing.assert_array_equal(ternary[:-h], np.where(simple > 0.002, 1, np.where(simple < -0.002, -1, 0)))
-    binary = labels.direction_label(small["close"], h, threshold=0.002, binary=True)
-    np.testing.assert_array_equal(binary[:-h], (simple > 0.002).astype(float))
-    assert set(ternary.dropna().unique()) == {-1.0, 0.0, 1.0}
-    frame = labels.forward_returns(small["close"], HORIZONS)
-    assert list(frame.columns) == [f"fwd_ret_{h}" for h in HORIZONS]
+    assert fwd.name == f"fwd_ret_{h}"
 
 
 def test_excursions_match_a_brute_force_scan(small):
     h = 7
-    out = labels.excursions(small["high"], small["low"], small["close"], h)
+    out = labels.excursions(small, h)
     high, low, close = (small[name].to_numpy() for name in ("high", "low", "close"))
     for t in range(0, len(close) - h, 13):
         assert out[f"mfe_{h}"].iloc[t] == pytest.approx(high[t + 1 : t + h + 1].max() / close[t] - 1, rel=1e-12)
@@ -47,7 +40,7 @@ def test_excursions_match_a_brute_force_scan(small):
 
 def test_sigma_reversion_label_matches_its_definition(small):
     horizon, window, k = 10, 20, 1.0
-    out = labels.sigma_reversion_label(small["close"], horizon, window, k)
+    out = labels.sigma_reversion_label(small, horizon, window, k)
     close = small["close"].to_numpy()
     for t in range(window - 1, len(close) - horizon):
         past, future = close[t - window + 1 : t + 1], close[t + 1 : t + horizon + 1]
@@ -61,30 +54,12 @@ def test_sigma_reversion_label_matches_its_definition(small):
     assert 0.05 < out.mean() < 0.95
 
 
-def test_triple_barrier_label_matches_a_brute_force_walk(small):
-    horizon, k, vol_window = 10, 1.0, 20
-    out = labels.triple_barrier_label(small["close"], horizon, k, k, vol_window, high=small["high"], low=small["low"])
-    close, high, low = (small[name].to_numpy() for name in ("close", "high", "low"))
-    returns = np.diff(np.log(close))
-    for t in range(vol_window, len(close) - horizon):
-        width = k * returns[t - vol_window : t].std() * np.sqrt(horizon)
-        expected = 0.0
-        for step in range(1, horizon + 1):
-            up = np.log(high[t + step] / close[t]) >= width
-            down = np.log(low[t + step] / close[t]) <= -width
-            if up or down:
-                expected = 0.0 if (up and down) else (1.0 if up else -1.0)
-                break
-        assert out.iloc[t] == expected, t
-    assert set(out.dropna().unique()) == {-1.0, 0.0, 1.0}
-
-
-def test_future_realized_vol_matches_its_definition(small):
-    out = labels.future_realized_vol(small["close"], (1, 6))
+def test_forward_realized_vol_matches_its_definition(small):
+    out = {h: labels.forward_realized_vol(small, h) for h in (1, 6)}
     returns = np.diff(np.log(small["close"].to_numpy()))
     for t in range(0, len(returns) - 6, 17):
-        assert out["fwd_rv_6"].iloc[t] == pytest.approx(np.sqrt(np.mean(returns[t : t + 6] ** 2)), rel=1e-9)
-        assert out["fwd_rv_1"].iloc[t] == pytest.approx(abs(returns[t]), rel=1e-9)
+        assert out[6].iloc[t] == pytest.approx(np.sqrt(np.mean(returns[t : t + 6] ** 2)), rel=1e-9)
+        assert out[1].iloc[t] == pytest.approx(abs(returns[t]), rel=1e-9)
 
 
 def _regime_bars(forward_steps: np.ndarray, past: int = 150) -> pd.DataFrame:
@@ -109,23 +84,30 @@ def _regime_bars(forward_steps: np.ndarray, past: int = 150) -> pd.DataFrame:
 def test_regime_label_recognises_each_regime(name, forward):
     bars = _regime_bars(forward)
     t = 149  # the decision bar: the label describes bars 150..179
-    label = labels.regime_label(bars["high"], bars["low"], bars["close"], horizon=30, vol_window=120)
+    label = labels.regime_label(bars, horizon=30, vol_window=120)
     assert labels.REGIME_NAMES[int(label.iloc[t])] == name
 
 
 def test_regime_label_uses_only_its_documented_bars(small):
     horizon, vol_window, t = 20, 60, 200
-    base = labels.regime_label(small["high"], small["low"], small["close"], horizon, vol_window)
+    base = labels.regime_label(small, horizon, vol_window)
     altered = small.copy()
     altered.iloc[t + horizon + 1 :] *= 3.0  # after the forward window
     altered.iloc[: t - vol_window] *= 0.3  # before the reference window
-    again = labels.regime_label(altered["high"], altered["low"], altered["close"], horizon, vol_window)
+    again = labels.regime_label(altered, horizon, vol_window)
     assert again.iloc[t] == base.iloc[t]
-    assert labels.REGIME_NAMES == ["trend_up", "trend_down", "range_bound", "high_volatility", "consolidation"]
+    assert labels.REGIME_NAMES == ("trend_up", "trend_down", "range_bound", "high_volatility", "consolidation")
 
 
 def test_every_label_leaves_exactly_its_horizon_unfilled(sp500_bars):
-    table = labels.make_labels(sp500_bars, HORIZONS)
+    parts = []
+    for h in HORIZONS:
+        parts += [labels.forward_return(sp500_bars, h), labels.forward_realized_vol(sp500_bars, h),
+                  labels.direction_up(sp500_bars, h).rename(f"dir_up_{h}"),
+                  labels.direction_three_class(sp500_bars, h, 0.001).rename(f"dir3_{h}"),
+                  labels.excursions(sp500_bars, h), labels.sigma_reversion_label(sp500_bars, h),
+                  labels.regime_label(sp500_bars, h)]
+    table = pd.concat(parts, axis=1)
     for column in table.columns:
         horizon = int(column.rsplit("_", 1)[1])
         values = table[column]
@@ -136,12 +118,12 @@ def test_every_label_leaves_exactly_its_horizon_unfilled(sp500_bars):
 def test_labels_do_look_forward(small):
     """Sanity check of the direction of time: the label at t moves with bar t+h."""
     h, t = 5, 100
-    moved = small["close"].copy()
-    moved.iloc[t + h] *= 1.5
-    assert labels.direction_label(moved, h).iloc[t] == 1.0
-    assert labels.forward_return(moved, h).iloc[t] > labels.forward_return(small["close"], h).iloc[t]
+    moved = small.copy()
+    moved.loc[moved.index[t + h], "close"] *= 1.5
+    assert labels.direction_up(moved, h).iloc[t] == 1.0
+    assert labels.forward_return(moved, h).iloc[t] > labels.forward_return(small, h).iloc[t]
 
 
 def test_bad_horizon_is_rejected(small):
     with pytest.raises(ValueError, match="horizon must be a positive integer"):
-        labels.forward_return(small["close"], 0)
+        labels.forward_return(small, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import serving
 from models.bundle import spec_schema, write_bundle
-from models.specs import spec_by_name
+from models.catalog import spec_by_name
 
 
 def test_gate_fallback_drops_rules_on_missing_microstructure_features(tmp_path):

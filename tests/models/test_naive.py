@@ -8,7 +8,7 @@ import pytest
 
 from models.metrics import primary_score
 from models.naive import NaiveContext, naive_predictions
-from models.specs import spec_by_name
+from models.catalog import spec_by_name
 from pipelines.synthetic import autoregressive_market
 
 

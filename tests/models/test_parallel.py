@@ -7,7 +7,7 @@ import pytest
 from models.cv import PurgedWalkForward
 from models.parallel import default_n_jobs, ordered_map
 from models.search import cv_score
-from models.specs import spec_by_name
+from models.catalog import spec_by_name
 
 
 def test_ordered_map_keeps_order_and_runs_on_several_threads():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.specs import spec_by_name
+from models.catalog import spec_by_name
 from pipelines.evaluation import (
     benjamini_hochberg,
     deflated_sharpe_ratio,

@@ -1,6 +1,6 @@
 """Gates of pipelines.validate: the null test only runs for versions that pass every other gate."""
 
-from models.specs import spec_by_name
+from models.catalog import spec_by_name
 from pipelines.validate import _null_test_text, gate_results
 
 SPEC = spec_by_name("direction_h1")

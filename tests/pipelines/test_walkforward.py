@@ -17,7 +17,7 @@ import pytest
 from scipy.signal import lfilter
 
 from models.cv import PurgedWalkForward, holdout_split
-from models.specs import spec_by_name
+from models.catalog import spec_by_name
 from pipelines.datasets import Dataset
 from pipelines.evaluation import periods_per_year, trading_metrics
 from pipelines.walkforward import (

@@ -1,6 +1,6 @@
 """Every model family the platform trains, served from its bundle.
 
-For each spec of ``models.specs.specs_for(["all"])`` the family's estimator is built by the spec
+For each spec of ``models.catalog.specs_for(["all"])`` the family's estimator is built by the spec
 (with small, fast parameters), fitted on the synthetic market of ``tests/models/families`` and
 its bundle written with ``models.bundle.write_bundle(dir, est.to_onnx(), spec_schema(...))``.
 ``serving.Predictor`` must load it and answer what the estimator answers natively, within the
@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from models.bundle import spec_schema, write_bundle
-from models.specs import ModelSpec, specs_for
+from models.catalog import specs_for
+from models.specs import ModelSpec
 from serving import (
     AnomalyPrediction,
     BundleError,
@@ -67,7 +68,7 @@ class Served:
 
 def _fit(spec: ModelSpec, frame: Any, bars: Any) -> tuple[Any, np.ndarray]:
     """The spec's estimator fitted on the first 80% of ``frame``; returns it and the held-out X."""
-    from models.families.labels import forward_log_return
+    from features.labels import forward_return
 
     y_all = spec.label_for(bars).reindex(frame.index)
     keep = y_all.notna().to_numpy()
@@ -78,7 +79,7 @@ def _fit(spec: ModelSpec, frame: Any, bars: Any) -> tuple[Any, np.ndarray]:
     if spec.window:
         from models.families.sequence import make_windows
 
-        fwd = forward_log_return(bars["close"], spec.horizon).reindex(frame.index).to_numpy()[keep]
+        fwd = forward_return(bars, spec.horizon).reindex(frame.index).to_numpy()[keep]
         X, y = make_windows(X, spec.window), y[spec.window - 1 :]
         fit_kw["forward_return"] = np.nan_to_num(fwd[spec.window - 1 :])
     cut = int(len(X) * 0.8)

@@ -5,9 +5,9 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
+from features.labels import forward_return
 from models.families.direction import DirectionClassifier
 from models.families.ensemble import METHODS, EnsembleClassifier
-from models.families.labels import forward_log_return
 from models.onnx_export import run_onnx
 
 
@@ -18,7 +18,7 @@ def members(n_estimators: int = 25) -> list[DirectionClassifier]:
 
 @pytest.fixture(scope="module")
 def data(bars, make_xy):
-    X, fwd = make_xy(forward_log_return(bars["close"], 5), classes=False)
+    X, fwd = make_xy(forward_return(bars, 5), classes=False)
     y2 = (fwd > 0).astype(np.int64)
     y3 = np.select([fwd > 5e-4, fwd < -5e-4], [2, 0], 1).astype(np.int64)
     return X, y2, y3, int(len(X) * 0.7)

@@ -6,6 +6,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 import features
+from features.labels import sigma_reversion_label
+from models.catalog import FAMILIES
 from models.cv import PurgedWalkForward
 from models.families.gate import (
     APPROVE_THRESHOLD,
@@ -14,17 +16,15 @@ from models.families.gate import (
     GateClassifier,
     apply_fallback,
 )
-from models.families.labels import sigma_reversion
-from models.family_specs import EXTRA_FAMILIES
 from models.onnx_export import run_onnx
 from models.search import tune
 
-SPEC = EXTRA_FAMILIES["gate"]()[0]
+SPEC = FAMILIES["gate"]()[0]
 
 
 @pytest.fixture(scope="module")
 def data(bars, make_xy):
-    X, y = make_xy(sigma_reversion(bars, horizon=20))
+    X, y = make_xy(sigma_reversion_label(bars, horizon=20))
     return X, y, int(len(X) * 0.7)
 
 

@@ -8,7 +8,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from models.families.labels import momentum_acceleration
+from features.labels import momentum_acceleration
 from models.cv import evenly_spaced_rows
 from models.families.momentum import MomentumSVM
 from models.onnx_export import run_onnx
@@ -16,7 +16,7 @@ from models.onnx_export import run_onnx
 
 @pytest.fixture(scope="module")
 def data(bars, make_xy):
-    X, y = make_xy(momentum_acceleration(bars["close"], 10))
+    X, y = make_xy(momentum_acceleration(bars, 10))
     return X, y, int(len(X) * 0.7)
 
 
@@ -30,7 +30,7 @@ def fitted(data):
 
 def test_label_rule():
     close = pd.Series(np.exp([0.0, 0.1, 0.2, 0.5, 0.55, 0.3]))
-    label = momentum_acceleration(close, 1)
+    label = momentum_acceleration(close.to_frame("close"), 1)
     # past +0.1 then +0.1: not larger -> 0; +0.1 then +0.3: accelerates -> 1; +0.3 then +0.05 -> 0; reversal -> 0
     np.testing.assert_array_equal(label.to_numpy()[1:5], [0.0, 1.0, 0.0, 0.0])
     assert np.isnan(label.iloc[0]) and np.isnan(label.iloc[-1])

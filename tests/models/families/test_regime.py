@@ -5,15 +5,15 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from models.families.labels import REGIME_NAMES, regime_labels
+from features.labels import REGIME_NAMES, regime_label
+from models.catalog import FAMILIES
 from models.families.regime import RegimeClassifier
-from models.family_specs import EXTRA_FAMILIES
 from models.onnx_export import run_onnx
 
 
 @pytest.fixture(scope="module")
 def data(bars, make_xy):
-    X, y = make_xy(regime_labels(bars, horizon=20))
+    X, y = make_xy(regime_label(bars, horizon=20))
     return X, y, int(len(X) * 0.7)
 
 
@@ -27,7 +27,7 @@ def test_labels_cover_the_five_regimes(data):
     _, y, _ = data
     assert set(np.unique(y)) == set(range(5))
     assert REGIME_NAMES == ("trend_up", "trend_down", "range_bound", "high_volatility", "consolidation")
-    spec = EXTRA_FAMILIES["regime"]()[0]
+    spec = FAMILIES["regime"]()[0]
     assert spec.class_names == REGIME_NAMES and spec.task == "classifier"
 
 

@@ -6,9 +6,9 @@ from scipy.stats import spearmanr
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from models.families.labels import forward_max_excursion, risk_percentile
+from features.labels import forward_max_excursion, risk_percentile
+from models.catalog import FAMILIES
 from models.families.risk import RiskScorer
-from models.family_specs import EXTRA_FAMILIES
 from models.onnx_export import run_onnx
 
 
@@ -55,7 +55,7 @@ def test_scores_in_range_onnx_parity_and_determinism(data, fitted):
     assert score.min() >= 0 and score.max() <= 100
     (value,) = run_onnx(fitted.to_onnx(), X[cut:])
     diff = np.max(np.abs(value[:, 0] - score))
-    spec = EXTRA_FAMILIES["risk"]()[0]
+    spec = FAMILIES["risk"]()[0]
     assert diff <= spec.gates.max_onnx_abs_diff  # 1e-4 points: float32 sums of 40-200 trees on a 0-100 scale
     assert diff / 100.0 <= 1e-6
     again = RiskScorer(n_estimators=40, random_state=2).fit(X[:cut], y[:cut]).predict(X[cut:])

@@ -5,7 +5,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from models.families.labels import forward_log_return
+from features.labels import forward_return
 from models.families.sequence import SequenceModel, make_windows
 from models.onnx_export import run_onnx
 
@@ -15,7 +15,7 @@ SMALL = {"hidden_size": 16, "epochs": 2, "batch_size": 128, "n_threads": 1}
 
 @pytest.fixture(scope="module")
 def data(bars, make_xy):
-    X2, fwd = make_xy(forward_log_return(bars["close"], 5), classes=False)
+    X2, fwd = make_xy(forward_return(bars, 5), classes=False)
     X2, fwd = X2[-1200:], fwd[-1200:]
     X = make_windows(X2, WINDOW)
     fwd = fwd[WINDOW - 1:]

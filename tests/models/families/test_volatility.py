@@ -5,10 +5,10 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
+from features.labels import forward_realized_vol
 from models.baselines import arch_scale, garch_baselines, naive_realized_vol
-from models.families.labels import forward_realized_vol
+from models.catalog import FAMILIES
 from models.families.volatility import RANGE_INPUTS, VolatilityRegressor, volatility_space
-from models.family_specs import EXTRA_FAMILIES
 from models.metrics import regressor_score
 from models.onnx_export import run_onnx
 
@@ -17,7 +17,7 @@ H = 5
 
 @pytest.fixture(scope="module")
 def data(bars, feature_frame, make_xy):
-    X, y = make_xy(forward_realized_vol(bars["close"], H), classes=False)
+    X, y = make_xy(forward_realized_vol(bars, H), classes=False)
     returns = feature_frame["ret_1"].to_numpy()[: len(X)]  # ret_1 = the return that ends at each row
     cut = int(len(X) * 0.7)
     return X, y, returns, cut
@@ -93,7 +93,7 @@ def test_spec_baselines_signature_and_units(data):
     """The spec's plain baseline is the training mean; GARCH, EGARCH and HAR-RV are its naive
     rules (models.naive, tested in tests/models/test_naive.py), fed returns that end at each bar."""
     X, y, returns, cut = data
-    spec = next(s for s in EXTRA_FAMILIES["volatility"]() if s.horizon == H)
+    spec = next(s for s in FAMILIES["volatility"]() if s.horizon == H)
     out = spec.baselines(y[:cut], y[cut:], returns[:cut], returns[cut:])
     assert set(out) == {"train_mean"}
     for name, forecast in out.items():
@@ -178,7 +178,7 @@ def test_on_spx_it_beats_garch_at_h5_and_the_best_classical_rule_at_h20():
     feats = features.compute(bars)
     names = usable_features(feats, features.WARMUP)
     for h, margin in ((5, 0.95), (20, 1.0)):
-        frame = feats[names].iloc[features.WARMUP:].join(forward_realized_vol(bars["close"], h).rename("y")).dropna()
+        frame = feats[names].iloc[features.WARMUP:].join(forward_realized_vol(bars, h).rename("y")).dropna()
         X, y = frame[names].to_numpy(np.float32), frame["y"].to_numpy()
         train, hold = holdout_split(len(y), 0.2, purge=h)
         model = VolatilityRegressor(n_estimators=0, feature_names=tuple(names)).fit(X[train], y[train])

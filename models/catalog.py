@@ -1,76 +1,32 @@
-"""Model specs of the families beside ``direction``; :func:`models.specs.all_families` merges
-:data:`EXTRA_FAMILIES` with ``FAMILIES``.
+"""The spec catalog: every model family's specs, picked by name through :data:`FAMILIES`.
 
-Every spec names its label (a rule in :mod:`models.families.labels` or
-:mod:`models.families.trade_quality`), its estimator builder and Optuna search space, and its
-primary metric. Estimator modules are imported inside the builders, so importing this module
-stays cheap (no torch, LightGBM or arch at import time).
+``FAMILIES`` is an explicit dict (family name → spec builder), not import strings;
+``specs_for(["all"])`` selects every family, ``spec_by_name`` one spec. Every spec names its
+label (a rule of :mod:`features.labels` with its parameters bound, or the trade log's
+:func:`models.families.trade_quality.trade_label`), its estimator builder and Optuna search
+space, and its primary metric. Estimator modules are imported inside the builders, so
+importing this module stays cheap (no torch, LightGBM, scikit-learn or arch at import time).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from models.specs import Gates, ModelSpec, lightgbm_space
-
-# -- labels ------------------------------------------------------------------------------
-
-
-def _realized_vol(horizon: int, bars: pd.DataFrame) -> pd.Series:
-    from models.families.labels import forward_realized_vol
-
-    return forward_realized_vol(bars["close"], horizon)
-
-
-def _regime(horizon: int, bars: pd.DataFrame) -> pd.Series:
-    from models.families.labels import regime_labels
-
-    return regime_labels(bars, horizon=horizon)
-
-
-def _unsupervised(bars: pd.DataFrame) -> pd.Series:
-    """Placeholder label (0.0 on every bar): the anomaly model ignores ``y``."""
-    return pd.Series(0.0, index=bars.index)
-
-
-def _risk(horizon: int, bars: pd.DataFrame) -> pd.Series:
-    from models.families.labels import risk_percentile
-
-    return risk_percentile(bars, horizon=horizon)
-
-
-def _momentum(horizon: int, bars: pd.DataFrame) -> pd.Series:
-    from models.families.labels import momentum_acceleration
-
-    return momentum_acceleration(bars["close"], horizon)
-
-
-def _reversion(horizon: int, k: float, bars: pd.DataFrame) -> pd.Series:
-    from models.families.labels import sigma_reversion
-
-    return sigma_reversion(bars, horizon=horizon, k=k)
-
-
-def _trade_r(bars: pd.DataFrame) -> pd.Series:
-    from models.families.trade_quality import trade_label
-
-    return trade_label(bars)
-
-
-def _direction_up(horizon: int, bars: pd.DataFrame) -> pd.Series:
-    """1 if ``close[t+h] > close[t]`` (same values as the direction family's ``dir_up_h*`` label)."""
-    from models.families.labels import forward_log_return
-
-    fwd = forward_log_return(bars["close"], horizon)
-    return (fwd > 0).astype(float).where(fwd.notna())
-
+from features import labels
+from models.specs import Gates, ModelSpec
 
 # -- builders ----------------------------------------------------------------------------
+
+
+def _direction_classifier(params: dict[str, Any]) -> Any:
+    from models.families.direction import DirectionClassifier
+
+    return DirectionClassifier(**params)
 
 
 def _volatility(params: dict[str, Any]) -> Any:
@@ -122,6 +78,14 @@ def _trade_quality(params: dict[str, Any]) -> Any:
     return TradeQualityModel(**params)
 
 
+def _trade_label(bars: pd.DataFrame) -> pd.Series:
+    """:func:`models.families.trade_quality.trade_label`, imported on call like the estimators: the
+    label replays the family's sample strategies, and its module loads scikit-learn and onnx."""
+    from models.families.trade_quality import trade_label
+
+    return trade_label(bars)
+
+
 def _sequence(arch: str, params: dict[str, Any]) -> Any:
     from models.families.sequence import SequenceModel
 
@@ -136,6 +100,18 @@ def _ensemble(params: dict[str, Any]) -> Any:
 
 
 # -- search spaces -----------------------------------------------------------------------
+
+
+def lightgbm_space(trial: Any) -> dict[str, Any]:
+    """The LightGBM search space shared by the LightGBM-based families."""
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 50, 200, step=50),
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 4, 31),
+        "min_child_samples": trial.suggest_int("min_child_samples", 20, 200, log=True),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
+        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+    }
 
 
 def small_lightgbm_space(trial: Any) -> dict[str, Any]:
@@ -214,6 +190,8 @@ def train_mean_baseline(y_train: np.ndarray, y_holdout: np.ndarray, train_return
 
 # -- specs -------------------------------------------------------------------------------
 
+DIRECTION_HORIZONS = (1, 5)
+DIRECTION3_HORIZON, DIRECTION3_THRESHOLD = 5, 0.001
 VOLATILITY_HORIZONS = (5, 20)
 REGIME_HORIZON = 20
 RISK_HORIZON = 20
@@ -223,12 +201,33 @@ SEQUENCE_HORIZON, SEQUENCE_WINDOW = 5, 32
 ENSEMBLE_HORIZON = 5
 
 
+def direction_specs() -> list[ModelSpec]:
+    specs = [
+        ModelSpec(
+            name=f"direction_h{h}", family="direction", task="classifier", label=f"dir_up_h{h}",
+            horizon=h, make_label=partial(labels.direction_up, horizon=h), build=_direction_classifier,
+            search_space=lightgbm_space, metric="auc", class_names=("down", "up"),
+            description=f"P(close[t+{h}] > close[t]), LightGBM",
+        )
+        for h in DIRECTION_HORIZONS
+    ]
+    h, threshold = DIRECTION3_HORIZON, DIRECTION3_THRESHOLD
+    specs.append(ModelSpec(
+        name=f"direction3_h{h}", family="direction", task="classifier", label=f"dir3_h{h}_{threshold:g}",
+        horizon=h, make_label=partial(labels.direction_three_class, horizon=h, threshold=threshold),
+        build=_direction_classifier, search_space=lightgbm_space, metric="auc",
+        class_names=("down", "flat", "up"), max_train_rows=8000,
+        description=f"down / flat / up over {h} bars with a ±{threshold:.1%} band, LightGBM",
+    ))
+    return specs
+
+
 def volatility_specs() -> list[ModelSpec]:
     return [
         ModelSpec(
             name=f"volatility_h{h}", family="volatility", task="regressor", label=f"fwd_rv_{h}", horizon=h,
-            make_label=partial(_realized_vol, h), build=_volatility, search_space=_volatility_space,
-            metric="qlike", greater_is_better=False,
+            make_label=partial(labels.forward_realized_vol, horizon=h), build=_volatility,
+            search_space=_volatility_space, metric="qlike", greater_is_better=False,
             description=f"realized volatility (RMS of 1-bar log returns) of the next {h} bars: HAR on "
                         "Garman-Klass volatility (1, 5, 22 bars) with leverage, boosted by LightGBM, both on "
                         "QLIKE; naive rules GARCH(1,1), EGARCH(1,1), HAR-RV and last-h RV fitted on the training window",
@@ -241,13 +240,11 @@ def volatility_specs() -> list[ModelSpec]:
 
 
 def regime_specs() -> list[ModelSpec]:
-    from models.families.labels import REGIME_NAMES
-
     h = REGIME_HORIZON
     return [ModelSpec(
         name=f"regime_h{h}", family="regime", task="classifier", label=f"regime_{h}", horizon=h,
-        make_label=partial(_regime, h), build=_regime_classifier, search_space=lightgbm_space, metric="auc",
-        class_names=REGIME_NAMES, max_train_rows=8000,
+        make_label=partial(labels.regime_label, horizon=h), build=_regime_classifier, search_space=lightgbm_space,
+        metric="auc", class_names=labels.REGIME_NAMES, max_train_rows=8000,
         description=f"regime of the next {h} bars (trend up/down, range, high vol, consolidation), LightGBM",
     )]
 
@@ -257,7 +254,7 @@ def anomaly_specs() -> list[ModelSpec]:
 
     return [ModelSpec(
         name="anomaly_iforest", family="anomaly", task="anomaly", label="anomaly_unsupervised", horizon=0,
-        make_label=_unsupervised, build=_anomaly, search_space=anomaly_space, metric="event_auc",
+        make_label=labels.zero_label, build=_anomaly, search_space=anomaly_space, metric="event_auc",
         class_names=("anomaly", "normal"),
         description="IsolationForest; score = training CDF of -score_samples, anomaly if score > 0.99; "
                     "type by feature-group robust z-scores. Unsupervised: y is ignored; validate with "
@@ -276,8 +273,8 @@ def risk_specs() -> list[ModelSpec]:
     h = RISK_HORIZON
     return [ModelSpec(
         name=f"risk_h{h}", family="risk", task="regressor", label=f"risk_pct_h{h}", horizon=h,
-        make_label=partial(_risk, h), build=_risk_scorer, search_space=forest_space, metric="mae", max_train_rows=4000,
-        greater_is_better=False,
+        make_label=partial(labels.risk_percentile, horizon=h), build=_risk_scorer, search_space=forest_space,
+        metric="mae", max_train_rows=4000, greater_is_better=False,
         # float32 resolution near 100 is 7.6e-6, and a forest sums 100 float32 leaves: the ONNX
         # score differs from the native one by up to ~4e-5 points (relative 5e-7).
         gates=Gates(max_onnx_abs_diff=1e-4),
@@ -291,8 +288,8 @@ def momentum_specs() -> list[ModelSpec]:
     h = MOMENTUM_HORIZON
     return [ModelSpec(
         name=f"momentum_h{h}", family="momentum", task="classifier", label=f"mom_accel_h{h}", horizon=h,
-        make_label=partial(_momentum, h), build=_momentum_svm, search_space=svm_space, metric="auc",
-        class_names=("decelerating", "accelerating"),
+        make_label=partial(labels.momentum_acceleration, horizon=h), build=_momentum_svm, search_space=svm_space,
+        metric="auc", class_names=("decelerating", "accelerating"),
         description=f"does the next {h}-bar move continue the past {h}-bar move with a larger size? "
                     "scaled RBF SVM, sigmoid-calibrated",
     )]
@@ -304,8 +301,8 @@ def gate_specs() -> list[ModelSpec]:
     h, k = GATE_HORIZON, GATE_K
     return [ModelSpec(
         name=f"gate_h{h}", family="gate", task="classifier", label=f"sigma_reversion_{h}", horizon=h,
-        make_label=partial(_reversion, h, k), build=_gate, search_space=gbm_space, metric="auc", max_train_rows=4000,
-        class_names=("reject", "approve"),
+        make_label=partial(labels.sigma_reversion_label, horizon=h, k=k), build=_gate, search_space=gbm_space,
+        metric="auc", max_train_rows=4000, class_names=("reject", "approve"),
         description=f"σ-reversion gate: P(price moves ≥ {k:g}σ toward its 20-bar mean within {h} bars), "
                     "StandardScaler + GradientBoosting; float and UInt8-quantized ONNX",
         schema_extras={
@@ -321,7 +318,7 @@ def gate_specs() -> list[ModelSpec]:
 def trade_quality_specs() -> list[ModelSpec]:
     return [ModelSpec(
         name="trade_quality", family="trade_quality", task="regressor", label="trade_r_multiple", horizon=60,
-        make_label=_trade_r, build=_trade_quality, search_space=small_lightgbm_space, metric="rmse",
+        make_label=_trade_label, build=_trade_quality, search_space=small_lightgbm_space, metric="rmse",
         greater_is_better=False,
         description="R-multiple of the sample strategies' trades (EMA cross, RSI reversion; ATR stop/target), "
                     "labelled at entry bars; LightGBM win classifier + R regressor in one graph",
@@ -338,9 +335,9 @@ def sequence_specs() -> list[ModelSpec]:
     return [
         ModelSpec(
             name=f"sequence_{arch}_h{h}", family="sequence", task="classifier", label=f"dir_up_h{h}", horizon=h,
-            make_label=partial(_direction_up, h), build=partial(_sequence, arch), search_space=sequence_space,
-            metric="auc", class_names=("down", "up"), window=w, max_train_rows=1500, max_trials=2, parallel_fits=False,
-            max_null_retrains=20,
+            make_label=partial(labels.direction_up, horizon=h), build=partial(_sequence, arch),
+            search_space=sequence_space, metric="auc", class_names=("down", "up"), window=w, max_train_rows=1500,
+            max_trials=2, parallel_fits=False, max_null_retrains=20,
             description=f"P(close[t+{h}] > close[t]) and expected return from the last {w} feature vectors, "
                         f"torch {arch}",
             schema_extras={
@@ -357,14 +354,15 @@ def ensemble_specs() -> list[ModelSpec]:
     h = ENSEMBLE_HORIZON
     return [ModelSpec(
         name=f"ensemble_h{h}", family="ensemble", task="classifier", label=f"dir_up_h{h}", horizon=h,
-        make_label=partial(_direction_up, h), build=_ensemble, search_space=ensemble_space, metric="auc",
+        make_label=partial(labels.direction_up, horizon=h), build=_ensemble, search_space=ensemble_space, metric="auc",
         class_names=("down", "up"), max_train_rows=8000,
         description="three LightGBM direction members combined by mean, vote, stacking or regime selection "
                     "(searched), exported as one ONNX graph",
     )]
 
 
-EXTRA_FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
+FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
+    "direction": direction_specs,
     "volatility": volatility_specs,
     "regime": regime_specs,
     "anomaly": anomaly_specs,
@@ -375,3 +373,34 @@ EXTRA_FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
     "sequence": sequence_specs,
     "ensemble": ensemble_specs,
 }
+
+
+def family_names() -> list[str]:
+    return sorted(FAMILIES)
+
+
+def specs_for(families: Sequence[str]) -> list[ModelSpec]:
+    """Specs of the named families (``all`` for every family) or single specs by name.
+
+    Unknown names raise ValueError listing what is known.
+    """
+    names = sorted(FAMILIES) if "all" in families else list(dict.fromkeys(families))
+    by_spec = {spec.name: spec for build in FAMILIES.values() for spec in build()}
+    unknown = [n for n in names if n not in FAMILIES and n not in by_spec]
+    if unknown:
+        raise ValueError(f"unknown model family {', '.join(unknown)}; known families: "
+                         f"{', '.join(family_names())}, all (or a spec name such as direction_h1)")
+    chosen: list[ModelSpec] = []
+    for name in names:
+        for spec in FAMILIES[name]() if name in FAMILIES else [by_spec[name]]:
+            if spec.name not in {c.name for c in chosen}:
+                chosen.append(spec)
+    return chosen
+
+
+def spec_by_name(name: str) -> ModelSpec:
+    for builder in FAMILIES.values():
+        for spec in builder():
+            if spec.name == name:
+                return spec
+    raise ValueError(f"unknown model spec {name!r}")

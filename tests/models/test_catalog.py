@@ -1,0 +1,125 @@
+"""The spec catalog: every family is there, its specs are consistent, labels are per bar."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from models.catalog import FAMILIES, family_names, spec_by_name, specs_for
+
+ALL_SPECS = [spec for build in FAMILIES.values() for spec in build()]
+METRICS = {"classifier": {"auc", "log_loss"}, "regressor": {"rmse", "mae", "qlike"}, "anomaly": {"event_auc"}}
+LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "qlike"}
+
+# Every spec's label on the ``bars`` fixture: (known values, their sum, their sum of squares).
+# A change here is a change of a label rule, which changes what every model of the spec learns.
+LABEL_VALUES = {
+    "anomaly_iforest": (3000, 0.0, 0.0),
+    "direction_h1": (2999, 1471.0, 1471.0),
+    "direction_h5": (2995, 1430.0, 1430.0),
+    "direction3_h5": (2995, 2862.0, 4742.0),
+    "ensemble_h5": (2995, 1430.0, 1430.0),
+    "gate_h20": (2961, 1718.0, 1718.0),
+    "momentum_h10": (2980, 754.0, 754.0),
+    "regime_h20": (2860, 5344.0, 12820.0),
+    "risk_h20": (2481, 138189.66292073223, 9891067.944473278),
+    "sequence_lstm_h5": (2995, 1430.0, 1430.0),
+    "sequence_transformer_h5": (2995, 1430.0, 1430.0),
+    "trade_quality": (100, -14.990981832866096, 181.45715459587828),
+    "volatility_h5": (2995, 3.686424218018799, 0.006732142620938288),
+    "volatility_h20": (2980, 3.9905337118235473, 0.006722977223495331),
+}
+
+
+@pytest.fixture(scope="module")
+def bars() -> pd.DataFrame:
+    from pipelines.synthetic import SyntheticMarket
+
+    return SyntheticMarket(seed=21, n_bars=3000).generate()[0]
+
+
+def test_every_family_is_there_and_spec_names_are_unique():
+    assert set(FAMILIES) == {"direction", "volatility", "regime", "anomaly", "risk", "momentum", "gate",
+                             "trade_quality", "sequence", "ensemble"}
+    names = [s.name for s in ALL_SPECS]
+    assert len(names) == len(set(names))
+    for family, build in FAMILIES.items():
+        assert build() and all(spec.family == family for spec in build())
+
+
+def test_specs_are_picked_by_family_or_by_name():
+    assert family_names() == sorted(FAMILIES)
+    assert [s.name for s in specs_for(["all"])] == [s.name for f in sorted(FAMILIES) for s in FAMILIES[f]()]
+    chosen = specs_for(["direction_h5", "direction", "gate"])
+    assert [s.name for s in chosen] == ["direction_h5", "direction_h1", "direction3_h5", "gate_h20"]
+    assert spec_by_name("regime_h20").family == "regime"
+    with pytest.raises(ValueError, match="unknown model family nope; known families: anomaly, direction"):
+        specs_for(["nope"])
+    with pytest.raises(ValueError, match="unknown model spec"):
+        spec_by_name("nope")
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: s.name)
+def test_spec_fields_are_consistent(spec):
+    assert spec.metric in METRICS[spec.task]
+    assert spec.greater_is_better == (spec.metric not in LOWER_IS_BETTER)
+    if spec.task == "classifier":
+        assert len(spec.class_names) >= 2
+    assert (spec.window > 0) == (spec.family == "sequence")
+    assert spec.horizon >= 0 and spec.description
+    json.dumps(spec.schema_extras)  # schema.json material must serialize
+    if spec.family in ("volatility", "risk", "trade_quality"):
+        assert callable(spec.baselines)
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: s.name)
+def test_labels_are_per_bar_and_valid(spec, bars):
+    label = spec.label_for(bars)
+    assert label.name == spec.label and label.index.equals(bars.index)
+    known = label.dropna()
+    assert len(known) >= 50
+    assert np.isfinite(known.to_numpy()).all()
+    if spec.task == "classifier":
+        values = set(np.unique(known.to_numpy()))
+        assert values <= set(map(float, range(len(spec.class_names)))) and len(values) >= 2
+    if spec.horizon > 0 and spec.family != "trade_quality":
+        assert label.iloc[-spec.horizon:].isna().all()  # the last bars have no complete future
+
+
+def test_specs_that_share_a_label_name_share_its_values(bars):
+    by_label: dict[str, list] = {}
+    for spec in ALL_SPECS:
+        by_label.setdefault(spec.label, []).append(spec)
+    shared = {name: specs for name, specs in by_label.items() if len(specs) > 1}
+    assert "dir_up_h5" in shared
+    for specs in shared.values():
+        first = specs[0].label_for(bars)
+        for other in specs[1:]:
+            pd.testing.assert_series_equal(other.label_for(bars), first)
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: s.name)
+def test_search_space_builds_a_cloneable_estimator(spec):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trial = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0)).ask()
+    params = {**spec.search_space(trial), "random_state": 0}
+    model = spec.build(params)
+    for name, value in params.items():
+        assert model.get_params()[name] == value
+    assert callable(model.fit) and callable(model.to_onnx)
+    assert clone(model).get_params().keys() == model.get_params().keys()
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: s.name)
+def test_label_values_are_pinned(spec, bars):
+    known = spec.label_for(bars).dropna().to_numpy()
+    count, total, squares = LABEL_VALUES[spec.name]
+    assert len(known) == count
+    assert float(known.sum()) == pytest.approx(total, rel=1e-9, abs=1e-12)
+    assert float((known * known).sum()) == pytest.approx(squares, rel=1e-9, abs=1e-12)
