@@ -5,6 +5,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends build-essential
 COPY pyproject.toml README.md ./
 COPY pipelines pipelines
 COPY features features
+COPY warehouse warehouse
 COPY models models
 COPY registry registry
 COPY serving serving

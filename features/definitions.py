@@ -22,6 +22,8 @@ from features.smoothing import ema_length, wilder_length
 FEATURE_SET_VERSION = "fs-1.1"
 """Bump when any feature's definition, name or order changes (models record it in schema.json)."""
 
+# The columns of a bar: OHLCV, then the optional microstructure columns. The warehouse's
+# bars table and the data sources take theirs from here.
 OHLCV_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 MICROSTRUCTURE_COLUMNS: tuple[str, ...] = (
     "buy_volume",

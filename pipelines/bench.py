@@ -174,11 +174,11 @@ def run_model_bench(*, datasets: list[str], spec_names: list[str], seeds: list[i
     """
     import pandas as pd
 
-    from features.store import open_warehouse
     from models.catalog import spec_by_name
     from pipelines.build import build_features, build_labels
     from pipelines.extract import extract_samples
     from pipelines.sources import sample_timeframe
+    from warehouse import open_warehouse
 
     as_of = pd.Timestamp(BENCH_AS_OF, tz="UTC")
     specs = [spec_by_name(name) for name in spec_names]

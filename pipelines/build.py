@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.store import open_warehouse
 from models.catalog import spec_by_name
 from pipelines.config import Settings
+from warehouse import open_warehouse
 
 
 def build_features(settings: Settings, *, symbol: str, timeframe: str, as_of: pd.Timestamp) -> dict[str, Any]:

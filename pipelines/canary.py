@@ -12,11 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from features.store import DATABASE, open_warehouse
 from pipelines.config import Settings
 from pipelines.deploy import decide_canary
 from pipelines.monitor import live_metrics
 from registry import CHALLENGER, CHAMPION, Registry
+from warehouse import open_warehouse
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,8 @@ def evaluate_canaries(settings: Settings, *, as_of: pd.Timestamp, window_hours: 
                               "reason": f"canary window ends {started + window}"})
             continue
         with open_warehouse(settings) as warehouse:
-            frame = warehouse.query(
-                f"""SELECT model_version, output, confidence, outcome, latency_us, error, fallback
-                    FROM {DATABASE}.ml_predictions FINAL
-                    WHERE tenant = {{tenant:String}} AND model = {{model:String}}
-                      AND ts >= {{start:DateTime64(6, 'UTC')}}""",
-                {"tenant": settings.tenant, "model": name,
-                 "start": (started or as_of - window).strftime("%Y-%m-%d %H:%M:%S.%f")})
+            frame = warehouse.canary_predictions(tenant=settings.tenant, model=name,
+                                                 since=started or as_of - window)
         arms = {v: live_metrics(frame[frame["model_version"] == v]) for v in (champion, challenger)}
         decision, reason = decide_canary(arms[champion], arms[challenger])
         if decision == "promote":

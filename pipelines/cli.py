@@ -174,8 +174,8 @@ def _reap(settings: Any, *, always_sweep: bool = True) -> None:
 
 
 def _check_symbols(settings: Any, symbols: list[str]) -> None:
-    from features.store import open_warehouse
     from pipelines.sources import SAMPLE_SYMBOLS
+    from warehouse import open_warehouse
 
     unknown = [s for s in symbols if s not in SAMPLE_SYMBOLS]
     if not unknown:
@@ -618,7 +618,7 @@ def _send_retrain_request(settings: Any, results: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     """Entry point: known errors become one line and a non-zero exit, never a traceback."""
-    from features.store import WarehouseError
+    from warehouse import WarehouseError
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no DB-migration chatter on stderr
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     )
     # Embedded chDB admits one process at a time: how long an open waits for another process
     # to let go before it fails naming that process (like SQLite's busy timeout). The same
-    # default as features.store.DEFAULT_BUSY_TIMEOUT_SECONDS.
+    # default as warehouse.DEFAULT_BUSY_TIMEOUT_SECONDS.
     warehouse_busy_timeout_seconds: float = Field(default=120.0, ge=0.0)
 
     # Airflow metadata DB: SQLite under home unless given.

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.store import Warehouse
 from models.cv import holdout_split
 from models.specs import ModelSpec
+from warehouse import Warehouse
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,8 @@ def assess_hypotheses(results: list[dict[str, Any]], *, fdr_level: float,
 def control_false_discoveries(settings: Settings, *, results: list[dict[str, Any]], run_id: str,
                               recorded_at: pd.Timestamp | None = None) -> list[dict[str, Any]]:
     """Ledger, q-values and deflated Sharpe over the run's results; returns them with updated statuses."""
-    from features.store import open_warehouse
     from registry import Registry
+    from warehouse import open_warehouse
 
     assessed = assess_hypotheses(results, fdr_level=settings.fdr_level,
                                  min_deflated_sharpe=settings.min_deflated_sharpe)

@@ -61,7 +61,7 @@ from pipelines.sources import (
 )
 
 if TYPE_CHECKING:
-    from features.store import Warehouse
+    from warehouse import Warehouse
 
 DEFAULT_TIMEFRAME = {"bars": "1d", "ticks": "tick", "book": "book"}
 MAX_PARTITIONS_PER_INSERT = 100  # ClickHouse's default max_partitions_per_insert_block
@@ -208,7 +208,7 @@ def _log_row(*, ingest_id: str, tenant: str, symbol: str, timeframe: str, kind: 
              rows_in: int, rows_written: int, rows_rejected: int, rows_new: int, rows_changed: int,
              checksum_: str, ts_min: pd.Timestamp | None, ts_max: pd.Timestamp | None, report: str) -> pd.DataFrame:
     """The ``ingest_log`` row of one attempt (its ``logged_at`` is the audit time, not an input)."""
-    from features.store import ingest_log_frame
+    from warehouse import ingest_log_frame
 
     return ingest_log_frame(ingest_id=ingest_id, tenant=tenant, symbol=symbol, timeframe=timeframe, kind=kind,
                             source=source, status=status, rows_in=rows_in, rows_written=rows_written,
@@ -258,7 +258,7 @@ def ingest(source: Source, *, symbol: str, timeframe: str, settings: Settings, a
         report = failure_report(kind, exc.rule, str(exc), as_of=as_of, label=label, read=False)
     canonical = _canonical(frame, kind) if report.ok else frame
     if warehouse is None:
-        from features.store import open_warehouse
+        from warehouse import open_warehouse
 
         with open_warehouse(settings) as opened:
             return _write_batch(opened, source, canonical, report, symbol=symbol, timeframe=timeframe,
@@ -412,7 +412,7 @@ def extract_samples(settings: Settings, symbols: list[str], as_of: pd.Timestamp,
         events = 0
         if isinstance(source, SyntheticSource):
             if warehouse is None:
-                from features.store import open_warehouse
+                from warehouse import open_warehouse
 
                 with open_warehouse(settings) as opened:
                     events = _sync_events(opened, source, tenant=settings.tenant, symbol=symbol)
@@ -430,28 +430,17 @@ def data_summary(settings: Settings, warehouse: "Warehouse | None" = None) -> li
     (``{"id", "status", "rows_written", "logged_at"}``), for ``alphaops data --json``.
     Keys that were only ever rejected appear with ``rows = 0``."""
     if warehouse is None:
-        from features.store import open_warehouse
+        from warehouse import open_warehouse
 
         with open_warehouse(settings) as opened:
             return data_summary(settings, warehouse=opened)
-    from features.store import DATABASE
-
-    params = {"tenant": settings.tenant}
     parts = []
     for kind in ("bars", "ticks", "book"):
-        inv = warehouse.query(
-            f"""SELECT symbol, timeframe, count() AS rows, min(ts) AS ts_min, max(ts) AS ts_max
-                FROM {DATABASE}.{kind} FINAL WHERE tenant = {{tenant:String}}
-                GROUP BY symbol, timeframe""", params)
+        inv = warehouse.inventory(settings.tenant, kind)
         inv.insert(0, "kind", kind)
         parts.append(inv)
     inventory = pd.concat(parts, ignore_index=True)
-    last = warehouse.query(
-        f"""SELECT kind, symbol, timeframe, argMax(ingest_id, logged_at) AS last_id,
-                   argMax(status, logged_at) AS last_status,
-                   argMax(rows_written, logged_at) AS last_rows_written, max(logged_at) AS last_logged_at
-            FROM {DATABASE}.ingest_log WHERE tenant = {{tenant:String}}
-            GROUP BY kind, symbol, timeframe""", params)
+    last = warehouse.last_ingests(settings.tenant)
     merged = inventory.merge(last, on=["kind", "symbol", "timeframe"], how="outer")
     merged = merged.sort_values(["kind", "symbol", "timeframe"], kind="stable")
 

@@ -149,7 +149,7 @@ def ingest_trades(settings: Settings, trades: pd.DataFrame | str | Path, *, symb
     ``symbol`` fills a missing ``symbol`` column. Raises ``ValueError`` naming the offending
     column before anything is written.
     """
-    from features.store import open_warehouse
+    from warehouse import open_warehouse
 
     canonical = validate_trades(_read(trades), symbol=symbol)
     with open_warehouse(settings) as warehouse:
@@ -159,7 +159,7 @@ def ingest_trades(settings: Settings, trades: pd.DataFrame | str | Path, *, symb
 def trades_frame(settings: Settings, symbol: str) -> pd.DataFrame:
     """The symbol's trade results ordered by entry time, with ``context`` expanded into columns
     (a context that is not a JSON object stays in the ``context`` column)."""
-    from features.store import open_warehouse
+    from warehouse import open_warehouse
 
     with open_warehouse(settings) as warehouse:
         frame = warehouse.read_trades(tenant=settings.tenant, symbol=symbol)
@@ -204,8 +204,8 @@ def join_predictions_outcomes(settings: Settings, model: str, *, start: pd.Times
     registered model is a two-class classifier (see :func:`pipelines.monitor.predicted_up`). Rows that raised
     or were answered by the fallback rule are left out. ``model`` may omit the tenant prefix.
     """
-    from features.store import open_warehouse
     from pipelines.monitor import predicted_up
+    from warehouse import open_warehouse
 
     name = model if model.startswith(f"{settings.tenant}.") else f"{settings.tenant}.{model}"
     with open_warehouse(settings) as warehouse:

@@ -279,10 +279,10 @@ def fill_outcomes(settings: Settings, as_of: pd.Timestamp, *,
     direction model with horizon ``h``. Rows are rewritten with a higher ``version``
     (ReplacingMergeTree upsert), so running it again is a no-op.
     """
-    from features.store import open_warehouse
     from models.catalog import spec_by_name
     from pipelines.sources import timeframe_delta
     from registry import Registry
+    from warehouse import open_warehouse
 
     as_of = _utc(as_of)
     registry = Registry.from_settings(settings)
@@ -398,8 +398,8 @@ def _monitor_one(settings: Settings, registry: Any, name: str, version: str, as_
                  last_request: pd.Timestamp | None, report_due: bool) -> dict[str, Any]:
     """One champion's check; ``last_request``: its latest retrain request within the
     cool-down, ``report_due``: no HTML report of it within ``report_interval_hours``."""
-    from features.store import open_warehouse
     from models.catalog import spec_by_name
+    from warehouse import open_warehouse
 
     mv = registry.client.get_model_version(name, version)
     run = registry.client.get_run(mv.run_id)
@@ -463,8 +463,8 @@ def monitor_models(settings: Settings, *, as_of: pd.Timestamp, window: pd.Timede
     (``spec.symbol`` or the full name); ``scheduled`` enables the model-age trigger. With an
     ``alert_hook`` (:mod:`pipelines.alerts`), the alerts of each result are sent through it.
     """
-    from features.store import open_warehouse
     from registry import CHAMPION, Registry
+    from warehouse import open_warehouse
 
     config = config or MonitorConfig()
     as_of = _utc(as_of)

@@ -160,7 +160,7 @@ def prediction_rows(records: Iterable[Mapping[str, Any]], *, tenant: str,
 def write_predictions(settings: Settings, records: Sequence[Mapping[str, Any]], *,
                       timeframe: str | None = None) -> int:
     """Write drained ``PredictionLog`` records to ``ml_predictions``; returns the rows written."""
-    from features.store import open_warehouse
+    from warehouse import open_warehouse
 
     frame = prediction_rows(records, tenant=settings.tenant, timeframe=timeframe)
     if frame.empty:

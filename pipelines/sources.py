@@ -29,13 +29,10 @@ from typing import ClassVar, Literal, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from warehouse.schema import BAR_EXTRA, BOOK_COLUMNS, OHLCV
+
 Kind = Literal["bars", "ticks", "book"]
 
-OHLCV = ["open", "high", "low", "close", "volume"]
-BAR_EXTRA = ["buy_volume", "sell_volume", "bid_size", "ask_size", "spread", "n_trades",
-             "funding_rate", "liquidations"]
-TICK_COLUMNS = ["price", "qty", "side", "trade_id"]
-BOOK_COLUMNS = ["bid_price", "bid_size", "ask_price", "ask_size", "bid_depth", "ask_depth"]
 TS_CANDIDATES = ("ts", "timestamp", "date", "time", "datetime", "open_time")
 
 BINANCE_KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time",

@@ -20,9 +20,9 @@ def as_timestamp(value: Any) -> pd.Timestamp:
 
 def resolve_datasets(settings: Settings, symbols: list[str], as_of: pd.Timestamp) -> list[dict[str, Any]]:
     """Ingest the bundled sample symbols (idempotent) and find every symbol's timeframes."""
-    from features.store import open_warehouse
     from pipelines.extract import extract_samples
     from pipelines.sources import SAMPLE_SYMBOLS
+    from warehouse import open_warehouse
 
     samples = [s for s in symbols if s in SAMPLE_SYMBOLS]
     if samples:

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.store import open_warehouse
 from models.bundle import spec_schema, write_bundle
 from models.outputs import build_estimator, fit_estimator, native_output, primary_output_name
 from models.cv import InsufficientDataError, PurgedWalkForward
@@ -34,6 +33,7 @@ from pipelines.datasets import Dataset, load_dataset
 from pipelines.tracking import code_version, use_experiment
 from pipelines.walkforward import TRIAL_PARAMS_TAG, trial_params_tag
 from registry import Registry, model_name
+from warehouse import open_warehouse
 
 log = logging.getLogger(__name__)
 

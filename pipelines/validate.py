@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.store import open_warehouse
 from models.cv import InsufficientDataError
 from models.naive import NaiveContext, naive_predictions
 from models.catalog import spec_by_name
@@ -45,6 +44,7 @@ from pipelines.tracking import use_experiment
 from pipelines.walkforward import is_direction_like
 from pipelines.train import onnx_outputs, onnx_primary_output
 from registry import Registry
+from warehouse import open_warehouse
 
 log = logging.getLogger(__name__)
 

@@ -76,9 +76,9 @@ def test_live_regime_shift_emits_a_retrain_request_event(champion):
     """Serve the shifted bars now, through Predictor + PredictionLog + the sink in the log's thread."""
     import features
     import serving
-    from features.store import open_warehouse
     from pipelines.prediction_sink import PredictionSink
     from registry import CHAMPION, Registry
+    from warehouse import open_warehouse
 
     settings = champion["settings"]
     bundle = Registry.from_settings(settings).load_bundle(NAME, CHAMPION, settings.bundles_dir / "mondag-test")

@@ -87,10 +87,10 @@ def test_mlflow_run_carries_params_metrics_bundle_and_lineage(dag_run):
 def test_exported_bundle_serves_the_native_models_predictions(dag_run, alphaops_home, tmp_path):
     """Predictor on the exported bundle equals the native model (refit deterministically) within 1e-5."""
     import serving
-    from features.store import open_warehouse
     from models.catalog import spec_by_name
     from pipelines.datasets import load_dataset
     from registry import Registry
+    from warehouse import open_warehouse
 
     result = alphaops("export", f"direction_h1.{SYMBOL}@champion", str(tmp_path / "bundle"), home=alphaops_home)
     assert result.returncode == 0, result.stderr
@@ -117,8 +117,8 @@ def test_exported_bundle_serves_the_native_models_predictions(dag_run, alphaops_
 
 def test_rerun_is_idempotent_for_data_and_adds_a_version(dag_run, alphaops_home):
     """A second run on unchanged data writes no bars and registers a second version."""
-    from features.store import open_warehouse
     from pipelines.airflow_runner import run_dag
+    from warehouse import open_warehouse
 
     settings = dag_run["settings"]
     with open_warehouse(settings) as warehouse:

@@ -71,7 +71,7 @@ def test_nothing_is_validated_or_deployed_on_random_walks(run):
 
 
 def test_every_hypothesis_of_the_run_is_in_the_ledger(run):
-    from features.store import open_warehouse
+    from warehouse import open_warehouse
 
     with open_warehouse(run["settings"]) as warehouse:
         ledger = warehouse.read_hypotheses(tenant=run["settings"].tenant, run_id=run["run_id"])

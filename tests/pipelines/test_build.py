@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.store import open_warehouse
 from pipelines.build import build_labels, trade_outcome_label
 from pipelines.config import get_settings
 from pipelines.extract import ingest
 from pipelines.feedback import ingest_trades
 from pipelines.sources import SyntheticSource
+from warehouse import open_warehouse
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
 

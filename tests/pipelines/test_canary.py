@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.store import open_warehouse
 from pipelines.canary import evaluate_canaries
 from pipelines.config import get_settings
 from pipelines.deploy import decide_canary
 from registry import CHALLENGER, CHAMPION, Registry
+from warehouse import open_warehouse
 
 
 def test_decide_canary_rules():

@@ -173,7 +173,7 @@ def test_rest_traffic_feeds_the_canary_decision_and_the_rollback_reaches_the_ser
     time.sleep(1.0)  # the last chunk drained is being written
     script = (
         "import json, pandas as pd\n"
-        "from features.store import DATABASE, open_warehouse\n"
+        "from warehouse import DATABASE, open_warehouse\n"
         "from pipelines.canary import evaluate_canaries\n"
         "from pipelines.config import get_settings\n"
         "s = get_settings()\n"

@@ -42,8 +42,8 @@ def test_a_trading_signal_needs_a_sharpe_that_beats_the_runs_luck():
 
 
 def test_the_ledger_keeps_one_row_per_hypothesis_and_run(alphaops_home):
-    from features.store import open_warehouse
     from pipelines.config import get_settings
+    from warehouse import open_warehouse
 
     settings = get_settings()
     rows = [{"run_id": "ledger-test", "model": f"default.direction_h1.S{i}", "model_version": "1",

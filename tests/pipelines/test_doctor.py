@@ -13,8 +13,8 @@ from pipelines.config import get_settings
 
 
 def test_doctor_names_the_lock_holder_and_reports_disk_and_stale_bundles(alphaops_home, tmp_path):
-    from features.store import open_warehouse
     from pipelines.doctor import health_report
+    from warehouse import open_warehouse
 
     settings = get_settings()
     with open_warehouse(settings):
@@ -26,7 +26,7 @@ def test_doctor_names_the_lock_holder_and_reports_disk_and_stale_bundles(alphaop
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time, pathlib\n"
         "from pipelines.config import get_settings\n"
-        "from features.store import open_warehouse\n"
+        "from warehouse import open_warehouse\n"
         "with open_warehouse(get_settings()):\n"
         f"    pathlib.Path({str(ready)!r}).write_text('1')\n"
         "    time.sleep(60)\n")], env={**os.environ, "ALPHAOPS_HOME": str(alphaops_home)})

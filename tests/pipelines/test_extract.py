@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.store import DATABASE, open_warehouse
 from pipelines.config import Settings, get_settings
 from pipelines.extract import (
     IngestRejected,
@@ -19,6 +18,7 @@ from pipelines.extract import (
     ingest_file,
 )
 from pipelines.sources import SAMPLE_SYMBOLS, FrameSource, SyntheticSource
+from warehouse import DATABASE, open_warehouse
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
@@ -196,7 +196,7 @@ def test_data_summary(settings: Settings) -> None:
 
 
 def test_failed_write_is_logged_and_raised(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from features.store import Warehouse
+    from warehouse import Warehouse
 
     def broken(self: Warehouse, *args: object, **kwargs: object) -> int:
         raise RuntimeError("disk full")

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.store import DATABASE, STAGE_PREFIX, open_warehouse
 from pipelines.config import Settings, get_settings
 from pipelines.extract import checksum, data_summary, ingest_file
+from warehouse import DATABASE, STAGE_PREFIX, open_warehouse
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = "2031-01-01"
@@ -136,9 +136,9 @@ def test_a_kill_in_the_middle_of_a_large_insert_leaves_nothing_visible(tmp_path:
 # "after_commit" right after the ok row is written, "mid_move" after moving half the partitions.
 SELF_KILL = textwrap.dedent("""
     import os, signal, sys
-    from features.store import DATABASE, Warehouse
     from pipelines.config import get_settings
     from pipelines.extract import ingest_file
+    from warehouse import DATABASE, Warehouse
 
     real_publish = Warehouse._publish
     def publish_then_die(self, stage, table):
@@ -183,11 +183,11 @@ FORK_SERVER = textwrap.dedent("""
     import numpy as np, pandas as pd
     sys.path.insert(0, sys.argv[4])
     from test_extract_crash import digest, hourly_bars
-    from features.store import DATABASE, STAGE_PREFIX, open_warehouse
     from pipelines.config import get_settings
     from pipelines.extract import _canonical, _write_batch
     from pipelines.quality import validate
     from pipelines.sources import FrameSource
+    from warehouse import DATABASE, STAGE_PREFIX, open_warehouse
 
     rounds, seed = int(sys.argv[1]), int(sys.argv[2])
     settings = get_settings()
@@ -336,63 +336,3 @@ def test_kills_at_random_points_show_the_old_or_the_new_batch_never_a_part(tmp_p
     mid_write = [r for r in killed if r["left_before_open"]]
     assert len(mid_write) >= 3, "too few kills landed while a batch was staged"
     assert any(r["outcome"] == "old" for r in mid_write) and any(r["outcome"] == "new" for r in results)
-
-
-def test_without_the_lock_only_old_staging_tables_are_taken_over(tmp_path: Path) -> None:
-    """On a ClickHouse server other writers may be alive: recovery waits a minute before it
-    finishes a committed batch and an hour before it discards an uncommitted one."""
-    from features.store import SERVER_ABANDON_AFTER_SECONDS, SERVER_PUBLISH_GRACE_SECONDS, _sql_string
-
-    settings = get_settings(home=tmp_path / "home", clickhouse_url=None)
-    with open_warehouse(settings) as wh:
-        def stage(ingest_id: str, age: float) -> None:
-            meta = json.dumps({"table": "bars", "ingest_id": ingest_id, "tenant": settings.tenant, "symbol": "SRV",
-                               "timeframe": "1h", "kind": "bars", "source": "test", "created": time.time() - age})
-            name = f"{STAGE_PREFIX}bars__{ingest_id.replace('-', '_')}"
-            wh.command(f"CREATE TABLE {DATABASE}.{name} AS {DATABASE}.bars COMMENT {_sql_string(meta)}")
-
-        stage("ing-young-uncommitted", 5.0)
-        stage("ing-old-uncommitted", SERVER_ABANDON_AFTER_SECONDS + 5.0)
-        stage("ing-young-committed", 5.0)
-        stage("ing-old-committed", SERVER_PUBLISH_GRACE_SECONDS + 5.0)
-        for ingest_id in ("ing-young-committed", "ing-old-committed"):
-            wh.insert("ingest_log", _ok_row(ingest_id, settings))
-        done = wh.recover_staged_ingests(exclusive=False)
-        assert {(d["ingest_id"], d["outcome"]) for d in done} == {("ing-old-uncommitted", "aborted"),
-                                                                  ("ing-old-committed", "published")}
-        assert wh.staged_tables() == [f"{STAGE_PREFIX}bars__ing_young_committed",
-                                      f"{STAGE_PREFIX}bars__ing_young_uncommitted"]
-        assert {d["ingest_id"] for d in wh.recover_staged_ingests(exclusive=True)} == {
-            "ing-young-committed", "ing-young-uncommitted"}  # under the chDB lock: all at once
-        assert wh.staged_tables() == []
-
-
-def _ok_row(ingest_id: str, settings: Settings) -> pd.DataFrame:
-    from features.store import ingest_log_frame
-
-    return ingest_log_frame(ingest_id=ingest_id, tenant=settings.tenant, symbol="SRV", timeframe="1h", kind="bars",
-                            source="test", status="ok", rows_in=0, rows_written=0, rows_rejected=0, rows_new=0,
-                            rows_changed=0, checksum="", ts_min=None, ts_max=None, report="")
-
-
-def test_a_batch_that_raises_before_its_commit_leaves_nothing(tmp_path: Path) -> None:
-    settings = get_settings(home=tmp_path / "home", clickhouse_url=None)
-    bars = hourly_bars(3_000)
-    with open_warehouse(settings) as wh:
-        with pytest.raises(RuntimeError, match="source went away"):
-            with wh.staged_ingest("bars", ingest_id="ing-raises", meta={"tenant": settings.tenant}):
-                wh.write_bars(bars, tenant=settings.tenant, symbol="RAISES", timeframe="1h", source="t",
-                              ingest_id="ing-raises")
-                assert len(wh.staged_tables()) == 1
-                assert wh.count("bars", "symbol = 'RAISES'") == 0  # staged rows are not visible
-                raise RuntimeError("source went away")
-        assert wh.staged_tables() == [] and wh.count("bars", "symbol = 'RAISES'") == 0
-        with wh.staged_ingest("bars", ingest_id="ing-commits", meta={"tenant": settings.tenant}) as batch:
-            wh.write_bars(bars, tenant=settings.tenant, symbol="RAISES", timeframe="1h", source="t",
-                          ingest_id="ing-commits")
-            from features.store import WarehouseError
-
-            with pytest.raises(WarehouseError, match="needs its one ingest_log row with status ok"):
-                batch.commit(_ok_row("ing-other", settings))
-            batch.commit(_ok_row("ing-commits", settings))
-        assert wh.count("bars", "symbol = 'RAISES'") == 3_000 and wh.staged_tables() == []

@@ -70,7 +70,7 @@ def test_missing_id_and_side_are_derived():
     (lambda f: f.assign(signal_source=["ema_cross", "", "x", "y"]), "'signal_source'"),
 ])
 def test_invalid_trades_are_rejected_naming_the_column(edit, column, alphaops_home):
-    from features.store import open_warehouse
+    from warehouse import open_warehouse
 
     settings = get_settings()
     with pytest.raises(ValueError, match=column):

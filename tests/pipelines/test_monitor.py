@@ -149,8 +149,8 @@ def test_regime_shift_is_drift_and_requests_retraining(shifted, unchanged):
 
 
 def test_reports_are_mlflow_artifacts_and_history_is_written(unchanged, shifted, market):
-    from features.store import open_warehouse
     from registry import Registry
+    from warehouse import open_warehouse
 
     for r in (unchanged, shifted):
         assert r["report_uri"].endswith("/evidently/data_drift.html")
@@ -171,8 +171,8 @@ def test_reports_are_mlflow_artifacts_and_history_is_written(unchanged, shifted,
 
 def test_live_accuracy_below_baseline_and_backtest_triggers_retraining(market):
     """A constructed log with known outcomes (too few rows for a drift check): 40% right."""
-    from features.store import open_warehouse
     from pipelines.monitor import monitor_models
+    from warehouse import open_warehouse
 
     settings = market["settings"]
     n = 150

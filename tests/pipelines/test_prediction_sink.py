@@ -77,8 +77,8 @@ def test_records_become_one_row_per_answered_row(bundle):
 
 def test_write_predictions_round_trips_through_the_warehouse(bundle):
     import serving
-    from features.store import open_warehouse
     from pipelines.prediction_sink import write_predictions
+    from warehouse import open_warehouse
 
     settings = get_settings()
     log = serving.PredictionLog()
@@ -102,8 +102,8 @@ def test_write_predictions_round_trips_through_the_warehouse(bundle):
 
 def test_sink_runs_as_the_logs_background_consumer(bundle):
     import serving
-    from features.store import open_warehouse
     from pipelines.prediction_sink import PredictionSink
+    from warehouse import open_warehouse
 
     settings = get_settings()
     log = serving.PredictionLog()

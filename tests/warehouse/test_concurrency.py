@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.store import DATABASE, Warehouse, WarehouseError
+from warehouse import DATABASE, Warehouse, WarehouseError
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = "2030-01-01"
@@ -40,9 +40,9 @@ WORKER = textwrap.dedent("""
     import json, os, sys, time
     from pathlib import Path
 
-    from features.store import DATABASE, open_warehouse
     from pipelines.config import get_settings
     from pipelines.extract import ingest_file
+    from warehouse import DATABASE, open_warehouse
 
     worker, data_dir, chunks, step, chunk_rows, as_of = (
         int(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
@@ -76,7 +76,7 @@ WORKER = textwrap.dedent("""
 HOLDER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from features.store import Warehouse
+    from warehouse import Warehouse
 
     with Warehouse.open(None, Path(sys.argv[1])):
         print("held", flush=True)

@@ -1,0 +1,72 @@
+"""What training reads: feature matrices (``ml_features``, with their column names per key in
+``feature_sets``) and labels (``ml_labels``, one row per timestamp and label)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from warehouse.backends import WarehouseError
+from warehouse.schema import DATABASE
+from warehouse.tables import Tables
+
+
+class TrainingTables(Tables):
+    """Versioned feature matrices and labels per (tenant, symbol, timeframe)."""
+
+    def write_features(self, matrix: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str,
+                       feature_set_version: str) -> int:
+        version = np.uint64(time.time_ns())
+        # Columns depend on the symbol's data (microstructure columns or not), so names are per key.
+        self.insert("feature_sets", pd.DataFrame({
+            "tenant": [tenant], "symbol": [symbol], "timeframe": [timeframe],
+            "feature_set_version": [feature_set_version],
+            "names": [list(map(str, matrix.columns))],
+            "version": [version],
+        }))
+        frame = pd.DataFrame({
+            "tenant": tenant, "symbol": symbol, "timeframe": timeframe,
+            "ts": matrix.index, "feature_set_version": feature_set_version,
+            "values": list(matrix.to_numpy(dtype=np.float64)), "version": version,
+        })
+        return self.insert("ml_features", frame)
+
+    def read_features(self, *, tenant: str, symbol: str, timeframe: str, feature_set_version: str,
+                      start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
+        where, params = self._key_where(tenant, symbol, timeframe, start, end)
+        params["fsv"] = feature_set_version
+        names = self.query(
+            f"""SELECT names FROM {DATABASE}.feature_sets FINAL WHERE tenant = {{tenant:String}}
+                AND symbol = {{symbol:String}} AND timeframe = {{timeframe:String}}
+                AND feature_set_version = {{fsv:String}}""", params)
+        if names.empty:
+            raise WarehouseError(f"feature set {feature_set_version!r} of {symbol} {timeframe} is not in the "
+                                 "warehouse; run the features step")
+        columns = list(names["names"].iloc[0])
+        table = self.backend.query_arrow(
+            f"""SELECT ts, values FROM {DATABASE}.ml_features FINAL
+                WHERE {where} AND feature_set_version = {{fsv:String}} ORDER BY ts""", params)
+        index = pd.DatetimeIndex(table.column("ts").to_pandas(), name="ts").tz_convert("UTC").as_unit("ns")
+        flat = table.column("values").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return pd.DataFrame(flat.reshape(len(index), len(columns)), index=index, columns=columns)
+
+    def write_labels(self, labels: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str) -> int:
+        long = labels.rename_axis("ts").reset_index().melt(id_vars="ts", var_name="label", value_name="value")
+        # NaN rows are written too: a label that became undefined must replace its old value.
+        long.insert(0, "timeframe", timeframe)
+        long.insert(0, "symbol", symbol)
+        long.insert(0, "tenant", tenant)
+        long["version"] = np.uint64(time.time_ns())
+        return self.insert("ml_labels", long[["tenant", "symbol", "timeframe", "ts", "label", "value", "version"]])
+
+    def read_labels(self, *, tenant: str, symbol: str, timeframe: str, labels: Sequence[str]) -> pd.DataFrame:
+        where, params = self._key_where(tenant, symbol, timeframe, None, None)
+        long = self.query(
+            f"SELECT ts, label, value FROM {DATABASE}.ml_labels FINAL WHERE {where} ORDER BY ts", params)
+        long = long[long["label"].isin(list(labels))]
+        wide = long.pivot(index="ts", columns="label", values="value")
+        wide.index = pd.DatetimeIndex(wide.index, name="ts").tz_convert("UTC")
+        return wide.reindex(columns=list(labels))
