@@ -3,7 +3,8 @@
 
 Retrains every model spec of the chosen families on the chosen symbols, every 12 hours and
 whenever the monitor requests a retrain (Asset `alphaops://retrain-request`):
-**extract → features → label → train (one mapped task per spec × symbol) → validate → rank → deploy**.
+**extract → features → label (one mapped task per symbol × timeframe) → plan → train (one per spec × symbol)
+→ validate → rank → deploy**.
 
 Trigger with params to choose `symbols`, `families` (`all` for every family), `trials` and
 `holdout_fraction`; their defaults are the settings (`ALPHAOPS_SYMBOLS`, `ALPHAOPS_FAMILIES`,
@@ -51,15 +52,20 @@ def train_models():
         from pipelines import steps
         return steps.extract(params, dag_run.run_after, triggering_asset_events)
 
-    @task
-    def features(datasets: list[dict], dag_run=None) -> list[dict]:
+    @task(map_index_template="{{ task.op_kwargs['dataset']['symbol'] }} {{ task.op_kwargs['dataset']['timeframe'] }}")
+    def features(dataset: dict, dag_run=None) -> dict:
         from pipelines import steps
-        return steps.features(datasets, dag_run.run_after)
+        return steps.features(dataset, dag_run.run_after)
+
+    @task(map_index_template="{{ task.op_kwargs['feature_ref']['symbol'] }} {{ task.op_kwargs['feature_ref']['timeframe'] }}")
+    def label(feature_ref: dict, params=None, dag_run=None, triggering_asset_events=None) -> list[dict]:
+        from pipelines import steps
+        return steps.label(feature_ref, params, dag_run.run_after, triggering_asset_events)
 
     @task
-    def label(feature_refs: list[dict], params=None, dag_run=None, triggering_asset_events=None) -> list[dict]:
+    def plan(job_lists: list[list[dict]]) -> list[dict]:
         from pipelines import steps
-        return steps.label(feature_refs, params, dag_run.run_after, triggering_asset_events)
+        return steps.plan(job_lists)
 
     @task(map_index_template="{{ task.op_kwargs['job']['spec_name'] }}")
     def train(job: dict, dag_run=None) -> dict:
@@ -81,7 +87,8 @@ def train_models():
         from pipelines import steps
         return steps.deploy(ranking, dag_run.run_after, dag_run.run_id)
 
-    jobs = label(features(extract()))
+    # features and labels: one mapped task per (symbol, timeframe); train: one per (spec, symbol, timeframe)
+    jobs = plan(label.expand(feature_ref=features.expand(dataset=extract())))
     deploy(rank(validate.expand(trained=train.expand(job=jobs))))
 
 

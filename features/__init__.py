@@ -3,6 +3,7 @@
 Public API::
 
     compute(bars, n_jobs=None) -> DataFrame  # batch: every feature for every bar (on the cores)
+    compute_chunks(bars, chunk_rows)    # the same, in pieces of bounded memory (long series)
     compute_latest(window) -> Series    # online: the last bar, equal to compute() at that bar
     catalog() / feature_names()         # names, groups, warm-ups, descriptions
     FEATURE_SET_VERSION, WARMUP, LOOKBACK
@@ -23,7 +24,7 @@ from features.definitions import (
     feature_names,
     max_warmup,
 )
-from features.core import compute, compute_latest
+from features.core import compute, compute_chunks, compute_latest
 
 __all__ = [
     "FEATURE_SET_VERSION",
@@ -34,6 +35,7 @@ __all__ = [
     "FeatureInfo",
     "catalog",
     "compute",
+    "compute_chunks",
     "compute_latest",
     "feature_names",
     "max_warmup",

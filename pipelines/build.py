@@ -13,20 +13,31 @@ from warehouse import open_warehouse
 
 
 def build_features(settings: Settings, *, symbol: str, timeframe: str, as_of: pd.Timestamp) -> dict[str, Any]:
-    """Compute the feature set on the symbol's bars up to ``as_of`` and upsert it."""
+    """Compute the feature set on the symbol's bars up to ``as_of`` and upsert it.
+
+    The features are computed and written in pieces of ``feature_chunk_rows`` bars
+    (:func:`features.compute_chunks`, equal to one pass), stored as float32: memory follows
+    the piece, not the series. The memory guard refuses a series whose estimate is over budget.
+    """
     import features
+    from pipelines.memory import require_memory
 
     # The warehouse is held only to read and to write (other processes wait for it), not to compute.
     with open_warehouse(settings) as warehouse:
+        require_memory(settings, "features", rows=warehouse.count_bars(
+            tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of), n_features=len(features.catalog()))
         bars = warehouse.read_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of)
     if bars.empty:
         raise ValueError(f"no bars for symbol {symbol!r} timeframe {timeframe!r}; ingest data first")
-    matrix = features.compute(bars, n_jobs=settings.n_jobs)
-    with open_warehouse(settings) as warehouse:
-        rows = warehouse.write_features(matrix, tenant=settings.tenant, symbol=symbol, timeframe=timeframe,
-                                        feature_set_version=features.FEATURE_SET_VERSION)
+    rows, n_features = 0, 0
+    for piece in features.compute_chunks(bars, settings.feature_chunk_rows, n_jobs=settings.n_jobs, dtype=np.float32):
+        n_features = piece.shape[1]
+        with open_warehouse(settings) as warehouse:
+            rows += warehouse.write_features(piece, tenant=settings.tenant, symbol=symbol, timeframe=timeframe,
+                                             feature_set_version=features.FEATURE_SET_VERSION)
+        del piece
     return {"symbol": symbol, "timeframe": timeframe, "feature_set_version": features.FEATURE_SET_VERSION,
-            "rows": rows, "n_features": int(matrix.shape[1])}
+            "rows": rows, "n_features": int(n_features)}
 
 
 def known_event_label(events: pd.DataFrame, index: pd.DatetimeIndex) -> pd.Series:
@@ -61,9 +72,13 @@ def trade_outcome_label(trades: pd.DataFrame, index: pd.DatetimeIndex) -> pd.Ser
 def build_labels(settings: Settings, *, symbol: str, timeframe: str, spec_names: list[str],
                  as_of: pd.Timestamp) -> dict[str, Any]:
     """Compute the labels the given specs need and upsert them (the last ``horizon`` rows stay empty)."""
+    from pipelines.memory import require_memory
+
     specs = [spec_by_name(name) for name in spec_names]
     # The warehouse is held only to read and to write (other processes wait for it), not to compute.
     with open_warehouse(settings) as warehouse:
+        require_memory(settings, "labels", rows=warehouse.count_bars(
+            tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of), n_features=0)
         bars = warehouse.read_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of)
         trades = warehouse.read_trades(tenant=settings.tenant, symbol=symbol) \
             if any(spec.family == "trade_quality" for spec in specs) else pd.DataFrame()

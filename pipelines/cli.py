@@ -437,6 +437,28 @@ def bench_models(
               + f" ({result['meta']['n_runs']} runs, wall time {time.perf_counter() - start:.0f} s)")
 
 
+@bench_app.command("scale")
+def bench_scale(
+    quick: bool = typer.Option(False, "--quick", help="Small points (20k and 60k minutes, 2 daily symbols), for CI."),
+    trials: int = typer.Option(2, min=1, help="Optuna trials of the direction_h1 train-and-validate."),
+    out_path: Path = typer.Option(Path("docs/benchmarks.md"), "--out",
+                                  help="Markdown (its scale section); the JSON and PNG go beside it."),
+    root: Path = typer.Option(None, "--root", help="Folder for the data and per-point homes (default: temporary)."),
+    steps: list[str] = typer.Option(None, "--steps", help="A prefix of ingest,features,labels,train (default all)."),
+) -> None:
+    """Wall time and peak RSS of ingest, features, labels and train as bars and symbols grow."""
+    from pipelines.bench_scale import scale_bench
+
+    try:
+        result = scale_bench(out=out_path, quick=quick, trials=trials, root=root, steps=_split(steps),
+                             console=console)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--steps") from None
+    out.print(f"wrote {result['markdown']} (scale section), {result['json']}"
+              + (f", {result['chart']}" if result["chart"] else "")
+              + f" ({len(result['rows'])} measurements, wall time {result['meta']['wall_seconds']:.0f} s)")
+
+
 def _print_figures(title: str, figures: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _print_json(figures)

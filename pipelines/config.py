@@ -109,6 +109,15 @@ class Settings(BaseSettings):
     # Data quality
     max_gap_bars: int = Field(default=5, ge=1)
 
+    # Memory (pipelines.memory): a step whose estimated peak exceeds the budget fails before it
+    # starts, naming the step, the estimate and this setting. None: half of the machine's memory.
+    memory_budget_mb: int | None = Field(default=None, ge=64)
+    # Series longer than this are featurized in overlapping pieces (features.compute_chunks).
+    feature_chunk_rows: int = Field(default=200_000, ge=1_000)
+    # At most this many bytes of training matrix (float32) are read per (spec, symbol): the
+    # latest rows are kept, like a spec's max_train_rows.
+    max_train_bytes: int = Field(default=2_000_000_000, ge=1_000_000)
+
     # Monitoring alerts: POSTed as JSON to this URL (Slack-style `text` plus the alert's
     # fields); unset, they are logged as warnings.
     alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$",

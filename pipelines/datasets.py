@@ -37,15 +37,19 @@ class Dataset:
 
 def usable_features(frame: pd.DataFrame, warmup: int) -> list[str]:
     """Features that are finite on every row after the warm-up (degenerate ones are dropped)."""
-    tail = frame.iloc[warmup:]
-    finite = np.isfinite(tail.to_numpy(dtype=np.float64)).all(axis=0)
+    finite = np.isfinite(frame.to_numpy()[warmup:]).all(axis=0)
     return [name for name, ok in zip(frame.columns, finite) if ok]
 
 
 def load_dataset(warehouse: Warehouse, spec: ModelSpec, *, tenant: str, symbol: str, timeframe: str,
                  feature_set_version: str, as_of: pd.Timestamp, holdout_fraction: float,
-                 feature_names: list[str] | None = None) -> Dataset:
-    """The spec's dataset for ``symbol`` up to ``as_of``, split into train and a purged holdout."""
+                 feature_names: list[str] | None = None, max_bytes: int | None = None) -> Dataset:
+    """The spec's dataset for ``symbol`` up to ``as_of``, split into train and a purged holdout.
+
+    Rows are those after the warm-up with every feature, the label and the next return known.
+    The float32 features are read once and the matrix is copied once, in float32. With
+    ``max_bytes``, only the latest rows whose matrix fits in it are kept.
+    """
     from features import WARMUP
 
     feats = warehouse.read_features(tenant=tenant, symbol=symbol, timeframe=timeframe,
@@ -54,18 +58,32 @@ def load_dataset(warehouse: Warehouse, spec: ModelSpec, *, tenant: str, symbol: 
         raise ValueError(f"no features for {symbol} {timeframe} ({feature_set_version}); run the features step")
     labels = warehouse.read_labels(tenant=tenant, symbol=symbol, timeframe=timeframe, labels=[spec.label])
     closes = warehouse.read_bars(tenant=tenant, symbol=symbol, timeframe=timeframe, end=as_of)["close"]
-    next_return = closes.pct_change().shift(-1).reindex(feats.index)
+    next_return = closes.pct_change().shift(-1).reindex(feats.index).to_numpy(dtype=np.float64)
+    label = labels[spec.label].reindex(feats.index).to_numpy(dtype=np.float64)
+    del closes, labels
 
     names = feature_names or usable_features(feats, WARMUP)
-    frame = feats[names].iloc[WARMUP:].join(labels[spec.label]).assign(_next=next_return)
-    frame = frame.dropna()
-    if frame.empty:
+    columns = feats.columns.get_indexer(names)
+    if (columns < 0).any():
+        missing = [n for n, c in zip(names, columns) if c < 0]
+        raise ValueError(f"{symbol} {timeframe}: features {missing[:5]} are not in feature set {feature_set_version!r}")
+    values = feats.to_numpy()
+    keep = ~(np.isnan(label) | np.isnan(next_return))
+    keep[:WARMUP] = False
+    for block in range(0, len(columns), 32):  # bounded temporaries: 32 columns at a time
+        keep &= ~np.isnan(values[:, columns[block:block + 32]]).any(axis=1)
+    rows = np.flatnonzero(keep)
+    if not len(rows):
         raise ValueError(f"{symbol} {timeframe}: no rows with both features and label {spec.label!r}")
-    X = frame[names].to_numpy(dtype=np.float32)
-    y = frame[spec.label].to_numpy()
+    if max_bytes is not None and not spec.window:
+        rows = rows[-max(1, max_bytes // (4 * len(columns))):]
+    X = values[np.ix_(rows, columns)].astype(np.float32, copy=False)
+    index = pd.DatetimeIndex(feats.index[rows])
+    del feats, values
+    y = label[rows]
     if spec.task in ("classifier", "anomaly"):  # anomaly: y marks bars inside known events
         y = y.astype(np.int64)
-    index, next_ret = pd.DatetimeIndex(frame.index), frame["_next"].to_numpy(dtype=np.float64)
+    next_ret = next_return[rows]
     if spec.window:  # sequence models: each row is the window of feature vectors ending at that bar
         from models.families.sequence import make_windows
 

@@ -51,17 +51,19 @@ def extract(params: dict[str, Any], as_of: Any, asset_events: Any = None) -> lis
     return resolve_datasets(settings, list(params["symbols"]), as_timestamp(as_of))
 
 
-def features(datasets: list[dict[str, Any]], as_of: Any) -> list[dict[str, Any]]:
+def features(dataset: dict[str, Any], as_of: Any) -> dict[str, Any]:
+    """Featurize one (symbol, timeframe): the DAG maps this over the datasets, so that a task
+    holds one symbol's series at a time."""
     from pipelines.build import build_features
 
-    settings = get_settings()
-    return [build_features(settings, symbol=d["symbol"], timeframe=d["timeframe"], as_of=as_timestamp(as_of))
-            for d in datasets]
+    return build_features(get_settings(), symbol=dataset["symbol"], timeframe=dataset["timeframe"],
+                          as_of=as_timestamp(as_of))
 
 
-def label(feature_refs: list[dict[str, Any]], params: dict[str, Any], as_of: Any,
+def label(feature_refs: list[dict[str, Any]] | dict[str, Any], params: dict[str, Any], as_of: Any,
           asset_events: Any = None) -> list[dict[str, Any]]:
-    """Write the labels and return one train job per (spec, symbol, timeframe)."""
+    """Write the labels of one featurized (symbol, timeframe), or of each in a list, and return
+    one train job per (spec, symbol, timeframe)."""
     from models.catalog import specs_for
     from pipelines.build import build_labels
 
@@ -71,7 +73,7 @@ def label(feature_refs: list[dict[str, Any]], params: dict[str, Any], as_of: Any
     params = retrain_params(params, asset_events)
     specs = specs_for(list(params["families"]))
     jobs = []
-    for ref in feature_refs:
+    for ref in [feature_refs] if isinstance(feature_refs, dict) else feature_refs:
         build_labels(settings, symbol=ref["symbol"], timeframe=ref["timeframe"],
                      spec_names=[s.name for s in specs], as_of=as_timestamp(as_of))
         jobs += [{"spec_name": s.name, "symbol": ref["symbol"], "timeframe": ref["timeframe"],
@@ -79,6 +81,11 @@ def label(feature_refs: list[dict[str, Any]], params: dict[str, Any], as_of: Any
                   "holdout_fraction": float(params["holdout_fraction"]),
                   "trigger": str(params.get("reason") or "schedule")} for s in specs]
     return jobs
+
+
+def plan(job_lists: Any) -> list[dict[str, Any]]:
+    """The train jobs of every (symbol, timeframe), in one list for the mapped train task."""
+    return [job for jobs in job_lists for job in jobs]
 
 
 def train(job: dict[str, Any], as_of: Any) -> dict[str, Any]:

@@ -106,13 +106,18 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
     """Tune, refit on the whole training window, export and register one spec on one symbol."""
     import mlflow
 
+    import features
+    from pipelines.memory import require_memory
+
     spec = spec_by_name(spec_name)
     trials = min(trials or settings.trials, spec.max_trials or 10**9)
     holdout_fraction = holdout_fraction or settings.holdout_fraction
     with open_warehouse(settings) as warehouse:
+        require_memory(settings, "train", rows=warehouse.count_bars(
+            tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of), n_features=len(features.catalog()))
         data = load_dataset(warehouse, spec, tenant=settings.tenant, symbol=symbol, timeframe=timeframe,
                             feature_set_version=feature_set_version, as_of=as_of,
-                            holdout_fraction=holdout_fraction)
+                            holdout_fraction=holdout_fraction, max_bytes=settings.max_train_bytes)
     X_train, y_train = data.X[data.train_idx], data.y[data.train_idx]
     if spec.task == "classifier":
         missing = sorted(set(range(len(spec.class_names))) - set(np.unique(y_train).astype(int).tolist()))

@@ -57,14 +57,20 @@ def dataset_for_version(settings: Settings, registry: Registry, name: str, versi
     (one folder per name and version, written atomically) and fetched once, not once per
     validation, deploy comparison and monitor check.
     """
+    from pipelines.memory import require_memory
+
     mv = registry.client.get_model_version(name, version)
     spec = spec_by_name(mv.tags["spec"])
     bundle = version_bundle(settings, registry, name, version)
     schema = json.loads((bundle / "schema.json").read_text())
     with open_warehouse(settings) as warehouse:
+        require_memory(settings, "validate", rows=warehouse.count_bars(
+            tenant=settings.tenant, symbol=mv.tags["symbol"], timeframe=mv.tags["timeframe"], end=as_of),
+            n_features=len(schema["features"]))
         data = load_dataset(warehouse, spec, tenant=settings.tenant, symbol=mv.tags["symbol"],
                             timeframe=mv.tags["timeframe"], feature_set_version=schema["feature_set_version"],
-                            as_of=as_of, holdout_fraction=holdout_fraction, feature_names=schema["features"])
+                            as_of=as_of, holdout_fraction=holdout_fraction, feature_names=schema["features"],
+                            max_bytes=settings.max_train_bytes)
     return spec, data, bundle
 
 

@@ -34,6 +34,11 @@ class MarketTables(Tables):
         empty_extras = [c for c in BAR_EXTRA if frame[c].isna().all()]
         return frame.drop(columns=empty_extras).astype(float)
 
+    def count_bars(self, *, tenant: str, symbol: str, timeframe: str, end: pd.Timestamp | None = None) -> int:
+        """Bars of one key up to ``end`` (what a step will read; the memory guard sizes it)."""
+        where, params = self._key_where(tenant, symbol, timeframe, None, end)
+        return self.count("bars", where, params)
+
     def inventory(self, tenant: str, kind: str = "bars") -> pd.DataFrame:
         """Per symbol and timeframe of ``kind`` (bars, ticks or book): rows and time range."""
         if kind not in MARKET_TABLES:

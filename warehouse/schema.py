@@ -41,7 +41,7 @@ DDL: dict[str, str] = {
     ) {_MERGE}""",
     "ml_features": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.ml_features (
         {_KEY}, ts DateTime64(3, 'UTC'), feature_set_version LowCardinality(String),
-        values Array(Float64), version UInt64
+        values Array(Float32), version UInt64
     ) ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(ts)
       ORDER BY (tenant, symbol, timeframe, feature_set_version, ts)""",
     "feature_sets": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.feature_sets (

@@ -51,6 +51,14 @@ class Tables:
         self.backend.insert_arrow(self._redirect.get(table, table), arrow_from_frame(frame))
         return len(frame)
 
+    def insert_table(self, table: str, data: pa.Table) -> int:
+        """Insert an Arrow table as it is (no pandas round trip), like :meth:`insert`."""
+        if table not in DDL:
+            raise WarehouseError(f"unknown table {table!r}")
+        if data.num_rows:
+            self.backend.insert_arrow(self._redirect.get(table, table), data)
+        return data.num_rows
+
     def count(self, table: str, where: str = "1", params: dict[str, Any] | None = None) -> int:
         out = self.query(f"SELECT count() AS n FROM {DATABASE}.{table} FINAL WHERE {where}", params)
         return int(out["n"].iloc[0])

@@ -1,5 +1,5 @@
-"""What training reads: feature matrices (``ml_features``, with their column names per key in
-``feature_sets``) and labels (``ml_labels``, one row per timestamp and label)."""
+"""What training reads: feature matrices (``ml_features``, float32 arrays with their column names
+per key in ``feature_sets``) and labels (``ml_labels``, one row per timestamp and label)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from warehouse.backends import WarehouseError
 from warehouse.schema import DATABASE
@@ -27,12 +28,22 @@ class TrainingTables(Tables):
             "names": [list(map(str, matrix.columns))],
             "version": [version],
         }))
-        frame = pd.DataFrame({
-            "tenant": tenant, "symbol": symbol, "timeframe": timeframe,
-            "ts": matrix.index, "feature_set_version": feature_set_version,
-            "values": list(matrix.to_numpy(dtype=np.float64)), "version": version,
+        values = np.ascontiguousarray(matrix.to_numpy(dtype=np.float32))  # one float32 copy at most
+        n_rows, width = values.shape
+        offsets = pa.array(np.arange(0, n_rows * width + 1, max(width, 1), dtype=np.int64)[: n_rows + 1])
+
+        def same(value: str) -> pa.Array:
+            return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n_rows, dtype=np.int32)), pa.array([value]))
+
+        table = pa.table({
+            "tenant": same(tenant), "symbol": same(symbol), "timeframe": same(timeframe),
+            "ts": pa.array(pd.DatetimeIndex(matrix.index).tz_convert("UTC").as_unit("ms"),
+                           type=pa.timestamp("ms", tz="UTC")),
+            "feature_set_version": same(feature_set_version),
+            "values": pa.LargeListArray.from_arrays(offsets, pa.array(values.reshape(-1), from_pandas=False)),
+            "version": pa.array(np.full(n_rows, version, dtype=np.uint64)),
         })
-        return self.insert("ml_features", frame)
+        return self.insert_table("ml_features", table)
 
     def read_features(self, *, tenant: str, symbol: str, timeframe: str, feature_set_version: str,
                       start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -50,8 +61,14 @@ class TrainingTables(Tables):
             f"""SELECT ts, values FROM {DATABASE}.ml_features FINAL
                 WHERE {where} AND feature_set_version = {{fsv:String}} ORDER BY ts""", params)
         index = pd.DatetimeIndex(table.column("ts").to_pandas(), name="ts").tz_convert("UTC").as_unit("ns")
-        flat = table.column("values").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        return pd.DataFrame(flat.reshape(len(index), len(columns)), index=index, columns=columns)
+        matrix = np.empty((len(index), len(columns)), dtype=np.float32)
+        row = 0
+        for chunk in table.column("values").chunks:  # batch by batch: no second whole copy in Arrow
+            part = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, len(columns))
+            matrix[row:row + len(part)] = part
+            row += len(part)
+        del table
+        return pd.DataFrame(matrix, index=index, columns=columns, copy=False)
 
     def write_labels(self, labels: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str) -> int:
         long = labels.rename_axis("ts").reset_index().melt(id_vars="ts", var_name="label", value_name="value")

@@ -38,7 +38,7 @@ def test_dags_import_without_errors_or_heavy_imports():
     assert parsed["errors"] == {}
     assert "train_models" in parsed["dags"]
     assert parsed["heavy"] == [], f"imported while parsing DAG files: {parsed['heavy']}"
-    assert parsed["tasks"]["train_models"] == ["deploy", "extract", "features", "label", "rank", "train", "validate"]
+    assert parsed["tasks"]["train_models"] == ["deploy", "extract", "features", "label", "plan", "rank", "train", "validate"]
     schedule = parsed["schedules"]["train_models"]
     assert "0 0,12 * * *" in schedule and "alphaops://retrain-request" in schedule
     # No one-slot warehouse pool: the warehouse's own lock serializes what must be, so the

@@ -206,3 +206,26 @@ def test_nan_in_a_microstructure_column_is_named(minute_bars):
     bars.iloc[300, bars.columns.get_loc("bid_size")] = np.nan
     with pytest.raises(ValueError, match="column 'bid_size' has a NaN/inf value"):
         features.compute(bars)
+
+
+# --- chunked computation ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_rows", [1_000, 777, features.WARMUP - 1])
+def test_compute_chunks_end_to_end_equal_one_pass_with_the_same_nans(minute_bars, minute_features, chunk_rows):
+    pieces = list(features.compute_chunks(minute_bars, chunk_rows))
+    assert all(len(p) <= chunk_rows for p in pieces) and len(pieces) == -(-len(minute_bars) // chunk_rows)
+    chunked = pd.concat(pieces)
+    assert chunked.index.equals(minute_features.index) and list(chunked.columns) == list(minute_features.columns)
+    # the NaN pattern as a whole (warm-up rows and any NaN inside the series), then the values
+    assert np.array_equal(np.isnan(chunked.to_numpy()), np.isnan(minute_features.to_numpy()))
+    worst = np.nanmax(np.abs(chunked.to_numpy() - minute_features.to_numpy()), axis=0)
+    assert_parity(worst, np.zeros_like(worst), list(chunked.columns), f"chunks of {chunk_rows}")
+
+
+def test_compute_chunks_in_float32_and_refuses_an_empty_chunk(minute_bars, minute_features):
+    first = next(features.compute_chunks(minute_bars.iloc[:3_000], 2_000, dtype=np.float32))
+    assert first.dtypes.unique().tolist() == [np.dtype(np.float32)]
+    np.testing.assert_array_equal(first.to_numpy(), minute_features.iloc[:2_000].to_numpy(dtype=np.float32))
+    with pytest.raises(ValueError, match="chunk_rows must be at least 1"):
+        next(features.compute_chunks(minute_bars, 0))

@@ -282,7 +282,7 @@ def test_the_trigger_form_runs_train_models_to_green_and_shows_a_train_log(serve
 
     tis = api.task_instances(run_id)
     assert sorted((t["task_id"], t["state"]) for t in tis) == sorted(
-        (t, "success") for t in ["extract", "features", "label", "train", "validate", "rank", "deploy"])
+        (t, "success") for t in ["extract", "features", "label", "plan", "train", "validate", "rank", "deploy"])
     pids = {t["pid"] for t in tis}
     assert len(pids) == len(tis) and os.getpid() not in pids  # each task in a process of its own
 

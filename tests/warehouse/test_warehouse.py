@@ -52,7 +52,7 @@ def test_feature_sets_are_per_symbol_so_column_counts_may_differ(alphaops_home):
         w.write_features(wide, symbol="STOREW", feature_set_version="fs-t", **KEY)
         got_n = w.read_features(symbol="STOREN", feature_set_version="fs-t", **KEY)
         got_w = w.read_features(symbol="STOREW", feature_set_version="fs-t", **KEY)
-        pd.testing.assert_frame_equal(got_n, narrow, check_freq=False)
+        pd.testing.assert_frame_equal(got_n, narrow.astype(np.float32), check_freq=False)  # stored as float32
         assert list(got_w.columns) == ["a", "b", "tick_ratio"] and np.isnan(got_w.iloc[0, 2])
         with pytest.raises(WarehouseError, match="not in the warehouse"):
             w.read_features(symbol="STOREN", feature_set_version="fs-missing", **KEY)
