@@ -81,9 +81,14 @@ class TrainingTables(Tables):
 
     def read_labels(self, *, tenant: str, symbol: str, timeframe: str, labels: Sequence[str]) -> pd.DataFrame:
         where, params = self._key_where(tenant, symbol, timeframe, None, None)
-        long = self.query(
-            f"SELECT ts, label, value FROM {DATABASE}.ml_labels FINAL WHERE {where} ORDER BY ts", params)
-        long = long[long["label"].isin(list(labels))]
+        wanted = {f"label{i}": str(name) for i, name in enumerate(labels)}
+        if not wanted:
+            raise WarehouseError("read_labels needs at least one label name")
+        params.update(wanted)
+        listed = ", ".join(f"{{{key}:String}}" for key in wanted)
+        long = self.query(  # only the labels asked for: a symbol stores every family's labels
+            f"""SELECT ts, label, value FROM {DATABASE}.ml_labels FINAL
+                WHERE {where} AND label IN ({listed}) ORDER BY ts""", params)
         wide = long.pivot(index="ts", columns="label", values="value")
         wide.index = pd.DatetimeIndex(wide.index, name="ts").tz_convert("UTC")
         return wide.reindex(columns=list(labels))
