@@ -15,6 +15,9 @@ from warehouse.schema import DATABASE
 from warehouse.tables import Tables
 
 
+FEATURE_READ_ROWS = 100_000  # rows of ml_features per query of read_features
+
+
 class TrainingTables(Tables):
     """Versioned feature matrices and labels per (tenant, symbol, timeframe)."""
 
@@ -57,17 +60,30 @@ class TrainingTables(Tables):
             raise WarehouseError(f"feature set {feature_set_version!r} of {symbol} {timeframe} is not in the "
                                  "warehouse; run the features step")
         columns = list(names["names"].iloc[0])
-        table = self.backend.query_arrow(
-            f"""SELECT ts, values FROM {DATABASE}.ml_features FINAL
-                WHERE {where} AND feature_set_version = {{fsv:String}} ORDER BY ts""", params)
-        index = pd.DatetimeIndex(table.column("ts").to_pandas(), name="ts").tz_convert("UTC").as_unit("ns")
+        index_sql = f"""SELECT ts FROM {DATABASE}.ml_features FINAL
+                WHERE {where} AND feature_set_version = {{fsv:String}} ORDER BY ts"""
+        ts = self.backend.query_arrow(index_sql, params).column("ts").to_pandas()
+        index = pd.DatetimeIndex(ts, name="ts").tz_convert("UTC").as_unit("ns")
         matrix = np.empty((len(index), len(columns)), dtype=np.float32)
-        row = 0
-        for chunk in table.column("values").chunks:  # batch by batch: no second whole copy in Arrow
-            part = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, len(columns))
-            matrix[row:row + len(part)] = part
-            row += len(part)
-        del table
+        # Read in time slices of FEATURE_READ_ROWS rows: the engine's result and its Arrow copy
+        # exist for one slice at a time, beside the one float32 matrix they fill.
+        for first in range(0, len(index), FEATURE_READ_ROWS):
+            last = min(first + FEATURE_READ_ROWS, len(index)) - 1
+            piece_where, piece_params = self._key_where(tenant, symbol, timeframe, index[first], index[last])
+            table = self.backend.query_arrow(
+                f"""SELECT values FROM {DATABASE}.ml_features FINAL
+                    WHERE {piece_where} AND feature_set_version = {{fsv:String}} ORDER BY ts""",
+                {**piece_params, "fsv": feature_set_version})
+            if table.num_rows != last - first + 1:
+                raise WarehouseError(f"features of {symbol} {timeframe} changed while being read "
+                                     f"({table.num_rows} rows in {index[first]}..{index[last]}, expected "
+                                     f"{last - first + 1}); read again")
+            row = first
+            for chunk in table.column("values").chunks:
+                part = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, len(columns))
+                matrix[row:row + len(part)] = part
+                row += len(part)
+            del table
         return pd.DataFrame(matrix, index=index, columns=columns, copy=False)
 
     def write_labels(self, labels: pd.DataFrame, *, tenant: str, symbol: str, timeframe: str) -> int:

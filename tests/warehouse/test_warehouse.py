@@ -117,3 +117,18 @@ def test_a_batch_that_raises_before_its_commit_leaves_nothing(tmp_path: Path) ->
                 batch.commit(_ok_row("ing-other", settings))
             batch.commit(_ok_row("ing-commits", settings))
         assert wh.count("bars", "symbol = 'RAISES'") == 3_000 and wh.staged_tables() == []
+
+
+def test_features_read_in_time_slices_equal_the_written_matrix(alphaops_home, monkeypatch):
+    import warehouse.training
+
+    monkeypatch.setattr(warehouse.training, "FEATURE_READ_ROWS", 700)  # 2,500 rows: four slices
+    idx = bars(2_500).index
+    matrix = pd.DataFrame(np.random.default_rng(3).standard_normal((2_500, 4)), index=idx, columns=list("abcd"))
+    matrix.iloc[::97, 2] = np.nan
+    with open_warehouse(get_settings()) as w:
+        w.write_features(matrix, symbol="STORESLICE", feature_set_version="fs-t", **KEY)
+        got = w.read_features(symbol="STORESLICE", feature_set_version="fs-t", **KEY)
+        tail = w.read_features(symbol="STORESLICE", feature_set_version="fs-t", start=idx[1_000], **KEY)
+    pd.testing.assert_frame_equal(got, matrix.astype(np.float32), check_freq=False)
+    pd.testing.assert_frame_equal(tail, matrix.iloc[1_000:].astype(np.float32), check_freq=False)
