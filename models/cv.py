@@ -65,6 +65,14 @@ def holdout_split(n_samples: int, holdout_fraction: float, purge: int) -> tuple[
     return np.arange(0, start - purge), np.arange(start, n_samples)
 
 
+def take_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]``, as a view (no copy) when ``rows`` is one ascending run of consecutive
+    indices, as the walk-forward and holdout splits are."""
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and bool((np.diff(rows) == 1).all()):
+        return array[rows[0]:rows[-1] + 1]
+    return array[rows]
+
+
 def evenly_spaced_rows(n_rows: int, max_rows: int) -> np.ndarray:
     """At most ``max_rows`` row indices spread evenly over ``0 .. n_rows - 1`` (all rows if fewer)."""
     if n_rows <= max_rows:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from models.cv import PurgedWalkForward
+from models.cv import PurgedWalkForward, take_rows
 from models.metrics import primary_score
 from models.outputs import build_estimator, fit_estimator, full_proba, native_output
 from models.parallel import ordered_map
@@ -50,8 +50,9 @@ def cv_score(spec: ModelSpec, params: dict[str, Any], X: np.ndarray, y: np.ndarr
 
     def fold_score(split: tuple[np.ndarray, np.ndarray]) -> float:
         train_idx, test_idx = split
-        score = fit_and_score(spec, params, names, X[train_idx], y[train_idx], X[test_idx], y[test_idx],
-                              None if next_return is None else next_return[train_idx])
+        score = fit_and_score(spec, params, names, take_rows(X, train_idx), take_rows(y, train_idx),
+                              take_rows(X, test_idx), take_rows(y, test_idx),
+                              None if next_return is None else take_rows(next_return, train_idx))
         return score if np.isfinite(score) else (0.5 if spec.task == "anomaly" else score)
 
     with closing(ordered_map(fold_score, cv.split(len(X)), spec.fit_threads(n_jobs))) as fold_scores:

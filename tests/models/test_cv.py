@@ -31,3 +31,15 @@ def test_holdout_is_the_last_part_after_a_purge():
 def test_holdout_refuses_too_little_data():
     with pytest.raises(ValueError, match="too few"):
         holdout_split(40, 0.2, purge=5)
+
+
+def test_take_rows_is_a_view_for_a_consecutive_run_and_a_copy_otherwise():
+    from models.cv import take_rows
+
+    X = np.arange(40.0).reshape(20, 2)
+    run = take_rows(X, np.arange(3, 9))
+    assert np.shares_memory(run, X) and np.array_equal(run, X[3:9])
+    for rows in (np.array([0, 2, 1, 3]), np.array([5, 4, 3]), np.array([1, 2, 4])):
+        picked = take_rows(X, rows)
+        assert not np.shares_memory(picked, X) and np.array_equal(picked, X[rows])
+    assert take_rows(X, np.array([], dtype=int)).shape == (0, 2)
