@@ -55,7 +55,7 @@ def cv_score(spec: ModelSpec, params: dict[str, Any], X: np.ndarray, y: np.ndarr
                               None if next_return is None else take_rows(next_return, train_idx))
         return score if np.isfinite(score) else (0.5 if spec.task == "anomaly" else score)
 
-    with closing(ordered_map(fold_score, cv.split(len(X)), spec.fit_threads(n_jobs))) as fold_scores:
+    with closing(ordered_map(fold_score, cv.split(len(X)), spec.fit_threads(n_jobs, X.nbytes))) as fold_scores:
         for step, score in enumerate(fold_scores):
             scores.append(score)
             if report is not None and report(step, float(np.mean(scores))):

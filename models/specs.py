@@ -13,6 +13,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+# Above this many bytes of training matrix, a spec's independent fits run one at a time.
+PARALLEL_FIT_MAX_BYTES = 256 * 1024 * 1024
+
 Task = Literal["classifier", "regressor", "anomaly"]
 
 
@@ -64,9 +67,13 @@ class ModelSpec:
     # Null-test retrains at most (None: the setting ``null_permutations``), for costly families.
     max_null_retrains: int | None = None
 
-    def fit_threads(self, n_jobs: int) -> int:
-        """Threads for this spec's independent fits: ``n_jobs``, or 1 without ``parallel_fits``."""
-        return n_jobs if self.parallel_fits else 1
+    def fit_threads(self, n_jobs: int, matrix_bytes: int = 0) -> int:
+        """Threads for this spec's independent fits: ``n_jobs``, or 1 without ``parallel_fits`` or
+        when the training matrix is over :data:`PARALLEL_FIT_MAX_BYTES` (each fit holds about
+        1.6 times its rows, so concurrent fits of a large matrix would multiply the peak)."""
+        if not self.parallel_fits or matrix_bytes > PARALLEL_FIT_MAX_BYTES:
+            return 1
+        return n_jobs
 
     def label_for(self, bars: pd.DataFrame) -> pd.Series:
         return self.make_label(bars).rename(self.label)

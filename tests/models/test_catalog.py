@@ -37,7 +37,7 @@ LABEL_VALUES = {
 
 @pytest.fixture(scope="module")
 def bars() -> pd.DataFrame:
-    from pipelines.synthetic import SyntheticMarket
+    from pipelines.ingest.synthetic import SyntheticMarket
 
     return SyntheticMarket(seed=21, n_bars=3000).generate()[0]
 
@@ -123,3 +123,11 @@ def test_label_values_are_pinned(spec, bars):
     assert len(known) == count
     assert float(known.sum()) == pytest.approx(total, rel=1e-9, abs=1e-12)
     assert float((known * known).sum()) == pytest.approx(squares, rel=1e-9, abs=1e-12)
+
+
+def test_fits_of_a_large_matrix_run_one_at_a_time():
+    from models.specs import PARALLEL_FIT_MAX_BYTES
+
+    spec = spec_by_name("direction_h1")
+    assert spec.parallel_fits and spec.fit_threads(2) == 2 and spec.fit_threads(2, PARALLEL_FIT_MAX_BYTES) == 2
+    assert spec.fit_threads(2, PARALLEL_FIT_MAX_BYTES + 1) == 1
