@@ -26,8 +26,8 @@ from airflow.sdk import dag, task
 def canary():
     @task
     def decide(dag_run=None) -> list[dict]:
-        from pipelines import steps
-        return steps.canary(dag_run.run_after, dag_run.run_id)
+        from pipelines.steps import adapters
+        return adapters.canary(dag_run.run_after, dag_run.run_id)
 
     decide()
 

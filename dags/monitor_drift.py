@@ -15,7 +15,9 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, task
 
-RETRAIN_REQUEST = Asset("alphaops://retrain-request")  # the same Asset train_models declares
+from pipelines.config import RETRAIN_REQUEST_URI  # pydantic-settings only
+
+RETRAIN_REQUEST = Asset(RETRAIN_REQUEST_URI)  # the same Asset train_models declares
 
 
 @dag(
@@ -32,22 +34,22 @@ RETRAIN_REQUEST = Asset("alphaops://retrain-request")  # the same Asset train_mo
 def monitor_drift():
     @task
     def fill_outcomes(dag_run=None) -> int:
-        from pipelines import monitor
-        return monitor.fill_outcomes_step(dag_run.run_after)
+        from pipelines.steps import adapters
+        return adapters.fill_outcomes(dag_run.run_after)
 
     @task
     def monitor(filled: int, params=None, dag_run=None) -> list[dict]:
-        from pipelines import monitor
-        return monitor.monitor_step(params, dag_run.run_after, scheduled=dag_run.run_type == "scheduled")
+        from pipelines.steps import adapters
+        return adapters.monitor(params, dag_run.run_after, scheduled=dag_run.run_type == "scheduled")
 
     @task(outlets=[RETRAIN_REQUEST])
     def request_retrain(results: list[dict], outlet_events=None) -> list[dict]:
         from airflow.sdk.exceptions import AirflowSkipException
-        from pipelines import monitor
-        requests = monitor.request_retrain(results)
+        from pipelines.steps import adapters
+        requests = adapters.request_retrain(results)
         if not requests:
             raise AirflowSkipException("no champion needs retraining")
-        outlet_events[RETRAIN_REQUEST].extra = monitor.retrain_event_extra(requests)
+        outlet_events[RETRAIN_REQUEST].extra = adapters.retrain_event_extra(requests)
         return requests
 
     request_retrain(monitor(fill_outcomes()))

@@ -21,9 +21,9 @@ from datetime import timedelta
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from pipelines.config import get_settings  # pydantic-settings only: the params' defaults
+from pipelines.config import RETRAIN_REQUEST_URI, get_settings  # pydantic-settings only: the params' defaults
 
-RETRAIN_REQUEST = Asset("alphaops://retrain-request")
+RETRAIN_REQUEST = Asset(RETRAIN_REQUEST_URI)
 DEFAULTS = get_settings()  # ALPHAOPS_* environment, read when the file is parsed
 # No start_date: with a past one and catchup=False, unpausing would run the latest slot at once.
 EVERY_12H = CronTriggerTimetable("0 0,12 * * *", timezone="UTC", run_immediately=False)
@@ -49,43 +49,43 @@ EVERY_12H = CronTriggerTimetable("0 0,12 * * *", timezone="UTC", run_immediately
 def train_models():
     @task
     def extract(params=None, dag_run=None, triggering_asset_events=None) -> list[dict]:
-        from pipelines import steps
-        return steps.extract(params, dag_run.run_after, triggering_asset_events)
+        from pipelines.steps import adapters
+        return adapters.extract(params, dag_run.run_after, triggering_asset_events)
 
     @task(map_index_template="{{ task.op_kwargs['dataset']['symbol'] }} {{ task.op_kwargs['dataset']['timeframe'] }}")
     def features(dataset: dict, dag_run=None) -> dict:
-        from pipelines import steps
-        return steps.features(dataset, dag_run.run_after)
+        from pipelines.steps import adapters
+        return adapters.features(dataset, dag_run.run_after)
 
     @task(map_index_template="{{ task.op_kwargs['feature_ref']['symbol'] }} {{ task.op_kwargs['feature_ref']['timeframe'] }}")
     def label(feature_ref: dict, params=None, dag_run=None, triggering_asset_events=None) -> list[dict]:
-        from pipelines import steps
-        return steps.label(feature_ref, params, dag_run.run_after, triggering_asset_events)
+        from pipelines.steps import adapters
+        return adapters.label(feature_ref, params, dag_run.run_after, triggering_asset_events)
 
     @task
     def plan(job_lists: list[list[dict]]) -> list[dict]:
-        from pipelines import steps
-        return steps.plan(job_lists)
+        from pipelines.steps import adapters
+        return adapters.plan(job_lists)
 
     @task(map_index_template="{{ task.op_kwargs['job']['spec_name'] }}")
     def train(job: dict, dag_run=None) -> dict:
-        from pipelines import steps
-        return steps.train(job, dag_run.run_after)
+        from pipelines.steps import adapters
+        return adapters.train(job, dag_run.run_after)
 
     @task
     def validate(trained: dict, params=None, dag_run=None) -> dict:
-        from pipelines import steps
-        return steps.validate(trained, params, dag_run.run_after)
+        from pipelines.steps import adapters
+        return adapters.validate(trained, params, dag_run.run_after)
 
     @task
     def rank(validated: list[dict], dag_run=None) -> list[dict]:
-        from pipelines import steps
-        return steps.rank(list(validated), dag_run.run_id)
+        from pipelines.steps import adapters
+        return adapters.rank(list(validated), dag_run.run_id)
 
     @task
     def deploy(ranking: list[dict], dag_run=None) -> list[dict]:
-        from pipelines import steps
-        return steps.deploy(ranking, dag_run.run_after, dag_run.run_id)
+        from pipelines.steps import adapters
+        return adapters.deploy(ranking, dag_run.run_after, dag_run.run_id)
 
     # features and labels: one mapped task per (symbol, timeframe); train: one per (spec, symbol, timeframe)
     jobs = plan(label.expand(feature_ref=features.expand(dataset=extract())))

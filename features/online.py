@@ -21,7 +21,6 @@ synthetic bars, including a flat market and zero-volume bars).
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import numpy as np
 from features import talib_raw as talib  # TA-Lib C functions without the package's pandas wrapper
@@ -29,8 +28,8 @@ from features import talib_raw as talib  # TA-Lib C functions without the packag
 from features import definitions as cat
 from features.indicators import _EPOCH_WEEKDAY, _MINUTES_PER_DAY, _NS_PER_MINUTE, BarArrays, yang_zhang_k
 from features.microstructure import _BPS
-from features.smoothing import _truncation_constants, ema_length, wilder_length
-
+from features import windows as win
+from features.smoothing import ema_length, wilder_length
 
 
 def latest_features(bars: BarArrays) -> dict[str, float]:
@@ -45,122 +44,9 @@ def latest_features(bars: BarArrays) -> dict[str, float]:
     return out
 
 
-# --- helpers ------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=None)
-def _ema_weights(period: int, length: int) -> np.ndarray:
-    """Weights of the truncated EMA over a window ordered oldest to newest."""
-    alpha = 2.0 / (period + 1)
-    _, scale = _truncation_constants(period, length)
-    weights = (alpha * (1.0 - alpha) ** np.arange(length) * scale)[::-1].copy()
-    weights.setflags(write=False)
-    return weights
-
-
-@lru_cache(maxsize=None)
-def _ema_weight_matrix(periods_and_lengths: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """One column of :func:`_ema_weights` per ``(period, length)``, aligned on the newest bar
-    (zeros before a shorter window), so one product gives several EMAs."""
-    rows = max(length for _, length in periods_and_lengths)
-    matrix = np.zeros((rows, len(periods_and_lengths)))
-    for column, (period, length) in enumerate(periods_and_lengths):
-        matrix[rows - length:, column] = _ema_weights(period, length)
-    matrix.setflags(write=False)
-    return matrix
-
-
-def _windows(x: np.ndarray, length: int, count: int) -> np.ndarray:
-    """The last ``count`` windows of ``length`` values of a C-contiguous ``x`` (1-D, or 2-D
-    for one set of windows per row), as a read-only ``(..., count, length)`` view; window i
-    ends at bar ``-count + i``."""
-    columns = x.shape[-1]
-    start = columns - (length + count - 1)
-    shape, strides = (count, length), (8, 8)
-    if x.ndim == 2:
-        shape, strides = (x.shape[0], *shape), (columns * 8, *strides)
-    view = np.ndarray(shape, np.float64, x, start * 8, strides)
-    view.flags.writeable = False
-    return view
-
-
-def _tema(x: np.ndarray, period: int, count: int = 1, length: int | None = None) -> np.ndarray | float:
-    """:func:`features.smoothing.truncated_ema` at the last bar (a float), or at the last
-    ``count`` bars (an array)."""
-    length = ema_length(period) if length is None else length
-    weights = _ema_weights(period, length)
-    if count == 1:
-        return float(x[-length:] @ weights)
-    return _windows(x, length, count) @ weights
-
-
-def _wilder(x: np.ndarray, period: int, count: int = 1) -> np.ndarray | float:
-    """:func:`features.smoothing.wilder` of a non-negative series at the last bar(s). A
-    window of zeros gives exactly 0, as in the batch engine."""
-    return _tema(x, 2 * period - 1, count, wilder_length(period))
-
-
-def _divide(numerator: float, denominator: float, fill: float = 0.0) -> float:
-    """:func:`features.smoothing.safe_divide` for one value."""
-    return numerator / denominator if denominator != 0.0 else fill
-
-
-def _divide_arrays(numerator: np.ndarray, denominator: np.ndarray, fill: float = 0.0) -> np.ndarray:
-    """:func:`features.smoothing.safe_divide` for arrays without NaN."""
-    if np.count_nonzero(denominator) == denominator.size:
-        return numerator / denominator
-    out = np.full(denominator.shape, fill)
-    np.divide(numerator, denominator, out=out, where=denominator != 0.0)
-    return out
-
-
-def _constant(window: np.ndarray) -> bool:
-    """All values equal (exact)."""
-    return bool(np.maximum.reduce(window) == np.minimum.reduce(window))
-
-
-def _stddev(window: np.ndarray, constant: bool | None = None) -> float:
-    """:func:`features.smoothing.rolling_stddev` at the last bar: TA-Lib's STDDEV (with
-    its zero threshold), exactly 0 on a constant window."""
-    std = float(talib.STDDEV(window, len(window))[-1])
-    if std == 0.0:
-        return std
-    if constant is None:
-        # On a constant window TA-Lib leaves at most a residue of ~1e-8 of the level: only a
-        # σ that small needs the exact check.
-        constant = std < 1e-6 * (abs(float(window[-1])) + 1.0) and _constant(window)
-    return 0.0 if constant else std
-
-
-def _zscore(window: np.ndarray) -> float:
-    """:func:`features.smoothing.zscore` at the last bar of ``window`` (its length is the period)."""
-    mean = float(np.add.reduce(window)) / len(window)
-    return _divide(float(window[-1]) - mean, _stddev(window))
-
-
-def _mean_of_nonnegative(window: np.ndarray) -> float:
-    """:func:`features.smoothing.mean_of_nonnegative`: the mean, exactly 0 on zeros."""
-    return max(float(np.add.reduce(window)) / len(window), 0.0)
-
-
-def _ratio_of_sums(numerator: np.ndarray, denominator: np.ndarray, fill: float = 0.0) -> float:
-    """:func:`features.smoothing.ratio_of_sums` over the given windows."""
-    if not np.maximum.reduce(denominator) > 0.0:  # no volume in the window
-        return fill
-    return _divide(float(np.add.reduce(numerator)), float(np.add.reduce(denominator)), fill)
-
-
-def _vwap(price: np.ndarray, volume: np.ndarray, anchor: float) -> float:
-    """:func:`features.indicators.rolling_vwap` over the given windows (centred on ``anchor``)."""
-    shifted = price - anchor
-    if not np.maximum.reduce(volume) > 0.0:
-        return float(np.add.reduce(shifted)) / len(shifted) + anchor
-    return float(shifted @ volume) / float(np.add.reduce(volume)) + anchor
-
-
 def _close_stddev(last: _Last, period: int) -> float:
     """:func:`features.smoothing.level_stddev` of the close: σ, centred; 0 when flat."""
-    return _stddev(last.centred_close[-period:], constant=last.close_constant(period))
+    return win.stddev(last.centred_close[-period:], constant=last.close_constant(period))
 
 
 _MA_EMAS = tuple((n, ema_length(n)) for n in cat.MA_PERIODS)
@@ -189,7 +75,7 @@ class _Last:
         # true range over the last ATR_SLOW memory (and the ADX's 2 x 54 bars)
         tr_bars = max(wilder_length(cat.ATR_SLOW_PERIOD), 2 * wilder_length(cat.ADX_PERIOD) - 1)
         self.true_range = talib.TRANGE(self.h[-(tr_bars + 1):], self.l[-(tr_bars + 1):], c[-(tr_bars + 1):])[1:]
-        self.atr = _wilder(self.true_range, cat.ATR_PERIOD)
+        self.atr = win.wilder(self.true_range, cat.ATR_PERIOD)
         self.per_atr = 1.0 / self.atr if self.atr != 0.0 else 0.0
         self._emas: dict[int, np.ndarray] = {}
         # Bars at the end with exactly the last close (the close is constant over n bars iff n <= run).
@@ -202,12 +88,12 @@ class _Last:
     def ema(self, period: int) -> np.ndarray:
         """Truncated EMA of close at the last EMA_SLOPE_LAG + 1 bars."""
         if not self._emas:  # every MA period in one product
-            weights = _ema_weight_matrix(_MA_EMAS)
-            values = _windows(self.centred_close, weights.shape[0], cat.EMA_SLOPE_LAG + 1) @ weights
+            weights = win.ema_weight_matrix(_MA_EMAS)
+            values = win.windows(self.centred_close, weights.shape[0], cat.EMA_SLOPE_LAG + 1) @ weights
             values += self.anchor
             self._emas.update(zip(cat.MA_PERIODS, values.T))
         if period not in self._emas:
-            self._emas[period] = _tema(self.centred_close, period, cat.EMA_SLOPE_LAG + 1) + self.anchor
+            self._emas[period] = win.tema(self.centred_close, period, cat.EMA_SLOPE_LAG + 1) + self.anchor
         return self._emas[period]
 
     def highest(self, period: int, lag: int = 0) -> float:
@@ -223,7 +109,7 @@ class _Last:
 
     def donchian_pos(self, period: int) -> float:
         highest, lowest = self.highest(period), self.lowest(period)
-        return _divide(self.close - lowest, highest - lowest, 0.5)
+        return win.divide(self.close - lowest, highest - lowest, 0.5)
 
     def close_constant(self, period: int) -> bool:
         """The last ``period`` closes are all equal."""
@@ -259,10 +145,10 @@ def _trend(last: _Last, out: dict[str, float]) -> None:
         else:
             out[f"ema_cross_{fast}_{slow}"] = float(last.ema(fast)[-1]) / float(last.ema(slow)[-1]) - 1.0
 
-    weights = _ema_weight_matrix(_MACD_EMAS)
-    fast_slow = _windows(last.centred_close, weights.shape[0], ema_length(cat.MACD_SIGNAL)) @ weights
+    weights = win.ema_weight_matrix(_MACD_EMAS)
+    fast_slow = win.windows(last.centred_close, weights.shape[0], ema_length(cat.MACD_SIGNAL)) @ weights
     macd_line = fast_slow[:, 0] - fast_slow[:, 1]
-    line, signal = float(macd_line[-1]), _tema(macd_line, cat.MACD_SIGNAL)
+    line, signal = float(macd_line[-1]), win.tema(macd_line, cat.MACD_SIGNAL)
     out["macd_line"] = line * last.per_atr
     out["macd_signal"] = signal * last.per_atr
     out["macd_hist"] = (line - signal) * last.per_atr
@@ -279,12 +165,12 @@ def _trend_directional(last: _Last, out: dict[str, float]) -> None:
     series[0] = last.true_range[-bars:]
     series[1] = talib.PLUS_DM(h, l, 1)[1:]
     series[2] = talib.MINUS_DM(h, l, 1)[1:]
-    smoothed_tr, plus_dm, minus_dm = _windows(series, memory, memory) @ _ema_weights(2 * n - 1, memory)
-    plus_di = 100.0 * _divide_arrays(plus_dm, smoothed_tr)
-    minus_di = 100.0 * _divide_arrays(minus_dm, smoothed_tr)
-    dx = 100.0 * _divide_arrays(np.abs(plus_di - minus_di), plus_di + minus_di)
+    smoothed_tr, plus_dm, minus_dm = win.windows(series, memory, memory) @ win.ema_weights(2 * n - 1, memory)
+    plus_di = 100.0 * win.divide_arrays(plus_dm, smoothed_tr)
+    minus_di = 100.0 * win.divide_arrays(minus_dm, smoothed_tr)
+    dx = 100.0 * win.divide_arrays(np.abs(plus_di - minus_di), plus_di + minus_di)
     plus, minus = float(plus_di[-1]), float(minus_di[-1])
-    out[f"adx_{n}"] = _wilder(dx, n)
+    out[f"adx_{n}"] = win.wilder(dx, n)
     out[f"plus_di_{n}"] = plus
     out[f"minus_di_{n}"] = minus
     out[f"di_spread_{n}"] = plus - minus
@@ -318,7 +204,7 @@ def _trend_channels(last: _Last, out: dict[str, float]) -> None:
 
 def _momentum(last: _Last, out: dict[str, float]) -> None:
     o, h, l, c = last.o, last.h, last.l, last.c
-    weights = _ema_weight_matrix(_RSI_WILDERS)
+    weights = win.ema_weight_matrix(_RSI_WILDERS)
     memory = weights.shape[0]
     recent = c[-(memory + 1):]
     close_diff = recent[1:] - recent[:-1]
@@ -327,7 +213,7 @@ def _momentum(last: _Last, out: dict[str, float]) -> None:
     np.maximum(-close_diff, 0.0, out=gains_losses[1])
     averages = (gains_losses @ weights).tolist()  # [gains, losses] x RSI periods
     for n, avg_gain, avg_loss in zip(cat.RSI_PERIODS, *averages):
-        out[f"rsi_{n}"] = 100.0 * _divide(avg_gain, avg_gain + avg_loss, 0.5)
+        out[f"rsi_{n}"] = 100.0 * win.divide(avg_gain, avg_gain + avg_loss, 0.5)
     k = cat.STOCH_K + cat.STOCH_SMOOTH_K + cat.STOCH_D - 2
     slow_k, slow_d = talib.STOCH(h[-k:], l[-k:], c[-k:], cat.STOCH_K, cat.STOCH_SMOOTH_K, 0, cat.STOCH_D, 0)
     out["stoch_k"] = float(slow_k[-1])
@@ -354,12 +240,12 @@ def _volatility(last: _Last, out: dict[str, float]) -> None:
         upper, middle, lower = talib.BBANDS(last.centred_close[-n:], n, cat.BBANDS_NBDEV, cat.BBANDS_NBDEV, 0)
         low = float(lower[-1])
         band = 0.0 if last.close_constant(n) else float(upper[-1]) - low
-        out[f"bb_pctb_{n}"] = _divide((close - anchor) - low, band, 0.5)
+        out[f"bb_pctb_{n}"] = win.divide((close - anchor) - low, band, 0.5)
         out[f"bb_width_{n}"] = band / (float(middle[-1]) + anchor)
-    atr_slow = _wilder(last.true_range, cat.ATR_SLOW_PERIOD)
+    atr_slow = win.wilder(last.true_range, cat.ATR_SLOW_PERIOD)
     out[f"atr_pct_{cat.ATR_PERIOD}"] = atr / close
     out[f"atr_pct_{cat.ATR_SLOW_PERIOD}"] = atr_slow / close
-    out[f"atr_ratio_{cat.ATR_PERIOD}_{cat.ATR_SLOW_PERIOD}"] = _divide(atr, atr_slow, 1.0)
+    out[f"atr_ratio_{cat.ATR_PERIOD}_{cat.ATR_SLOW_PERIOD}"] = win.divide(atr, atr_slow, 1.0)
     keltner_mid = float(last.ema(cat.KELTNER_PERIOD)[-1])
     out[f"keltner_pos_{cat.KELTNER_PERIOD}"] = (close - keltner_mid) * last.per_atr * (1.0 / cat.KELTNER_ATR_MULT)
     out[f"keltner_width_{cat.KELTNER_PERIOD}"] = (2.0 * cat.KELTNER_ATR_MULT) * atr / keltner_mid
@@ -367,7 +253,7 @@ def _volatility(last: _Last, out: dict[str, float]) -> None:
         out[f"donchian_pos_{n}"] = last.donchian_pos(n)
         out[f"donchian_width_{n}"] = (last.highest(n) - last.lowest(n)) / close
     squared_ret = last.ret_1 * last.ret_1
-    rv = {n: math.sqrt(_mean_of_nonnegative(squared_ret[-n:])) for n in cat.RV_PERIODS}
+    rv = {n: math.sqrt(win.mean_of_nonnegative(squared_ret[-n:])) for n in cat.RV_PERIODS}
     for n in cat.RV_PERIODS:
         out[f"rv_{n}"] = rv[n]
     for n in cat.HV_PERIODS:
@@ -376,15 +262,15 @@ def _volatility(last: _Last, out: dict[str, float]) -> None:
     log_hl = np.log(h[-n:] / l[-n:])
     log_co = np.log(c[-n:] / o[-n:])
     squared_hl = log_hl * log_hl
-    out[f"parkinson_vol_{n}"] = math.sqrt(_mean_of_nonnegative(squared_hl) * (1.0 / (4.0 * np.log(2.0))))
+    out[f"parkinson_vol_{n}"] = math.sqrt(win.mean_of_nonnegative(squared_hl) * (1.0 / (4.0 * np.log(2.0))))
     gk_terms = 0.5 * squared_hl - (2.0 * np.log(2.0) - 1.0) * log_co * log_co
     no_range = not np.maximum.reduce(squared_hl) > 0.0
     gk_variance = 0.0 if no_range else max(float(np.add.reduce(gk_terms)) / n, 0.0)
     out[f"garman_klass_vol_{n}"] = math.sqrt(gk_variance)
     _har_terms(last, out)
-    out["rv_ratio_10_60"] = _divide(rv[10], rv[60], 1.0)
+    out["rv_ratio_10_60"] = win.divide(rv[10], rv[60], 1.0)
     out["range_pct"] = (float(h[-1]) - float(l[-1])) / close
-    out["tr_atr"] = _divide(float(last.true_range[-1]), atr, 1.0)
+    out["tr_atr"] = win.divide(float(last.true_range[-1]), atr, 1.0)
 
 
 def _har_terms(last: _Last, out: dict[str, float]) -> None:
@@ -407,14 +293,14 @@ def _har_terms(last: _Last, out: dict[str, float]) -> None:
             out["garman_klass_vol_1"] = 0.0 if squared_hl[-1] == 0.0 else math.sqrt(max(float(gk_terms[-1]), 0.0))
             out["rogers_satchell_vol_1"] = math.sqrt(float(rs_terms[-1]))
             continue
-        out[f"rv_{n}"] = math.sqrt(_mean_of_nonnegative(squared_ret[-n:]))
-        out[f"parkinson_vol_{n}"] = math.sqrt(_mean_of_nonnegative(squared_hl[-n:]) * pk_scale)
+        out[f"rv_{n}"] = math.sqrt(win.mean_of_nonnegative(squared_ret[-n:]))
+        out[f"parkinson_vol_{n}"] = math.sqrt(win.mean_of_nonnegative(squared_hl[-n:]) * pk_scale)
         no_range = not np.maximum.reduce(squared_hl[-n:]) > 0.0
         out[f"garman_klass_vol_{n}"] = 0.0 if no_range else math.sqrt(max(float(np.add.reduce(gk_terms[-n:])) / n, 0.0))
-        rs_variance = _mean_of_nonnegative(rs_terms[-n:])
+        rs_variance = win.mean_of_nonnegative(rs_terms[-n:])
         out[f"rogers_satchell_vol_{n}"] = math.sqrt(rs_variance)
         k = yang_zhang_k(n)
-        out[f"yang_zhang_vol_{n}"] = math.sqrt(_mean_of_nonnegative(squared_on[-n:]) + k * _mean_of_nonnegative(
+        out[f"yang_zhang_vol_{n}"] = math.sqrt(win.mean_of_nonnegative(squared_on[-n:]) + k * win.mean_of_nonnegative(
             squared_co[-n:]) + (1.0 - k) * rs_variance)
 
 
@@ -423,37 +309,37 @@ def _volume(last: _Last, out: dict[str, float]) -> None:
     n, z = cat.OBV_PERIOD, cat.OBV_Z_PERIOD
     recent = c[-(n + z):]
     signed_volume = np.sign(recent[1:] - recent[:-1]) * v[-(n + z - 1):]
-    obv_flow = _ratio_of_sums(signed_volume[-n:], v[-n:])
+    obv_flow = win.ratio_of_sums(signed_volume[-n:], v[-n:])
     out[f"obv_flow_{n}"] = obv_flow
     obv_change = talib.SUM(signed_volume, n)[n - 1:]  # the 20-bar OBV change at each of the last 100 bars
-    out[f"obv_slope_z_{n}"] = _zscore(obv_change)
+    out[f"obv_slope_z_{n}"] = win.zscore(obv_change)
 
     longest = max(cat.VWAP_PERIODS)
     typical = (h[-longest:] + l[-longest:] + c[-longest:]) * (1.0 / 3.0)
     for n in cat.VWAP_PERIODS:
-        vwap = _vwap(typical[-n:], v[-n:], anchor)
+        vwap = win.vwap(typical[-n:], v[-n:], anchor)
         sigma = _close_stddev(last, n)
-        out[f"vwap_dist_sigma_{n}"] = _divide(close - vwap, sigma)
+        out[f"vwap_dist_sigma_{n}"] = win.divide(close - vwap, sigma)
         if n == cat.VWAP_PERIODS[0]:
             out[f"vwap_dist_pct_{n}"] = close / vwap - 1.0
     n = cat.MFI_PERIOD + 1
     out[f"mfi_{cat.MFI_PERIOD}"] = float(talib.MFI(h[-n:], l[-n:], c[-n:], v[-n:], cat.MFI_PERIOD)[-1])
     n = cat.VOLUME_PERIOD
-    out[f"vol_ratio_{n}"] = _divide(float(v[-1]), float(np.add.reduce(v[-n:])) / n, 1.0)
+    out[f"vol_ratio_{n}"] = win.divide(float(v[-1]), float(np.add.reduce(v[-n:])) / n, 1.0)
     longest = max(cat.VOLUME_Z_PERIODS)
     log_volume = np.log1p(v[-(longest + 1):])
     for n in cat.VOLUME_Z_PERIODS:
-        out[f"vol_z_{n}"] = _zscore(log_volume[-n:])
+        out[f"vol_z_{n}"] = win.zscore(log_volume[-n:])
     n = cat.VP_PERIOD
     volume_change = log_volume[-n:] - log_volume[-(n + 1):-1]
     returns = last.ret_1[-n:]
-    flat = _constant(returns) or _constant(volume_change)
+    flat = win.is_constant(returns) or win.is_constant(volume_change)
     out[f"vp_corr_{n}"] = 0.0 if flat else float(talib.CORREL(returns, volume_change, n)[-1])
     out[f"vp_divergence_{n}"] = last.donchian_pos(n) - (obv_flow + 1.0) * 0.5
     n = cat.CMF_PERIOD
     hn, ln, cn, vn = h[-n:], l[-n:], c[-n:], v[-n:]
-    money_flow_multiplier = _divide_arrays((cn - ln) - (hn - cn), hn - ln)
-    out[f"cmf_{n}"] = _ratio_of_sums(money_flow_multiplier * vn, vn)
+    money_flow_multiplier = win.divide_arrays((cn - ln) - (hn - cn), hn - ln)
+    out[f"cmf_{n}"] = win.ratio_of_sums(money_flow_multiplier * vn, vn)
 
 
 _WARMUP = {info.name: info.warmup for info in cat.catalog()}
@@ -469,9 +355,9 @@ def _structure(last: _Last, out: dict[str, float]) -> None:
     close, per_atr = last.close, last.per_atr
     high, low, open_ = float(h[-1]), float(l[-1]), float(o[-1])
     bar_range = high - low
-    out["candle_body"] = _divide(close - open_, bar_range)
-    out["candle_upper_wick"] = _divide(high - max(open_, close), bar_range)
-    out["candle_lower_wick"] = _divide(min(open_, close) - low, bar_range)
+    out["candle_body"] = win.divide(close - open_, bar_range)
+    out["candle_upper_wick"] = win.divide(high - max(open_, close), bar_range)
+    out["candle_lower_wick"] = win.divide(min(open_, close) - low, bar_range)
     for n in cat.SR_PERIODS:
         out[f"resistance_dist_{n}"] = (last.highest(n) - close) * per_atr
         out[f"support_dist_{n}"] = (close - last.lowest(n)) * per_atr
@@ -517,19 +403,19 @@ def _microstructure(bars: BarArrays, last: _Last, out: dict[str, float]) -> None
         n = max(*cat.FLOW_PERIODS, cat.TICK_Z_PERIOD, cat.PRICE_DIST_PERIOD)
         buy, sell = x["buy_volume"][-n:], x["sell_volume"][-n:]
         imbalance, traded = buy - sell, buy + sell
-        tick_ratio = _divide_arrays(imbalance, traded)
+        tick_ratio = win.divide_arrays(imbalance, traded)
         out["tick_ratio"] = float(tick_ratio[-1])
         for n in cat.FLOW_PERIODS:
-            out[f"ofi_{n}"] = _ratio_of_sums(imbalance[-n:], traded[-n:])
-        out[f"tick_ratio_z_{cat.TICK_Z_PERIOD}"] = _zscore(tick_ratio[-cat.TICK_Z_PERIOD:])
+            out[f"ofi_{n}"] = win.ratio_of_sums(imbalance[-n:], traded[-n:])
+        out[f"tick_ratio_z_{cat.TICK_Z_PERIOD}"] = win.zscore(tick_ratio[-cat.TICK_Z_PERIOD:])
         n = cat.PRICE_DIST_PERIOD
-        vwap = _vwap(c[-n:], traded[-n:], anchor)
-        out["price_dist"] = _divide(close - vwap, _close_stddev(last, n))
+        vwap = win.vwap(c[-n:], traded[-n:], anchor)
+        out["price_dist"] = win.divide(close - vwap, _close_stddev(last, n))
 
     if "bid_size" in x and "ask_size" in x:
         n = cat.DEPTH_PERIOD
         bid, ask = x["bid_size"][-n:], x["ask_size"][-n:]
-        depth_ratio = _divide_arrays(bid - ask, bid + ask)
+        depth_ratio = win.divide_arrays(bid - ask, bid + ask)
         out["depth_ratio"] = float(depth_ratio[-1])
         out[f"depth_ratio_sma_{n}"] = float(np.add.reduce(depth_ratio)) / n
 
@@ -537,25 +423,25 @@ def _microstructure(bars: BarArrays, last: _Last, out: dict[str, float]) -> None
         n = max(cat.SPREAD_VOL_PERIOD, cat.SPREAD_Z_PERIOD)
         spread_bps = _BPS * x["spread"][-n:] / c[-n:]
         out["spread_bps"] = float(spread_bps[-1])
-        out[f"spread_vol_{cat.SPREAD_VOL_PERIOD}"] = _stddev(spread_bps[-cat.SPREAD_VOL_PERIOD:])
-        out[f"spread_z_{cat.SPREAD_Z_PERIOD}"] = _zscore(spread_bps[-cat.SPREAD_Z_PERIOD:])
+        out[f"spread_vol_{cat.SPREAD_VOL_PERIOD}"] = win.stddev(spread_bps[-cat.SPREAD_VOL_PERIOD:])
+        out[f"spread_z_{cat.SPREAD_Z_PERIOD}"] = win.zscore(spread_bps[-cat.SPREAD_Z_PERIOD:])
 
     if "n_trades" in x:
         n = cat.TRADES_PERIOD
         n_trades = x["n_trades"][-n:]
-        out[f"trade_intensity_z_{n}"] = _zscore(np.log1p(n_trades))
-        avg_trade_size = _divide_arrays(last.v[-n:], n_trades)
+        out[f"trade_intensity_z_{n}"] = win.zscore(np.log1p(n_trades))
+        avg_trade_size = win.divide_arrays(last.v[-n:], n_trades)
         mean_size = float(np.add.reduce(avg_trade_size)) / n
-        out[f"avg_trade_size_ratio_{n}"] = _divide(float(avg_trade_size[-1]), mean_size, 1.0) - 1.0
+        out[f"avg_trade_size_ratio_{n}"] = win.divide(float(avg_trade_size[-1]), mean_size, 1.0) - 1.0
 
     if "funding_rate" in x:
         n = cat.FUNDING_PERIOD
         funding = x["funding_rate"][-n:]
         out["funding_rate_bps"] = _BPS * float(funding[-1])
-        out[f"funding_dev_{n}"] = _zscore(_BPS * funding)
+        out[f"funding_dev_{n}"] = win.zscore(_BPS * funding)
 
     if "liquidations" in x:
         n = cat.LIQUIDATION_PERIOD
-        liq_z = _zscore(np.log1p(x["liquidations"][-n:]))
+        liq_z = win.zscore(np.log1p(x["liquidations"][-n:]))
         out[f"liq_z_{n}"] = liq_z
         out["liq_spike"] = 1.0 if liq_z > cat.LIQUIDATION_SPIKE_Z else 0.0

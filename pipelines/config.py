@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from models.parallel import default_n_jobs
 
 FAMILY_ALL = "all"
+RETRAIN_REQUEST_URI = "alphaops://retrain-request"  # the Asset monitor_drift emits and train_models is scheduled on
 MIN_API_KEY_LENGTH = 16
 _KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
@@ -70,18 +71,18 @@ class Settings(BaseSettings):
     cv_folds: int = Field(default=4, ge=2)
     seed: int = 42
     top_k: int = Field(default=5, ge=1)
-    # Null tests (pipelines.validate.null_tests): the fixed-model screen's draws, then at most
+    # Null tests (pipelines.steps.validate.null_tests): the fixed-model screen's draws, then at most
     # this many retrains on permuted labels, for versions that pass every other gate.
     null_screen_permutations: int = Field(default=9999, ge=19)
     null_permutations: int = Field(default=100, ge=0)
     # Stop null-test retrains once this many score at least as well as the real model: the
-    # model fails the test either way (see pipelines.evaluation.NullTest). None: never stop.
+    # model fails the test either way (see pipelines.evaluation.metrics.NullTest). None: never stop.
     null_stop_after: int | None = Field(default=3, ge=1)
     # Threads for independent fits inside one task (CV folds, null-test retrains); results
     # do not depend on it. Default: the cores this process may use.
     n_jobs: int = Field(default_factory=default_n_jobs, ge=1)
 
-    # False discoveries across a run (pipelines.discoveries): Benjamini-Hochberg level over every
+    # False discoveries across a run (pipelines.steps.discoveries): Benjamini-Hochberg level over every
     # hypothesis the run tests, and the least deflated Sharpe ratio of a direction-like signal.
     fdr_level: float = Field(default=0.05, gt=0.0, lt=1.0)
     # Walk-forward folds over the holdout (each refit on an expanding window, purged by the horizon).

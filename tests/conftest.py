@@ -20,7 +20,7 @@ for _key in [k for k in os.environ if k.startswith("ALPHAOPS_") and k not in ("A
     if _key != "ALPHAOPS_CLICKHOUSE_URL":
         os.environ.pop(_key)
 
-from pipelines.airflow_runner import airflow_environment  # noqa: E402
+from pipelines.orchestration.airflow_runner import airflow_environment  # noqa: E402
 from pipelines.config import get_settings  # noqa: E402
 
 airflow_environment(get_settings())

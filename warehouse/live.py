@@ -16,7 +16,7 @@ from warehouse.tables import Tables, ms_text, nullable_floats
 
 
 class LiveTables(Tables):
-    """Prediction log, trade results and monitor history (``pipelines.monitor``, ``pipelines.feedback``)."""
+    """Prediction log, trade results and monitor history (``pipelines.live.monitor``, ``pipelines.ingest.feedback``)."""
 
     def write_predictions(self, frame: pd.DataFrame) -> int:
         """Upsert prediction-log rows into ``ml_predictions``.

@@ -66,7 +66,7 @@ def anomaly_groups(feature_names: list[str] | tuple[str, ...]) -> dict[str, list
 def event_mask(index: Any, events: Any, types: tuple[str, ...] | None = None) -> np.ndarray:
     """Boolean mask over ``index`` (bar times) of the bars inside injected events.
 
-    ``events`` is the frame of :meth:`pipelines.synthetic.SyntheticMarket.generate`: one row per
+    ``events`` is the frame of :meth:`pipelines.ingest.synthetic.SyntheticMarket.generate`: one row per
     event with ``ts`` (first bar), ``type`` and ``n_bars``. ``types`` filters event types. An
     event whose first bar is not in ``index`` is skipped (its extent in bars cannot be placed),
     so build the mask on the full bar index and slice it, rather than on a slice.

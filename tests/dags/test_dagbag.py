@@ -7,10 +7,10 @@ import os
 import subprocess
 import sys
 
-from pipelines.airflow_runner import DAGS_FOLDER
+from pipelines.orchestration.airflow_runner import DAGS_FOLDER
 
 HEAVY = ["mlflow", "lightgbm", "sklearn", "torch", "great_expectations", "evidently", "chdb", "optuna",
-         "onnxruntime", "talib", "pipelines.train"]
+         "onnxruntime", "talib", "pipelines.steps.train"]
 
 PARSE = """
 import json, sys, time

@@ -18,14 +18,14 @@ RETRAIN_URI = "alphaops://retrain-request"
 @pytest.fixture(scope="module")
 def champion(alphaops_home) -> dict:
     """direction_h1 trained on the first 5000 of 9000 synthetic bars; a regime shift at bar 7000
-    (the same recipe as tests/pipelines/test_monitor.py, under another symbol)."""
-    from pipelines.build import build_features, build_labels
-    from pipelines.deploy import deploy_models
-    from pipelines.extract import ingest
-    from pipelines.rank import rank_models
-    from pipelines.sources import SyntheticSource
-    from pipelines.train import train_spec
-    from pipelines.validate import validate_version
+    (the same recipe as tests/pipelines/live/test_monitor.py, under another symbol)."""
+    from pipelines.steps.build import build_features, build_labels
+    from pipelines.steps.deploy import deploy_models
+    from pipelines.ingest.ingestion import ingest
+    from pipelines.steps.rank import rank_models
+    from pipelines.ingest.sources import SyntheticSource
+    from pipelines.steps.train import train_spec
+    from pipelines.steps.validate import validate_version
 
     settings = get_settings()
     source = SyntheticSource(seed=7, n_bars=9000, imbalance_coef=0.35, shift_at=7000, shift_vol_mult=3.0)
@@ -51,7 +51,7 @@ def _run(settings, conf: dict) -> tuple[str, str, dict, list]:
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
-    from pipelines.airflow_runner import run_dag
+    from pipelines.orchestration.airflow_runner import run_dag
 
     state, run_id = run_dag(settings, "monitor_drift", conf)
     with create_session() as session:
@@ -76,7 +76,7 @@ def test_live_regime_shift_emits_a_retrain_request_event(champion):
     """Serve the shifted bars now, through Predictor + PredictionLog + the sink in the log's thread."""
     import features
     import serving
-    from pipelines.prediction_sink import PredictionSink
+    from pipelines.live.prediction_sink import PredictionSink
     from registry import CHAMPION, Registry
     from warehouse import open_warehouse
 
@@ -109,7 +109,7 @@ def test_live_regime_shift_emits_a_retrain_request_event(champion):
 
 def test_retrain_params_turn_the_event_into_train_models_params(champion):
     """What train_models does with the event (see docs/monitoring.md): train the requested specs."""
-    from pipelines.monitor import retrain_params
+    from pipelines.live.retrain import retrain_params
 
     class Event:
         extra = {"symbols": [SYMBOL], "families": ["direction_h1"], "reason": f"monitor: {NAME} (drift)"}

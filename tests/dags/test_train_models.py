@@ -24,9 +24,9 @@ def dag_run(alphaops_home: Path) -> dict:
     edge is strong enough for direction_h1 to beat buy and hold after costs on the holdout:
     at imbalance_coef 0.35 its AUC is 0.67, but flipping on 70% of the bars at 2 bps per change
     loses 4.8% over the 1,500 holdout bars, and the version is rightly rejected."""
-    from pipelines.airflow_runner import run_dag
-    from pipelines.extract import ingest
-    from pipelines.sources import SyntheticSource
+    from pipelines.orchestration.airflow_runner import run_dag
+    from pipelines.ingest.ingestion import ingest
+    from pipelines.ingest.sources import SyntheticSource
 
     settings = get_settings()
     ingest(SyntheticSource(seed=11, n_bars=6000, imbalance_coef=0.6), symbol=SYMBOL, timeframe="1m",
@@ -88,7 +88,7 @@ def test_exported_bundle_serves_the_native_models_predictions(dag_run, alphaops_
     """Predictor on the exported bundle equals the native model (refit deterministically) within 1e-5."""
     import serving
     from models.catalog import spec_by_name
-    from pipelines.datasets import load_dataset
+    from pipelines.evaluation.datasets import load_dataset
     from registry import Registry
     from warehouse import open_warehouse
 
@@ -117,7 +117,7 @@ def test_exported_bundle_serves_the_native_models_predictions(dag_run, alphaops_
 
 def test_rerun_is_idempotent_for_data_and_adds_a_version(dag_run, alphaops_home):
     """A second run on unchanged data writes no bars and registers a second version."""
-    from pipelines.airflow_runner import run_dag
+    from pipelines.orchestration.airflow_runner import run_dag
     from warehouse import open_warehouse
 
     settings = dag_run["settings"]

@@ -22,10 +22,10 @@ PLANTED, WALK_DAILY, WALK_MINUTES = "ARPLANT", "RWDAY", "RWMIN"
 
 @pytest.fixture(scope="module")
 def run(alphaops_home: Path) -> dict:
-    from pipelines.airflow_runner import run_dag
-    from pipelines.extract import ingest
-    from pipelines.sources import FrameSource
-    from pipelines.synthetic import autoregressive_market
+    from pipelines.orchestration.airflow_runner import run_dag
+    from pipelines.ingest.ingestion import ingest
+    from pipelines.ingest.sources import FrameSource
+    from pipelines.ingest.synthetic import autoregressive_market
 
     settings = get_settings()
     markets = {

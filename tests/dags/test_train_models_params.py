@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from pipelines.airflow_runner import DAGS_FOLDER
+from pipelines.orchestration.airflow_runner import DAGS_FOLDER
 
 PARSE = """
 import json, sys

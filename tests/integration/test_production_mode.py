@@ -116,7 +116,7 @@ def test_registry_on_postgres_with_s3_artifacts_serves_a_bundle(fresh_databases,
 
 
 def test_airflow_metadata_on_postgres_parses_the_dags(fresh_databases, tmp_path):
-    from pipelines.airflow_runner import DAGS_FOLDER
+    from pipelines.orchestration.airflow_runner import DAGS_FOLDER
 
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"),
            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": fresh_databases["airflow"],

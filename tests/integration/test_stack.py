@@ -102,8 +102,8 @@ def stack(tmp_path_factory):
     env = _clean_env(home)
     # The data, in the embedded warehouse that the workers share (written before they start).
     ingest = subprocess.run([sys.executable, "-c", (
-        "import pandas as pd; from pipelines.config import get_settings; from pipelines.extract import ingest; "
-        "from pipelines.sources import SyntheticSource; "
+        "import pandas as pd; from pipelines.config import get_settings; from pipelines.ingest.ingestion import ingest; "
+        "from pipelines.ingest.sources import SyntheticSource; "
         f"ingest(SyntheticSource(seed=11, n_bars=6000, imbalance_coef=0.6), symbol='{SYMBOL}', timeframe='1m', "
         "settings=get_settings(), as_of=pd.Timestamp('2026-01-01', tz='UTC'))")],
         env=env, capture_output=True, text=True, timeout=300)
@@ -132,11 +132,11 @@ def _kill_worker(state: dict, hostname: str) -> int:
     """SIGKILL the worker that records ``hostname`` and every process under it."""
     import psutil
 
-    from pipelines.stack import _signal_tree
+    from pipelines.orchestration.processes import signal_tree
 
     name = hostname.split(".", 1)[0]
     pid = int(state["processes"][name]["pid"])
-    procs = _signal_tree(pid, signal.SIGKILL)
+    procs = signal_tree(pid, signal.SIGKILL)
     psutil.wait_procs(procs, timeout=30)
     return pid
 

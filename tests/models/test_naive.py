@@ -9,7 +9,7 @@ import pytest
 from models.metrics import primary_score
 from models.naive import NaiveContext, naive_predictions
 from models.catalog import spec_by_name
-from pipelines.synthetic import autoregressive_market
+from pipelines.ingest.synthetic import autoregressive_market
 
 
 def context(bars: pd.DataFrame, spec_name: str, warmup: int = 120, holdout: float = 0.3) -> tuple[NaiveContext, object]:

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from pipelines.config import get_settings
-from pipelines.extract import ingest
+from pipelines.ingest.ingestion import ingest
 from pipelines.memory import BYTES_PER_BAR, MB, MemoryBudgetExceeded, estimate_peak_bytes, memory_budget_bytes, require_memory
-from pipelines.sources import SyntheticSource
+from pipelines.ingest.sources import SyntheticSource
 from warehouse import open_warehouse
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
@@ -48,7 +48,7 @@ def test_require_memory_names_the_step_the_estimate_and_the_setting():
 
 
 def test_an_over_budget_features_step_fails_before_writing_anything(alphaops_home):
-    from pipelines.build import build_features
+    from pipelines.steps.build import build_features
 
     settings = get_settings()
     ingest(SyntheticSource(seed=5, n_bars=3_000), symbol="MEMGUARD", timeframe="1m", settings=settings, as_of=AS_OF)

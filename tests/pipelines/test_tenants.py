@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from pipelines.config import get_settings
-from pipelines.extract import data_summary, ingest
-from pipelines.sources import SyntheticSource
-from pipelines.steps import resolve_datasets
+from pipelines.ingest.ingestion import data_summary, ingest
+from pipelines.ingest.sources import SyntheticSource
+from pipelines.steps.adapters import resolve_datasets
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
 

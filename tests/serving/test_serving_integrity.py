@@ -42,7 +42,7 @@ def test_a_sealed_bundle_loads_and_says_who_sealed_it(clf_bundle: Path, rows) ->
 
 
 def test_reversed_feature_order_is_refused(clf_bundle: Path, bundle_copy, rows) -> None:
-    # The attack of issue 17: the same row flips from up to down once the schema's order is
+    # The attack: the same row flips from up to down once the schema's order is
     # reversed. The seal's digest of the features no longer matches.
     reversed_ = bundle_copy(clf_bundle, "reversed", lambda s: s.update(features=FEATURES[::-1]),
                             reseal=False)

@@ -1,6 +1,6 @@
 """Many processes share the embedded chDB warehouse: they take turns under its lock file.
 
-Real chDB, real OS processes: four ingest-and-read workers (``pipelines.extract.ingest_file``,
+Real chDB, real OS processes: four ingest-and-read workers (``pipelines.ingest.ingestion.ingest_file``,
 the code path of ``alphaops ingest``) run while ``alphaops run`` trains in a fifth; a wait
 that runs out names the holder; within one process, threads and nested opens share a session.
 """
@@ -41,7 +41,7 @@ WORKER = textwrap.dedent("""
     from pathlib import Path
 
     from pipelines.config import get_settings
-    from pipelines.extract import ingest_file
+    from pipelines.ingest.ingestion import ingest_file
     from warehouse import DATABASE, open_warehouse
 
     worker, data_dir, chunks, step, chunk_rows, as_of = (
@@ -116,8 +116,8 @@ def run_worker_script(tmp_path: Path, name: str, source: str) -> Path:
 def test_four_processes_ingest_and_read_while_a_dag_trains(tmp_path):
     """Every row is counted exactly once while five processes share the warehouse."""
     from pipelines.config import get_settings
-    from pipelines.extract import ingest
-    from pipelines.sources import SyntheticSource
+    from pipelines.ingest.ingestion import ingest
+    from pipelines.ingest.sources import SyntheticSource
 
     home = tmp_path / "home"
     data_dir = tmp_path / "data"

@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="session")
 def market() -> tuple[pd.DataFrame, pd.DataFrame]:
     """4,000 one-minute bars with microstructure columns, and the injected events (1 per 500 bars per type)."""
-    from pipelines.synthetic import SyntheticMarket
+    from pipelines.ingest.synthetic import SyntheticMarket
 
     return SyntheticMarket(seed=11, n_bars=4000, anomaly_rate=1 / 500).generate()
 

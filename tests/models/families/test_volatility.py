@@ -165,14 +165,14 @@ def test_search_space_can_leave_the_har_member_alone():
 
 def test_on_spx_it_beats_garch_at_h5_and_the_best_classical_rule_at_h20():
     """The issue-16 protocol in one process: features of arch's S&P 500, purged last 20% (as
-    pipelines.datasets), GARCH/EGARCH/HAR-RV fitted on the training rows (models.naive)."""
+    pipelines.evaluation.datasets), GARCH/EGARCH/HAR-RV fitted on the training rows (models.naive)."""
     import pandas as pd
 
     import features
     from models.cv import holdout_split
     from models.naive import NaiveContext, volatility_rules
-    from pipelines.datasets import usable_features
-    from pipelines.sources import ArchSampleSource
+    from pipelines.evaluation.datasets import usable_features
+    from pipelines.ingest.sources import ArchSampleSource
 
     bars = ArchSampleSource("sp500").read()
     feats = features.compute(bars)

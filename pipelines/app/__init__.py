@@ -1,0 +1,1 @@
+"""The application: the ``alphaops`` command line, benchmarks, the doctor and the registry report."""

@@ -1,0 +1,5 @@
+"""``python -m pipelines.app.cli``: the same as the ``alphaops`` script."""
+
+from pipelines.app.cli import main
+
+main()

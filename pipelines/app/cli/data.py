@@ -1,0 +1,80 @@
+"""``alphaops ingest`` and ``alphaops data``: files into the warehouse, and what it holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from pipelines.app.cli.common import (
+    app,
+    check_symbol,
+    CliError,
+    console,
+    load_settings,
+    out,
+    print_json,
+    utc_now,
+)
+
+
+@app.command()
+def ingest(
+    file: Path = typer.Argument(..., help="CSV or Parquet file."),
+    symbol: str = typer.Option(..., "--symbol", help="Symbol to store the rows under."),
+    timeframe: str = typer.Option(None, "--timeframe",
+                                  help="Bar timeframe, e.g. 1m, 5m, 1h, 1d (inferred from the timestamps if omitted)."),
+    kind: str = typer.Option("bars", help="bars, ticks or book."),
+    fmt: str = typer.Option(None, "--format", help="'binance' for Binance kline dumps."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Validate a file with the data-quality suite and upsert it (all-or-nothing, idempotent)."""
+    from pipelines.ingest.ingestion import IngestRejected, ingest_file
+    from pipelines.ingest.sources import parse_timeframe
+
+    check_symbol(symbol)
+    if timeframe is not None:
+        parse_timeframe(timeframe)  # a ValueError naming the timeframe
+    if kind not in ("bars", "ticks", "book"):
+        raise CliError(f"--kind {kind!r} is not one of bars, ticks, book")
+    if not file.exists():
+        raise CliError(f"file not found: {file}")
+    if file.is_dir():
+        raise CliError(f"{file} is a directory; give a CSV or Parquet file")
+    settings = load_settings()
+    try:
+        with console.status(f"validating and ingesting {file.name}…"):
+            result = ingest_file(file, symbol=symbol, timeframe=timeframe, settings=settings,
+                                 as_of=utc_now(), kind=kind, fmt=fmt)
+    except IngestRejected as exc:
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    payload = result.to_dict()
+    if as_json:
+        print_json(payload)
+    else:
+        out.print(f"ingested {symbol} {timeframe}: {payload['rows_in']} rows in, {payload['rows_new']} new, "
+                  f"{payload['rows_changed']} changed, {payload['rows_written']} written "
+                  f"(ingest {payload['ingest_id']})")
+        for warning in payload.get("warnings", []):
+            console.print(f"[yellow]warning:[/] {warning}")
+
+
+@app.command()
+def data(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Symbols and timeframes in the warehouse: rows, time range and the last ingest."""
+    from pipelines.ingest.ingestion import data_summary
+
+    rows = data_summary(load_settings())
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title="Warehouse bars")
+    for col in ("symbol", "timeframe", "rows", "from", "to", "last ingest"):
+        table.add_column(col)
+    for r in rows:
+        last = r.get("last_ingest") or {}
+        table.add_row(r["symbol"], r["timeframe"], str(r["rows"]), str(r["ts_min"]), str(r["ts_max"]),
+                      f"{last.get('status', '—')} {last.get('logged_at', '')}")
+    out.print(table)

@@ -1,0 +1,66 @@
+"""The extract step: ingest the bundled sample symbols (idempotent) for the train_models DAG.
+
+Each symbol goes through :func:`pipelines.ingest.ingestion.ingest`, the same path as
+``alphaops ingest``; synthetic symbols also store their injected events in ``market_events``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import Settings
+from pipelines.ingest.ingestion import ingest
+from pipelines.ingest.sources import SAMPLE_SYMBOLS, SyntheticSource, sample_timeframe
+
+if TYPE_CHECKING:
+    from warehouse import Warehouse
+
+
+def _sync_events(warehouse: "Warehouse", source: SyntheticSource, *, tenant: str, symbol: str) -> int:
+    """Write the synthetic market's injected events that the warehouse does not hold yet."""
+    events = source.events()
+    known = warehouse.read_market_events(tenant=tenant, symbol=symbol)
+    if not known.empty:
+        have = set(zip(pd.DatetimeIndex(known["ts"]).as_unit("ns"), known["type"]))
+        stamps = pd.DatetimeIndex(events["ts"]).as_unit("ns")
+        keep = [(pd.Timestamp(t), k) not in have for t, k in zip(stamps, events["type"])]
+        events = events[np.asarray(keep, dtype=bool)]
+    return warehouse.write_market_events(events, tenant=tenant, symbol=symbol, source=source.name) if len(events) else 0
+
+
+def extract_samples(settings: Settings, symbols: list[str], as_of: pd.Timestamp,
+                    warehouse: "Warehouse | None" = None) -> list[dict[str, Any]]:
+    """Ingest bundled sample symbols (SPX, VIX, WTI, CRUDE, SYN1, SYN2); the DAG's extract task.
+
+    Idempotent: running it again writes nothing unless the data changed. Synthetic symbols
+    also store their injected anomalies in ``market_events``. Returns small JSON-safe dicts.
+    """
+    unknown = [s for s in symbols if s not in SAMPLE_SYMBOLS]
+    if unknown:
+        raise ValueError(f"unknown sample symbol(s) {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(SAMPLE_SYMBOLS)}")
+    out = []
+    for symbol in symbols:
+        source = SAMPLE_SYMBOLS[symbol]()
+        timeframe = sample_timeframe(symbol)
+        # Without a warehouse, each ingest opens it only for its own compare-and-write.
+        result = ingest(source, symbol=symbol, timeframe=timeframe, settings=settings, as_of=as_of,
+                        warehouse=warehouse)
+        events = 0
+        if isinstance(source, SyntheticSource):
+            if warehouse is None:
+                from warehouse import open_warehouse
+
+                with open_warehouse(settings) as opened:
+                    events = _sync_events(opened, source, tenant=settings.tenant, symbol=symbol)
+            else:
+                events = _sync_events(warehouse, source, tenant=settings.tenant, symbol=symbol)
+        out.append({"symbol": symbol, "timeframe": timeframe, "rows": result.rows_in,
+                    "rows_new": result.rows_new, "rows_changed": result.rows_changed,
+                    "rows_written": result.rows_written, "events_written": int(events),
+                    "ingest_id": result.ingest_id})
+    return out
+

@@ -1,0 +1,64 @@
+"""``alphaops bench models``: the quick subset end to end (a real process, real steps), and the table's arithmetic."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.app.bench import gain, summarize
+
+CLI = Path(sys.executable).with_name("alphaops")
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_quick_bench_writes_the_table_json_and_chart(tmp_path):
+    out = tmp_path / "docs" / "benchmarks.md"
+    env = {k: v for k, v in os.environ.items() if k != "ALPHAOPS_HOME"}  # each (dataset, seed) gets its own home
+    result = subprocess.run([str(CLI), "bench", "models", "--quick", "--out", str(out), "--root", str(tmp_path / "homes")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    payload = json.loads(out.with_suffix(".json").read_text())
+    runs = {(r["spec"], r["dataset"]): r for r in payload["runs"]}
+    assert set(runs) == {("volatility_h5", "SPX"), ("direction_h1", "SPX")}
+    assert (tmp_path / "homes" / "SPX-seed42" / "warehouse").exists()
+    vol = runs[("volatility_h5", "SPX")]
+    assert vol["status"] in ("validated", "rejected") and vol["rival"] in ("garch", "egarch", "har_rv", "last_h_rv")
+    assert vol["rival_score"] == min(v for k, v in vol["rivals"].items())
+    assert vol["gain"] == pytest.approx((vol["rival_score"] - vol["score"]) / vol["rival_score"])
+    assert math.isfinite(vol["wf_mean"]) and vol["seconds"] > 0
+    text = out.read_text()
+    assert "| volatility | `volatility_h5` | SPX | qlike ↓ |" in text and "`direction_h1` | SPX | auc ↑" in text
+    assert "Wall time:" in text and "this project's machine" in text and "benchmarks_gains.png" in text
+    assert out.with_name("benchmarks_gains.png").stat().st_size > 1000
+    assert payload["meta"]["quick"] is True and payload["sessions"][0]["wall_seconds"] > 0
+
+
+def test_gain_is_positive_when_the_model_is_better():
+    assert gain(0.45, 0.5, greater_is_better=False) == pytest.approx(0.1)
+    assert gain(0.55, 0.5, greater_is_better=True) == pytest.approx(0.1)
+    assert gain(0.55, 0.5, greater_is_better=False) == pytest.approx(-0.1)
+    assert math.isnan(gain(float("nan"), 0.5, greater_is_better=True))
+
+
+def test_summary_is_mean_and_std_over_seeds_and_keeps_skipped_reasons():
+    def run(seed, score, status="validated"):
+        return {"spec": "volatility_h5", "family": "volatility", "dataset": "SPX", "seed": seed, "metric": "qlike",
+                "greater_is_better": False, "status": status, "failed_gates": [] if status == "validated" else ["null_test"],
+                "score": score, "rival": "garch", "rival_score": 0.6, "gain": gain(score, 0.6, False),
+                "wf_mean": score, "wf_std": 0.01, "seconds": 10.0}
+
+    rows = [run(1, 0.5), run(2, 0.52), run(3, 0.54, "rejected"),
+            {"spec": "anomaly_iforest", "family": "anomaly", "dataset": "SPX", "seed": 1, "metric": "event_auc",
+             "greater_is_better": True, "status": "skipped", "reason": "no recorded market events", "seconds": 0.0}]
+    lines = {line["spec"]: line for line in summarize(rows)}
+    vol = lines["volatility_h5"]
+    assert vol["score"] == pytest.approx(0.52) and vol["score_std"] == pytest.approx(0.02)
+    assert vol["validated_share"] == pytest.approx(2 / 3) and vol["failed_gates"] == {"null_test": 1}
+    assert vol["gain"] == pytest.approx((0.6 - 0.52) / 0.6) and vol["wf_std"] == pytest.approx(0.01)
+    assert lines["anomaly_iforest"]["status"] == "skipped" and "events" in lines["anomaly_iforest"]["reason"]

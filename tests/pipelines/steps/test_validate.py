@@ -1,0 +1,51 @@
+"""Gates of pipelines.steps.validate: the null test only runs for versions that pass every other gate."""
+
+from models.catalog import spec_by_name
+from pipelines.steps.validate import _null_test_text, gate_results
+
+SPEC = spec_by_name("direction_h1")
+CHEAP = {"auc": 0.56, "baseline_majority_auc": 0.5, "baseline_coin_flip_auc": 0.5, "trading_max_drawdown": 0.1,
+         "onnx_max_abs_diff": 1e-7, "latency_p50_us": 30.0}
+
+
+def test_without_a_null_p_value_the_null_gate_is_not_evaluated():
+    gates = gate_results(SPEC, CHEAP)
+    assert "gate_null_test" not in gates and all(gates.values())
+    assert gate_results(SPEC, {**CHEAP, "null_p_value": 0.048})["gate_null_test"]
+    assert not gate_results(SPEC, {**CHEAP, "null_p_value": 0.095})["gate_null_test"]
+
+
+def test_a_version_failing_its_baselines_fails_without_the_null_test_and_the_card_says_why():
+    gates = gate_results(SPEC, {**CHEAP, "auc": 0.49})
+    assert not gates["gate_beats_baselines"] and "gate_null_test" not in gates
+    card = _null_test_text({**CHEAP, "auc": 0.49, "null_screen_n": 41.0, "null_screen_p_value": 0.0976}, gates)
+    assert "41 draws: p = 0.0976" in card and "not evaluated: the version already failed beats_baselines" in card
+    ran = _null_test_text({"null_screen_n": 999.0, "null_screen_p_value": 0.001, "null_n": 20.0, "null_mean": 0.5,
+                           "null_q95": 0.52, "null_retrain_p_value": 0.048, "null_p_value": 0.048,
+                           "null_stopped_early": 0.0}, gates)
+    assert "999 draws: p = 0.0010" in ran and "retrained 20 times" in ran and "larger: 0.0480" in ran
+    screened_out = _null_test_text({"null_screen_n": 57.0, "null_screen_p_value": 0.07, "null_p_value": 0.07}, gates)
+    assert "57 draws: p = 0.0700" in screened_out and "retrain test was not run" in screened_out
+
+
+def test_a_trading_signal_must_beat_buy_and_hold_after_costs():
+    traded = {**CHEAP, "trading_sharpe": 1.2, "baseline_buy_hold_sharpe": 0.8}
+    assert gate_results(SPEC, traded)["gate_beats_buy_hold"]
+    losing = gate_results(SPEC, {**traded, "trading_sharpe": -0.5})
+    assert not losing["gate_beats_buy_hold"] and losing["gate_beats_baselines"]  # AUC alone is not enough
+    assert "gate_null_test" not in losing  # and the null test is then not run
+    assert "gate_beats_buy_hold" not in gate_results(SPEC, CHEAP)  # no trading metrics: no such gate
+
+
+def test_a_version_below_its_fields_naive_rule_fails_that_gate_by_name():
+    from pipelines.steps.validate import failed_gates
+
+    beaten = gate_results(SPEC, {**CHEAP, "naive_last_return_sign_auc": 0.58})
+    assert not beaten["gate_beats_naive_rule"] and beaten["gate_beats_baselines"]
+    assert failed_gates(beaten) == ["beats_naive_rule"] and "gate_null_test" not in beaten
+    assert gate_results(SPEC, {**CHEAP, "naive_last_return_sign_auc": 0.54})["gate_beats_naive_rule"]
+    lower = spec_by_name("volatility_h5")  # a loss: lower is better
+    losses = {"qlike": 0.30, "baseline_train_mean_qlike": 0.5, "naive_garch_qlike": 0.29, "naive_har_rv_qlike": 0.4,
+              "onnx_max_abs_diff": 0.0, "latency_p50_us": 10.0}
+    assert not gate_results(lower, losses)["gate_beats_naive_rule"]
+    assert gate_results(lower, {**losses, "qlike": 0.28})["gate_beats_naive_rule"]
