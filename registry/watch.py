@@ -18,19 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from registry.client import CHALLENGER, CHAMPION, Registry
+from serving.watcher import bundle_stat
 
 log = logging.getLogger(__name__)
-
-
-def _stat(target: Path) -> tuple[Any, ...]:
-    out = []
-    for part in ("schema.json", "model.onnx"):
-        try:
-            st = (target / part).stat()
-            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
-        except OSError:
-            out.append(None)
-    return tuple(out)
 
 
 def alias_resolver(registry: Registry, name: str, alias: str, cache_dir: Path) -> Callable[[], Path | None]:
@@ -48,7 +38,7 @@ def alias_resolver(registry: Registry, name: str, alias: str, cache_dir: Path) -
         if version is None:
             return None
         target = cache / f"v{version}"
-        if verified.get(target) == _stat(target):
+        if verified.get(target) == bundle_stat(target):
             return target
         if (target / "schema.json").exists():
             try:
@@ -60,7 +50,7 @@ def alias_resolver(registry: Registry, name: str, alias: str, cache_dir: Path) -
         else:
             registry.load_bundle(name, version, target, force=True)  # the cache is ours to replace
         verify_bundle(target)
-        verified[target] = _stat(target)
+        verified[target] = bundle_stat(target)
         return target
 
     return resolve

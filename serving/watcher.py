@@ -252,8 +252,10 @@ class CanaryWatcher(_Poller):
         return True
 
 
-def _fingerprint(bundle: Path) -> tuple[Any, ...]:
-    out: list[Any] = [str(bundle)]
+def bundle_stat(bundle: Path) -> tuple[Any, ...]:
+    """(mtime, size, inode) of the bundle's schema.json and model.onnx, None for a missing file:
+    changes whenever either file is rewritten or replaced."""
+    out: list[Any] = []
     for f in ("schema.json", "model.onnx"):
         try:
             st = (bundle / f).stat()
@@ -261,6 +263,10 @@ def _fingerprint(bundle: Path) -> tuple[Any, ...]:
         except OSError:
             out.append(None)
     return tuple(out)
+
+
+def _fingerprint(bundle: Path) -> tuple[Any, ...]:
+    return (str(bundle), *bundle_stat(bundle))
 
 
 def _version(bundle: Path) -> str | None:
