@@ -23,12 +23,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from features import talib_raw as talib  # TA-Lib C functions without the package's pandas wrapper
 
+from features import talib_raw as talib  # TA-Lib C functions without the package's pandas wrapper
 from features import definitions as cat
+from features import windows as win
 from features.indicators import _EPOCH_WEEKDAY, _MINUTES_PER_DAY, _NS_PER_MINUTE, BarArrays, yang_zhang_k
 from features.microstructure import _BPS
-from features import windows as win
 from features.smoothing import ema_length, wilder_length
 
 

@@ -42,7 +42,6 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import Settings
-from pipelines.values import as_timestamp
 from pipelines.ingest.quality import QualityReport, failure_report, validate
 from pipelines.ingest.sources import (
     BAR_EXTRA,
@@ -57,6 +56,7 @@ from pipelines.ingest.sources import (
     TickFileSource,
     infer_timeframe,
 )
+from pipelines.values import as_timestamp
 
 if TYPE_CHECKING:
     from warehouse import Warehouse

@@ -47,9 +47,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.values import as_timestamp, json_safe
 from pipelines.ingest.expectations import gx_context, run_suite, schema_suite, value_suite
 from pipelines.ingest.sources import BAR_EXTRA, BOOK_COLUMNS, OHLCV, Kind, parse_timeframe
+from pipelines.values import as_timestamp, json_safe
 
 MAX_EXAMPLES = 5
 

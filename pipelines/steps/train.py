@@ -22,17 +22,17 @@ import numpy as np
 import pandas as pd
 
 from models.bundle import spec_schema, write_bundle
-from models.outputs import build_estimator, fit_estimator, native_output
+from models.catalog import spec_by_name
 from models.cv import InsufficientDataError, PurgedWalkForward
+from models.outputs import build_estimator, fit_estimator, native_output
 from models.parallel import ordered_map
 from models.search import tune
-from models.catalog import spec_by_name
 from models.specs import ModelSpec
 from pipelines.config import Settings
 from pipelines.evaluation.datasets import Dataset, load_dataset
+from pipelines.evaluation.pbo import TRIAL_PARAMS_TAG, trial_params_tag
 from pipelines.evaluation.scoring import onnx_outputs, onnx_primary_output
 from pipelines.tracking import code_version, use_experiment
-from pipelines.evaluation.pbo import TRIAL_PARAMS_TAG, trial_params_tag
 from registry import Registry, model_name
 from warehouse import open_warehouse
 

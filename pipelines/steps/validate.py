@@ -19,11 +19,11 @@ import pandas as pd
 
 from models.cv import InsufficientDataError
 from models.naive import NaiveContext, naive_predictions
+from models.parallel import ordered_map
+from models.search import fit_and_score
 from models.specs import ModelSpec
 from pipelines.config import Settings
 from pipelines.evaluation.datasets import Dataset
-from models.search import fit_and_score
-from models.parallel import ordered_map
 from pipelines.evaluation.metrics import (
     NullTest,
     block_permutation,
@@ -37,10 +37,10 @@ from pipelines.evaluation.metrics import (
     strategy_pnl,
     trading_metrics,
 )
-from pipelines.values import finite_or_none, json_safe
-from pipelines.tracking import use_experiment
-from pipelines.evaluation.walkforward import is_direction_like
 from pipelines.evaluation.scoring import bundle_scores, dataset_for_version
+from pipelines.evaluation.walkforward import is_direction_like
+from pipelines.tracking import use_experiment
+from pipelines.values import finite_or_none, json_safe
 from registry import Registry
 from warehouse import open_warehouse
 

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import typer
 from rich.table import Table
+import typer
 
 from pipelines.app.cli.common import bench_app, console, out, print_json, split_names
 

@@ -8,9 +8,9 @@ import re
 import sys
 from typing import Any
 
-import typer
 from rich.console import Console
 from rich.table import Table
+import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="AlphaOps: orchestrated MLOps for trading models.")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import typer
 from rich.table import Table
+import typer
 
 from pipelines.app.cli.common import app, console, load_settings, out, print_json, split_names, utc_now
 

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import typer
 from rich.console import Console
+import typer
 
 from pipelines.app.cli.common import (
     app,

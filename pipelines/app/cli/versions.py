@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
 from rich.table import Table
+import typer
 
 from pipelines.app.cli.common import app, CliError, load_settings, out, print_json, reap, versions_table
 
