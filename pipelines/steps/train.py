@@ -23,7 +23,7 @@ import pandas as pd
 
 from models.bundle import spec_schema, write_bundle
 from models.catalog import spec_by_name
-from models.cv import InsufficientDataError, PurgedWalkForward
+from models.cv import InsufficientDataError, PurgedWalkForward, take_rows
 from models.outputs import build_estimator, fit_estimator, native_output
 from models.parallel import ordered_map
 from models.search import tune
@@ -102,7 +102,7 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
         data = load_dataset(warehouse, spec, tenant=settings.tenant, symbol=symbol, timeframe=timeframe,
                             feature_set_version=feature_set_version, as_of=as_of,
                             holdout_fraction=holdout_fraction, max_bytes=settings.max_train_bytes)
-    X_train, y_train = data.X[data.train_idx], data.y[data.train_idx]
+    X_train, y_train = take_rows(data.X, data.train_idx), data.y[data.train_idx]
     if spec.task == "classifier":
         missing = sorted(set(range(len(spec.class_names))) - set(np.unique(y_train).astype(int).tolist()))
         if missing:
@@ -156,7 +156,7 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
         model = fit_estimator(spec, build_estimator(spec, search.best_params, data.feature_names), X_train,
                               y_train, data.next_return[data.train_idx])
         onnx_model = model.to_onnx()
-        X_hold = data.X[data.holdout_idx]
+        X_hold = take_rows(data.X, data.holdout_idx)
         parity = float(np.max(np.abs(
             onnx_primary_output(spec, onnx_outputs(onnx_model.SerializeToString(), X_hold))
             - native_output(spec, model, X_hold))))

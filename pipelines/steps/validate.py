@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.cv import InsufficientDataError
+from models.cv import InsufficientDataError, take_rows
 from models.naive import NaiveContext, naive_predictions
 from models.parallel import ordered_map
 from models.search import fit_and_score
@@ -120,8 +120,8 @@ def null_test(spec: ModelSpec, data: Dataset, params: dict[str, Any], real: floa
     block = null_block(spec)
     hold_y = data.y[data.holdout_idx]
     n = min(n, spec.max_null_retrains or n)
-    X_train, y_train = data.X[data.train_idx], data.y[data.train_idx]
-    X_hold = data.X[data.holdout_idx]
+    X_train, y_train = take_rows(data.X, data.train_idx), data.y[data.train_idx]
+    X_hold = take_rows(data.X, data.holdout_idx)
     train_returns = data.next_return[data.train_idx]
     # Draw every permutation first: the null scores then do not depend on n_jobs.
     permuted = [block_permutation(y_train, block, rng) for _ in range(n)]
@@ -281,7 +281,7 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
     if run.data.tags.get("data_fingerprint") != data.fingerprint:
         raise RuntimeError(f"{model_name} v{version}: the warehouse slice changed since training "
                            f"(fingerprint {data.fingerprint} != {run.data.tags.get('data_fingerprint')})")
-    X_hold = data.X[data.holdout_idx]
+    X_hold = take_rows(data.X, data.holdout_idx)
     output = bundle_scores(spec, bundle, X_hold)
     if spec.task == "classifier":
         metrics = evaluate_classifier(settings, spec, data, output)
