@@ -1,8 +1,7 @@
 """AlphaOps serving: a thin, safe onnxruntime runtime for model bundles.
 
 Imports only the standard library, numpy and onnxruntime, so a trading runtime can use it
-without Airflow, MLflow or pandas. The REST app lives in :mod:`serving.http` (needs fastapi)
-and is not imported here.
+without Airflow, MLflow or pandas. The REST app over it is :mod:`pipelines.app.rest` (fastapi).
 """
 
 from serving.errors import BundleError, InputError

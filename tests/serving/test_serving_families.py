@@ -411,7 +411,7 @@ def test_http_and_benchmark_take_windows(served: Callable[[str], Served]) -> Non
     from fastapi.testclient import TestClient
 
     from serving._bench_core import run_benchmark
-    from serving.http import create_app
+    from pipelines.app.rest import create_app
 
     s = served("sequence_lstm_h5")
     client = TestClient(create_app(s.predictor))

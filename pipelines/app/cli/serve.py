@@ -30,7 +30,7 @@ def serve(name: str = typer.Argument(..., help="Model to serve, e.g. direction_h
     from pipelines.live.prediction_sink import PredictionSink
     from registry import Registry
     from registry.watch import canary_watcher
-    from serving.http import create_app
+    from pipelines.app.rest import create_app
 
     settings = load_settings()
     keys = settings.serve_keys()

@@ -1,9 +1,10 @@
 """REST endpoint over a :class:`~serving.Predictor` or :class:`~serving.CanaryRouter`.
 
-Needs fastapi (not imported by ``serving/__init__``)::
+The application side of serving (fastapi, pydantic), so that ``serving`` itself stays numpy and
+onnxruntime only::
 
     from serving import Predictor
-    from serving.http import create_app
+    from pipelines.app.rest import create_app
     app = create_app(Predictor.load("bundle_dir"), api_keys={"desk-a": "<secret>"})
 
 ``POST /predict`` takes ``{"features": {...}}`` (or a list in schema order) or

@@ -13,7 +13,7 @@ with warnings.catch_warnings():  # starlette's notice about httpx vs httpx2
     from fastapi.testclient import TestClient
 
 from serving import CanaryRouter, Predictor
-from serving.http import create_app
+from pipelines.app.rest import create_app
 
 
 @pytest.fixture(scope="module")

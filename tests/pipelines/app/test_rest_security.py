@@ -18,7 +18,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from serving import CanaryRouter, Predictor
-from serving.http import create_app
+from pipelines.app.rest import create_app
 from serving.router import bucket
 
 KEYS = {"alice": "k-alice-0123456789", "bob": "k-bob-0123456789", "carol": "k-carol-0123456789"}
