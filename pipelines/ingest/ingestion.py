@@ -364,12 +364,30 @@ def ingest_file(path: str | Path, *, symbol: str, settings: Settings, as_of: pd.
                 timeframe: str | None = None, kind: Kind = "bars", fmt: str | None = None,
                 warehouse: "Warehouse | None" = None) -> IngestResult:
     """Ingest one file. ``timeframe=None`` infers it for bars from the median spacing
-    (falls back to ``1d``); ticks default to ``tick`` and book snapshots to ``book``."""
+    (falls back to ``1d``); ticks default to ``tick`` and book snapshots to ``book``.
+    The memory guard sizes the file's rows first (Parquet metadata, or a CSV's lines)."""
+    from pipelines.memory import require_memory
+
+    require_memory(settings, "ingest", rows=file_rows(Path(path)), n_features=0)
     source: Source = file_source(path, kind=kind, fmt=fmt)
     if timeframe is None:
         pre = _Preread(source)
         timeframe, source = pre.inferred_timeframe(), pre
     return ingest(source, symbol=symbol, timeframe=timeframe, settings=settings, as_of=as_of, warehouse=warehouse)
+
+
+def file_rows(path: Path) -> int:
+    """Rows of a Parquet file (from its metadata) or lines of any other file (0 if unreadable:
+    reading it then names the problem)."""
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        with path.open("rb") as handle:
+            return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+    except (OSError, ValueError):
+        return 0
 
 
 def data_summary(settings: Settings, warehouse: "Warehouse | None" = None) -> list[dict[str, Any]]:

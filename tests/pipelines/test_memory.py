@@ -67,3 +67,19 @@ def test_alphaops_run_over_budget_prints_the_guard_message_not_an_oom(alphaops_h
     assert result.returncode != 0 and result.returncode != -9
     assert "features: estimated peak memory" in result.stdout + result.stderr
     assert "ALPHAOPS_MEMORY_BUDGET_MB" in result.stdout + result.stderr
+
+
+def test_an_over_budget_ingest_fails_before_reading_the_file(alphaops_home, tmp_path):
+    from pipelines.ingest.ingestion import file_rows, ingest_file
+
+    bars = SyntheticSource(seed=6, n_bars=2_000).read()
+    csv, parquet = tmp_path / "bars.csv", tmp_path / "bars.parquet"
+    bars.rename_axis("timestamp").reset_index().to_csv(csv, index=False)
+    bars.rename_axis("timestamp").reset_index().to_parquet(parquet)
+    assert file_rows(parquet) == 2_000 and file_rows(csv) == 2_001  # the header line counts: it errs high
+    for path in (csv, parquet):
+        with pytest.raises(MemoryBudgetExceeded, match=r"^ingest: estimated peak memory .* bars"):
+            ingest_file(path, symbol="MEMINGEST", timeframe="1m", settings=get_settings(memory_budget_mb=64),
+                        as_of=AS_OF)
+    with open_warehouse(get_settings()) as warehouse:
+        assert warehouse.count("bars", "symbol = {s:String}", {"s": "MEMINGEST"}) == 0
