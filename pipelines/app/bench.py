@@ -372,6 +372,17 @@ def machine_description() -> str:
     return f"this project's machine ({cpu}, {cores} cores, {platform.system()}, Python {platform.python_version()})"
 
 
+def keep_scale_section(out: Path, markdown: str) -> str:
+    """``markdown`` followed by the scale section ``out`` already holds (``alphaops bench scale``)."""
+    from pipelines.app.bench_scale import BEGIN, END
+
+    existing = out.read_text() if out.exists() else ""
+    if BEGIN not in existing or END not in existing:
+        return markdown
+    section = BEGIN + existing.split(BEGIN, 1)[1].split(END, 1)[0] + END
+    return markdown.rstrip() + "\n\n" + section + "\n"
+
+
 def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[str] | None = None,
                 seeds: int = 3, trials: int | None = None, quick: bool = False, root: Path | None = None,
                 resume: bool = False, keep: bool = False, console: Any = None) -> dict[str, Any]:
@@ -435,7 +446,7 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
                       if len(payload["sessions"]) > 1 else [])
                      + (["--quick: 1 trial, 199 screen permutations and at most 20 null retrains (p >= 1/21)."] if quick else [])}
     chart = gains_chart(lines, out.with_name(out.stem + "_gains.png"))
-    out.write_text(benchmark_markdown(lines, meta, chart.name if chart else None))
+    out.write_text(keep_scale_section(out, benchmark_markdown(lines, meta, chart.name if chart else None)))
     payload.update({"meta": meta, "table": lines})
     json_path.write_text(json.dumps(json_safe(payload), indent=1))
     return {"markdown": out, "json": json_path, "chart": chart, "lines": lines, "meta": meta}

@@ -45,3 +45,15 @@ def test_a_small_bench_measures_each_step_in_its_own_process(tmp_path, monkeypat
     assert json.loads(out.with_name("benchmarks_scale.json").read_text())["rows"] == json.loads(json.dumps(rows))
     with pytest.raises(ValueError, match="prefix"):
         scale_bench(out=out, root=tmp_path / "root", steps=["features"], points=points)
+
+
+def test_the_model_bench_keeps_the_scale_section(tmp_path):
+    from pipelines.app.bench import keep_scale_section
+
+    out = tmp_path / "benchmarks.md"
+    out.write_text(f"# Model benchmark\n\nold table\n\n{BEGIN}\nscale rows\n{END}\n")
+    text = keep_scale_section(out, "# Model benchmark\n\nnew table\n")
+    assert text.startswith("# Model benchmark\n\nnew table") and "old table" not in text
+    assert f"{BEGIN}\nscale rows\n{END}" in text
+    out.write_text("# Model benchmark\n")
+    assert keep_scale_section(out, "new") == "new"
