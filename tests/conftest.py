@@ -35,6 +35,10 @@ def alphaops_home() -> Path:
 def _session_home_stays_put():
     """A test that points this process at another home must not leave the next tests there."""
     yield
+    # dag.test() runs tasks in this process, and Airflow leaves their AIRFLOW_CTX_* variables set:
+    # a process started later would pass for a task of that run.
+    for key in [k for k in os.environ if k.startswith("AIRFLOW_CTX_")]:
+        os.environ.pop(key)
     if os.environ.get("ALPHAOPS_HOME") != str(_HOME):
         moved_to = os.environ.get("ALPHAOPS_HOME")
         os.environ["ALPHAOPS_HOME"] = str(_HOME)

@@ -147,7 +147,8 @@ def judge_run(tags: dict[str, str], started: datetime, *, now: datetime, airflow
             return Verdict(True, f"its Airflow run {dag_id} {dag_run} is {state}")
         if state is not None:
             return Verdict(False, f"its Airflow run {dag_id} {dag_run} ended {state}")
-    elif tags.get(TAG_HOST) == socket.gethostname() and str(tags.get(TAG_PID, "")).isdigit():
+    # No Airflow run to ask (or Airflow does not know it): the process itself is the evidence.
+    if tags.get(TAG_HOST) == socket.gethostname() and str(tags.get(TAG_PID, "")).isdigit():
         pid = int(tags[TAG_PID])
         started_at = float(tags[TAG_PID_STARTED]) if tags.get(TAG_PID_STARTED) else None
         if process_alive(pid, started_at):

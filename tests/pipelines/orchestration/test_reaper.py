@@ -233,3 +233,19 @@ def test_a_run_killed_in_validate_shows_its_version_orphaned(alphaops_home: Path
     assert states["train"] == "success" and states["validate"] == "failed" and states["rank"] == "skipped"
     assert client.search_runs([client.get_run(version.run_id).info.experiment_id],
                               filter_string="attributes.status = 'RUNNING'") == []
+
+
+def test_a_dead_process_of_a_dag_run_airflow_cannot_answer_for_is_judged_by_its_pid() -> None:
+    import socket
+    from datetime import datetime, timezone
+
+    from pipelines.orchestration.reaper import TAG_DAG_ID, TAG_HOST, judge_run
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(timeout=30)
+    tags = {TAG_DAG_ID: "train_models", TAG_DAG_RUN_ID: "manual__gone", TAG_HOST: socket.gethostname(),
+            TAG_PID: str(gone.pid)}
+    now = datetime.now(timezone.utc)
+    verdict = judge_run(tags, now, now=now, airflow=None)
+    assert verdict.alive is False and f"PID {gone.pid}" in verdict.why
+    assert judge_run({**tags, TAG_PID: str(os.getpid())}, now, now=now, airflow=None).alive is True
