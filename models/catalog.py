@@ -206,7 +206,7 @@ def direction_specs() -> list[ModelSpec]:
         ModelSpec(
             name=f"direction_h{h}", family="direction", task="classifier", label=f"dir_up_h{h}",
             horizon=h, make_label=partial(labels.direction_up, horizon=h), build=_direction_classifier,
-            search_space=lightgbm_space, metric="auc", class_names=("down", "up"),
+            search_space=lightgbm_space, metric="auc", class_names=("down", "up"), select_features=True,
             description=f"P(close[t+{h}] > close[t]), LightGBM",
         )
         for h in DIRECTION_HORIZONS
@@ -216,7 +216,7 @@ def direction_specs() -> list[ModelSpec]:
         name=f"direction3_h{h}", family="direction", task="classifier", label=f"dir3_h{h}_{threshold:g}",
         horizon=h, make_label=partial(labels.direction_three_class, horizon=h, threshold=threshold),
         build=_direction_classifier, search_space=lightgbm_space, metric="auc",
-        class_names=("down", "flat", "up"), max_train_rows=8000,
+        class_names=("down", "flat", "up"), max_train_rows=8000, select_features=True,
         description=f"down / flat / up over {h} bars with a ±{threshold:.1%} band, LightGBM",
     ))
     return specs
@@ -244,7 +244,7 @@ def regime_specs() -> list[ModelSpec]:
     return [ModelSpec(
         name=f"regime_h{h}", family="regime", task="classifier", label=f"regime_{h}", horizon=h,
         make_label=partial(labels.regime_label, horizon=h), build=_regime_classifier, search_space=lightgbm_space,
-        metric="auc", class_names=labels.REGIME_NAMES, max_train_rows=8000,
+        metric="auc", class_names=labels.REGIME_NAMES, max_train_rows=8000, select_features=True,
         description=f"regime of the next {h} bars (trend up/down, range, high vol, consolidation), LightGBM",
     )]
 

@@ -66,6 +66,9 @@ class ModelSpec:
     parallel_fits: bool = True
     # Null-test retrains at most (None: the setting ``null_permutations``), for costly families.
     max_null_retrains: int | None = None
+    # Drop inputs whose permutation importance on the training window is indistinguishable from
+    # shadow (row-permuted) features: models.selection. Tabular specs only.
+    select_features: bool = False
 
     def fit_threads(self, n_jobs: int, matrix_bytes: int = 0) -> int:
         """Threads for this spec's independent fits: ``n_jobs``, or 1 without ``parallel_fits`` or

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     # At most this many bytes of training matrix (float32) are read per (spec, symbol): the
     # latest rows are kept, like a spec's max_train_rows.
     max_train_bytes: int = Field(default=2_000_000_000, ge=1_000_000)
+    # Specs with select_features drop noise inputs, chosen on the training window only
+    # (models.selection); False trains every such spec on all usable features.
+    feature_selection: bool = True
 
     # Monitoring alerts: POSTed as JSON to this URL (Slack-style `text` plus the alert's
     # fields); unset, they are logged as warnings.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -76,8 +76,10 @@ def load_dataset(warehouse: Warehouse, spec: ModelSpec, *, tenant: str, symbol: 
     if not len(rows):
         raise ValueError(f"{symbol} {timeframe}: no rows with both features and label {spec.label!r}")
     if max_bytes is not None and not spec.window:
-        rows = rows[-max(1, max_bytes // (4 * len(columns))):]
-    X = values[np.ix_(rows, columns)].astype(np.float32, copy=False)
+        # Sized on the feature set's full width, so that a version trained on selected features
+        # reads back the same rows as the run that selected them.
+        rows = rows[-max(1, max_bytes // (4 * feats.shape[1])):]
+    X = _select(values, rows, columns)
     index = pd.DatetimeIndex(feats.index[rows])
     del feats, values
     y = label[rows]
@@ -92,9 +94,36 @@ def load_dataset(warehouse: Warehouse, spec: ModelSpec, *, tenant: str, symbol: 
     train_idx, holdout_idx = holdout_split(len(y), holdout_fraction, purge=spec.horizon)
     if spec.max_train_rows:
         train_idx = train_idx[-spec.max_train_rows:]
+    return Dataset(X=X, y=y, index=index, feature_names=names, next_return=next_ret,
+                   fingerprint=data_fingerprint(index, X, y, names), train_idx=train_idx, holdout_idx=holdout_idx)
+
+
+def _select(values: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``values[rows][:, columns]`` as float32: a view, not a copy, when the rows are consecutive and
+    every column is taken in order (the common case: rows after the warm-up, all usable features)."""
+    consecutive = len(rows) and rows[-1] - rows[0] + 1 == len(rows)
+    every_column = len(columns) == values.shape[1] and (columns == np.arange(values.shape[1])).all()
+    if consecutive and values.dtype == np.float32:
+        block = values[rows[0]:rows[-1] + 1]
+        return block if every_column else np.ascontiguousarray(block[:, columns])
+    return values[np.ix_(rows, columns)].astype(np.float32, copy=False)
+
+
+def data_fingerprint(index: pd.DatetimeIndex, X: np.ndarray, y: np.ndarray, names: list[str]) -> str:
+    """Hash of the rows, the matrix, the label and the feature names (through their buffers: no copy)."""
     digest = hashlib.sha256()
-    for part in (index.asi8, X, y):  # hashed through their buffers: no copy of the matrix
+    for part in (index.asi8, X, y):
         digest.update(np.ascontiguousarray(part).data)
     digest.update("\x1f".join(names).encode())
-    return Dataset(X=X, y=y, index=index, feature_names=names, next_return=next_ret,
-                   fingerprint=digest.hexdigest()[:16], train_idx=train_idx, holdout_idx=holdout_idx)
+    return digest.hexdigest()[:16]
+
+
+def restrict_features(data: Dataset, names: list[str]) -> Dataset:
+    """``data`` with only the features ``names`` (in that order): what :func:`load_dataset` returns
+    when given ``feature_names=names``, fingerprint included."""
+    position = {name: i for i, name in enumerate(data.feature_names)}
+    unknown = [n for n in names if n not in position]
+    if unknown:
+        raise ValueError(f"features {unknown[:5]} are not in the dataset")
+    X = np.ascontiguousarray(data.X[..., [position[n] for n in names]])
+    return replace(data, X=X, feature_names=list(names), fingerprint=data_fingerprint(data.index, X, data.y, list(names)))

@@ -27,9 +27,10 @@ from models.cv import InsufficientDataError, PurgedWalkForward, take_rows
 from models.outputs import build_estimator, fit_estimator, native_output
 from models.parallel import ordered_map
 from models.search import tune
+from models.selection import FeatureSelection, TooFewRowsToSelect, select_features
 from models.specs import ModelSpec
 from pipelines.config import Settings
-from pipelines.evaluation.datasets import Dataset, load_dataset
+from pipelines.evaluation.datasets import Dataset, load_dataset, restrict_features
 from pipelines.evaluation.pbo import TRIAL_PARAMS_TAG, trial_params_tag
 from pipelines.evaluation.scoring import onnx_outputs, onnx_primary_output
 from pipelines.tracking import code_version, use_experiment
@@ -47,11 +48,14 @@ class AttemptSupersededError(RuntimeError):
 
 
 def train_key(name: str, *, timeframe: str, feature_set_version: str, as_of: pd.Timestamp, trials: int,
-              holdout_fraction: float, seed: int, data_fingerprint: str) -> str:
+              holdout_fraction: float, seed: int, data_fingerprint: str, select_features: bool = False) -> str:
     """Deterministic key of one train job: every retry of the job computes the same key."""
-    payload = json.dumps({"name": name, "timeframe": timeframe, "feature_set_version": feature_set_version,
-                          "as_of": as_of.isoformat(), "trials": trials, "holdout_fraction": holdout_fraction,
-                          "seed": seed, "data_fingerprint": data_fingerprint}, sort_keys=True)
+    payload = {"name": name, "timeframe": timeframe, "feature_set_version": feature_set_version,
+               "as_of": as_of.isoformat(), "trials": trials, "holdout_fraction": holdout_fraction,
+               "seed": seed, "data_fingerprint": data_fingerprint}
+    if select_features:
+        payload["select_features"] = True
+    payload = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -115,13 +119,27 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
     registry = Registry.from_settings(settings)
     key = train_key(name, timeframe=timeframe, feature_set_version=feature_set_version, as_of=as_of,
                     trials=trials, holdout_fraction=holdout_fraction, seed=settings.seed,
-                    data_fingerprint=data.fingerprint)
+                    data_fingerprint=data.fingerprint,
+                    select_features=spec.select_features and settings.feature_selection and not spec.window)
     result = {"model_name": name, "spec": spec.name, "family": spec.family, "symbol": symbol,
               "timeframe": timeframe, "feature_set_version": feature_set_version}
     earlier = _earlier_attempt(registry, experiment_id, name, key)
     if earlier is not None:
         log.info("%s: an earlier attempt registered v%s for train key %s; returning it", name, earlier[1], key)
         return {**result, "version": earlier[1], "run_id": earlier[0]}
+    selection = None
+    if spec.select_features and settings.feature_selection and not spec.window:
+        try:
+            selection = select_features(spec, X_train, y_train, data.feature_names,
+                                        next_return=data.next_return[data.train_idx], purge=spec.horizon,
+                                        seed=settings.seed)
+        except TooFewRowsToSelect as exc:
+            log.info("%s: every feature kept: %s", name, exc)
+    if selection is not None:
+        log.info("%s: kept %d of %d features (noise level %.2e, %d training rows)", name, len(selection.kept),
+                 len(data.feature_names), selection.noise_level, selection.rows_used)
+        data = restrict_features(data, selection.kept)
+        X_train = take_rows(data.X, data.train_idx)
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{spec.name}.{symbol}") as parent:
         run_id = parent.info.run_id
@@ -134,6 +152,9 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
             "train_start": data.index[0].isoformat(), "train_end": data.train_end.isoformat(),
             "holdout_start": data.holdout_start.isoformat(), "holdout_end": data.index[-1].isoformat(),
         })
+        if selection is not None:
+            mlflow.set_tag("feature_selection", json.dumps(selection.summary(), sort_keys=True))
+            _log_selection(selection)
         mlflow.log_params({"trials": trials, "cv_folds": cv.n_splits, "purge_bars": cv.purge,
                            "holdout_fraction": holdout_fraction, "n_train": len(data.train_idx),
                            "n_holdout": len(data.holdout_idx), "n_features": len(data.feature_names)})
@@ -178,11 +199,27 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
             "feature_set_version": feature_set_version, "data_fingerprint": data.fingerprint,
             "train_end": data.train_end.isoformat(), "holdout_start": data.holdout_start.isoformat(),
             TRAIN_KEY_TAG: key,
+            "features_selected": (f"{len(selection.kept)}/{len(selection.kept) + len(selection.dropped)}"
+                                  if selection is not None else "all"),
         })
         mlflow.set_tag("registered_version", version)
     log.info("trained %s v%s: cv %s=%.4f (%d trials, %d pruned), onnx parity %.2e",
              name, version, spec.metric, search.best_cv_score, search.n_trials, search.n_pruned, parity)
     return {**result, "version": version, "run_id": run_id}
+
+
+def _log_selection(selection: FeatureSelection) -> None:
+    """Every candidate feature's importance on the training window, whether it was kept, and the shadows'."""
+    import mlflow
+
+    table = pd.DataFrame({"feature": list(selection.importance), "importance": list(selection.importance.values())})
+    table["kept"] = table["feature"].isin(set(selection.kept))
+    shadows = pd.DataFrame({"feature": [f"shadow_{i}" for i in range(len(selection.shadow_importance))],
+                            "importance": selection.shadow_importance, "kept": False})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "feature_selection.csv"
+        pd.concat([table, shadows]).sort_values("importance", ascending=False).to_csv(path, index=False)
+        mlflow.log_artifact(str(path), "selection")
 
 
 PERMUTATION_TOP = 20      # permutation importance for the top features by gain
@@ -206,7 +243,7 @@ def _log_importance(spec: ModelSpec, model: Any, data: Dataset, tmp: Path, n_job
     import mlflow
 
     hold = data.holdout_idx
-    X_hold, y_hold = data.X[hold], data.y[hold]
+    X_hold, y_hold = take_rows(data.X, hold), data.y[hold]
     n_features = len(data.feature_names)
     gain = np.asarray(getattr(model, "feature_importances_", np.ones(n_features)), dtype=float).reshape(-1)
     if gain.shape[0] != n_features:  # e.g. ensembles: importance over members, not features
@@ -220,7 +257,7 @@ def _log_importance(spec: ModelSpec, model: Any, data: Dataset, tmp: Path, n_job
         shuffled = np.array(X_hold, copy=True)
         losses = []
         for order in orders[column]:
-            shuffled[..., column] = X_hold[order][..., column]
+            shuffled[..., column] = X_hold[order, ..., column]
             losses.append(base - _score(spec, model, shuffled, y_hold))
         return float(np.mean(losses))
 
