@@ -45,6 +45,7 @@ STATE_NAMES = ("remaining_fraction", "time_left_fraction", "log_spread_bps", "lo
 HISTORY_BARS = 60     # bars of history the state needs before an episode starts
 VOLATILITY_BARS = 30  # per-bar volatility and mean volume for the impact model
 TAKE_LEVEL = 1.0 - 1e-6  # a limit offset at or above this takes liquidity
+STATE_BOUND = 20.0       # every state column is clipped to [-20, 20]
 REWARD_SCALE = 10.0      # rewards are minus the cost in bps of the parent, divided by this
 
 
@@ -161,7 +162,7 @@ class ExecutionSimulator:
             np.clip(self.sides * r.ret5[j] / (r.sigma[j] * np.sqrt(5.0)), -5.0, 5.0),
             np.log(r.sigma[j] * 1e4),
         ])
-        return state.astype(np.float32)
+        return np.clip(state, -STATE_BOUND, STATE_BOUND).astype(np.float32)
 
     def _take(self, quantity: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Cost (bps of the parent) of taking ``quantity`` at snapshot ``j``; moves the permanent impact."""
@@ -317,7 +318,7 @@ def _vec_env_class() -> type:
 def observation_space():
     import gymnasium as gym
 
-    return gym.spaces.Box(-np.inf, np.inf, shape=(len(STATE_NAMES),), dtype=np.float32)
+    return gym.spaces.Box(-STATE_BOUND, STATE_BOUND, shape=(len(STATE_NAMES),), dtype=np.float32)
 
 
 def action_space():
