@@ -384,8 +384,8 @@ def execution_specs() -> list[ModelSpec]:
 
     h = EXECUTION_HORIZON
     return [ModelSpec(
-        name="execution_ppo", family="execution", task="regressor", label="execution_episode", horizon=h,
-        make_label=labels.zero_label, build=_execution_policy, search_space=fixed_parameters,
+        name="execution_ppo", family="execution", task="regressor", label=f"episode_start_h{h}", horizon=h,
+        make_label=partial(labels.episode_start_label, horizon=h), build=_execution_policy, search_space=fixed_parameters,
         metric="shortfall_bps", greater_is_better=False, max_trials=1,
         episode_costs=_execution_costs, rule_to_beat="twap",
         description=f"PPO (Stable-Baselines3) working a parent order of 5% of the expected volume over {h} bars "
