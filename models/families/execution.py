@@ -264,32 +264,32 @@ def holdout_episode_costs(policy: Policy, bars: pd.DataFrame, train_stop: int, h
     """
     from models.cv import InsufficientDataError
 
-    settings = ExecutionPolicy(**params)
+    config = ExecutionPolicy(**params)
     replay = BookReplay(bars)
-    starts = replay.episode_starts(settings.horizon, first=holdout_start)
+    starts = replay.episode_starts(config.horizon, first=holdout_start)
     if len(starts) < MIN_HOLDOUT_EPISODES:
         raise InsufficientDataError(
-            f"{len(starts)} held-out episodes of {settings.horizon} bars (at least {MIN_HOLDOUT_EPISODES} needed "
+            f"{len(starts)} held-out episodes of {config.horizon} bars (at least {MIN_HOLDOUT_EPISODES} needed "
             f"for the paired test); use more bars or a larger holdout")
-    costs = settings.costs()
-    simulator = ExecutionSimulator(replay, starts, alternating_sides(len(starts)), horizon=settings.horizon,
-                                   order_participation=settings.order_participation, costs=costs)
+    costs = config.costs()
+    simulator = ExecutionSimulator(replay, starts, alternating_sides(len(starts)), horizon=config.horizon,
+                                   order_participation=config.order_participation, costs=costs)
     return {"policy": run_policy(simulator, policy),
-            **rule_shortfalls(replay, starts, horizon=settings.horizon,
-                              order_participation=settings.order_participation, costs=costs,
+            **rule_shortfalls(replay, starts, horizon=config.horizon,
+                              order_participation=config.order_participation, costs=costs,
                               vwap=VwapSchedule(BookReplay(bars.iloc[:train_stop])))}
 
 
 def holdout_states(bars: pd.DataFrame, holdout_start: int, params: dict) -> np.ndarray:
     """The states TWAP passes through on the held-out episodes: rows for ONNX parity and latency checks."""
-    settings = ExecutionPolicy(**params)
+    config = ExecutionPolicy(**params)
     replay = BookReplay(bars)
-    starts = replay.episode_starts(settings.horizon, first=holdout_start)
-    simulator = ExecutionSimulator(replay, starts, alternating_sides(len(starts)), horizon=settings.horizon,
-                                   order_participation=settings.order_participation, costs=settings.costs())
+    starts = replay.episode_starts(config.horizon, first=holdout_start)
+    simulator = ExecutionSimulator(replay, starts, alternating_sides(len(starts)), horizon=config.horizon,
+                                   order_participation=config.order_participation, costs=config.costs())
     states = [simulator.reset()]
     while not simulator.done:
-        state, _ = simulator.step(*twap_actions(states[-1], simulator.step_index, settings.horizon))
+        state, _ = simulator.step(*twap_actions(states[-1], simulator.step_index, config.horizon))
         if not simulator.done:
             states.append(state)
     return np.concatenate(states)
