@@ -232,6 +232,17 @@ def regime_label(
     return pd.Series(label, index=bars.index, name=f"regime_{horizon}")
 
 
+def episode_start_label(bars: pd.DataFrame, horizon: int) -> pd.Series:
+    """1.0 on bars where an episode of the next ``horizon`` bars can start, NaN on the last ``horizon``
+    bars: the label column of an episodic spec (the execution family), whose policy learns from
+    replayed episodes, not from a per-bar target."""
+    if horizon < 1:
+        raise ValueError(f"horizon must be at least 1 bar, got {horizon}")
+    label = pd.Series(1.0, index=bars.index)
+    label.iloc[-horizon:] = np.nan
+    return label
+
+
 def zero_label(bars: pd.DataFrame) -> pd.Series:
     """0.0 on every bar: the label column of an unsupervised spec, whose model ignores ``y``."""
     return pd.Series(0.0, index=bars.index)

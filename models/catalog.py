@@ -99,6 +99,23 @@ def _ensemble(params: dict[str, Any]) -> Any:
     return EnsembleClassifier(members=default_members(int(params.get("random_state", 0))), **params)
 
 
+def _execution_policy(params: dict[str, Any]) -> Any:
+    from models.families.execution import ExecutionPolicy
+
+    return ExecutionPolicy(**params)
+
+
+def _execution_costs(*args: Any) -> dict[str, np.ndarray]:
+    from models.families.execution import holdout_episode_costs
+
+    return holdout_episode_costs(*args)
+
+
+def fixed_parameters(trial: Any) -> dict[str, Any]:
+    """No search: specs trained once with their builder's defaults (a PPO run per trial is too costly)."""
+    return {}
+
+
 # -- search spaces -----------------------------------------------------------------------
 
 
@@ -199,6 +216,7 @@ MOMENTUM_HORIZON = 10
 GATE_HORIZON, GATE_K = 20, 1.0
 SEQUENCE_HORIZON, SEQUENCE_WINDOW = 5, 32
 ENSEMBLE_HORIZON = 5
+EXECUTION_HORIZON = 30
 
 
 def direction_specs() -> list[ModelSpec]:
@@ -361,6 +379,41 @@ def ensemble_specs() -> list[ModelSpec]:
     )]
 
 
+def execution_specs() -> list[ModelSpec]:
+    from models.families.execution import OUTPUT_NAMES
+
+    h = EXECUTION_HORIZON
+    return [ModelSpec(
+        name="execution_ppo", family="execution", task="regressor", label=f"episode_start_h{h}", horizon=h,
+        make_label=partial(labels.episode_start_label, horizon=h), build=_execution_policy, search_space=fixed_parameters,
+        metric="shortfall_bps", greater_is_better=False, max_trials=1,
+        episode_costs=_execution_costs, rule_to_beat="twap",
+        description=f"PPO (Stable-Baselines3) working a parent order of 5% of the expected volume over {h} bars "
+                    "through replayed book snapshots (fees, spread crossing, square-root impact); implementation "
+                    "shortfall after costs against TWAP (paired Wilcoxon) and VWAP on held-out episodes",
+        schema_extras={
+            "outputs": [
+                {"name": OUTPUT_NAMES[0], "kind": "value", "meaning": "child_fraction_of_remaining",
+                 "units": "fraction in [0, 1] of the parent order still to do, sent now"},
+                {"name": OUTPUT_NAMES[1], "kind": "value", "meaning": "limit_offset_half_spreads",
+                 "units": "limit price = mid + side * offset * spread / 2, offset in [-1, 1]; 1 takes the far touch"},
+            ],
+            "execution": {
+                "horizon_bars": h, "order_participation": 0.05,
+                "state": "remaining_fraction = remaining / parent; time_left_fraction = bars left / horizon; "
+                         "log_spread_bps = log(spread / mid * 1e4); log_depth_to_remaining = log(displayed size "
+                         "on the side the order would take / remaining), clipped to [-8, 8]; book_imbalance = "
+                         "side * (bid_size - ask_size) / (bid_size + ask_size); log_volume_ratio = log(mean "
+                         "volume of the last 5 bars / of the last 60); recent_direction = side * 5-bar log "
+                         "return / (sigma * sqrt 5), clipped to [-5, 5]; log_volatility_bps = log(sigma * 1e4), "
+                         "sigma the std of the last 30 one-bar log returns; side +1 buy, -1 sell",
+                "runtime": "each bar: send child_fraction * remaining at the limit; cancel what is unfilled at "
+                           "the bar's end; take what remains after the last bar",
+            },
+        },
+    )]
+
+
 FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
     "direction": direction_specs,
     "volatility": volatility_specs,
@@ -372,6 +425,7 @@ FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
     "trade_quality": trade_quality_specs,
     "sequence": sequence_specs,
     "ensemble": ensemble_specs,
+    "execution": execution_specs,
 }
 
 

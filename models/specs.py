@@ -69,6 +69,13 @@ class ModelSpec:
     # Drop inputs whose permutation importance on the training window is indistinguishable from
     # shadow (row-permuted) features: models.selection. Tabular specs only.
     select_features: bool = False
+    # Families fitted on episodes replayed from the bars (reinforcement learning), not on
+    # (features, label) rows: ``(policy, bars, train_stop, holdout_start, params)`` -> per-episode
+    # costs on the held-out episodes of the policy (``"policy"``) and of each rule of the field.
+    # When set, the train, validate and deploy steps take their episodic path (pipelines.steps.episodes),
+    # and ``rule_to_beat`` names the rule of the paired test.
+    episode_costs: Callable[..., dict[str, np.ndarray]] | None = None
+    rule_to_beat: str = ""
 
     def fit_threads(self, n_jobs: int, matrix_bytes: int = 0) -> int:
         """Threads for this spec's independent fits: ``n_jobs``, or 1 without ``parallel_fits`` or

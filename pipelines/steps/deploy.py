@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from models.catalog import spec_by_name
 from models.metrics import primary_score
 from pipelines.config import Settings
 from pipelines.evaluation.scoring import bundle_scores, dataset_for_version
@@ -35,6 +36,12 @@ def compare_on_shared_holdout(settings: Settings, registry: Registry, name: str,
     ``holdout_fraction`` param), so "unseen by both" starts after both real training windows
     and their purge gaps, whatever the current setting.
     """
+    spec = spec_by_name(registry.client.get_model_version(name, new).tags["spec"])
+    if spec.episode_costs is not None:  # policies: compared on the held-out episodes after both training windows
+        from pipelines.steps.episodes import compare_episodes
+
+        return compare_episodes(settings, registry, spec, name, new, incumbent, as_of, tuple(
+            trained_holdout_fraction(registry, name, v, settings) for v in (new, incumbent)))
     spec, new_data, new_bundle = dataset_for_version(settings, registry, name, new, as_of,
                                                      trained_holdout_fraction(registry, name, new, settings))
     _, old_data, old_bundle = dataset_for_version(settings, registry, name, incumbent, as_of,

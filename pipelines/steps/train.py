@@ -100,6 +100,12 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
     spec = spec_by_name(spec_name)
     trials = min(trials or settings.trials, spec.max_trials or 10**9)
     holdout_fraction = holdout_fraction or settings.holdout_fraction
+    if spec.episode_costs is not None:  # fitted on replayed episodes, not on rows
+        from pipelines.steps.episodes import train_episodes
+
+        return train_episodes(settings, spec, symbol=symbol, timeframe=timeframe,
+                              feature_set_version=feature_set_version, as_of=as_of, trials=trials,
+                              holdout_fraction=holdout_fraction, trigger=trigger)
     with open_warehouse(settings) as warehouse:
         require_memory(settings, "train", rows=warehouse.count_bars(
             tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of), n_features=len(features.catalog()))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.catalog import spec_by_name
 from models.cv import InsufficientDataError, take_rows
 from models.naive import NaiveContext, naive_predictions
 from models.parallel import ordered_map
@@ -274,6 +275,12 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
 
     holdout_fraction = holdout_fraction or settings.holdout_fraction
     registry = Registry.from_settings(settings)
+    version_spec = spec_by_name(registry.client.get_model_version(model_name, version).tags["spec"])
+    if version_spec.episode_costs is not None:  # scored on replayed episodes, not on rows
+        from pipelines.steps.episodes import validate_episodes
+
+        return validate_episodes(settings, version_spec, model_name=model_name, version=version, as_of=as_of,
+                                 holdout_fraction=holdout_fraction)
     spec, data, bundle = dataset_for_version(settings, registry, model_name, version, as_of, holdout_fraction)
     mv = registry.client.get_model_version(model_name, version)
     run = registry.client.get_run(mv.run_id)

@@ -12,8 +12,9 @@ from sklearn.base import clone
 from models.catalog import FAMILIES, family_names, spec_by_name, specs_for
 
 ALL_SPECS = [spec for build in FAMILIES.values() for spec in build()]
-METRICS = {"classifier": {"auc", "log_loss"}, "regressor": {"rmse", "mae", "qlike"}, "anomaly": {"event_auc"}}
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "qlike"}
+METRICS = {"classifier": {"auc", "log_loss"}, "regressor": {"rmse", "mae", "qlike", "shortfall_bps"},
+           "anomaly": {"event_auc"}}
+LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "qlike", "shortfall_bps"}
 
 # Every spec's label on the ``bars`` fixture: (known values, their sum, their sum of squares).
 # A change here is a change of a label rule, which changes what every model of the spec learns.
@@ -23,6 +24,7 @@ LABEL_VALUES = {
     "direction_h5": (2995, 1430.0, 1430.0),
     "direction3_h5": (2995, 2862.0, 4742.0),
     "ensemble_h5": (2995, 1430.0, 1430.0),
+    "execution_ppo": (2970, 2970.0, 2970.0),
     "gate_h20": (2961, 1718.0, 1718.0),
     "momentum_h10": (2980, 754.0, 754.0),
     "regime_h20": (2860, 5344.0, 12820.0),
@@ -44,7 +46,7 @@ def bars() -> pd.DataFrame:
 
 def test_every_family_is_there_and_spec_names_are_unique():
     assert set(FAMILIES) == {"direction", "volatility", "regime", "anomaly", "risk", "momentum", "gate",
-                             "trade_quality", "sequence", "ensemble"}
+                             "trade_quality", "sequence", "ensemble", "execution"}
     names = [s.name for s in ALL_SPECS]
     assert len(names) == len(set(names))
     for family, build in FAMILIES.items():
