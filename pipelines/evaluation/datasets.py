@@ -52,6 +52,8 @@ def load_dataset(warehouse: Warehouse, spec: ModelSpec, *, tenant: str, symbol: 
     """
     from features import WARMUP
 
+    if spec.rows is not None:
+        return supplied_dataset(spec, holdout_fraction)
     feats = warehouse.read_features(tenant=tenant, symbol=symbol, timeframe=timeframe,
                                     feature_set_version=feature_set_version, end=as_of)
     if feats.empty:
@@ -92,9 +94,30 @@ def load_dataset(warehouse: Warehouse, spec: ModelSpec, *, tenant: str, symbol: 
     train_idx, holdout_idx = holdout_split(len(y), holdout_fraction, purge=spec.horizon)
     if spec.max_train_rows:
         train_idx = train_idx[-spec.max_train_rows:]
+    return Dataset(X=X, y=y, index=index, feature_names=names, next_return=next_ret,
+                   fingerprint=_fingerprint(index, X, y, names), train_idx=train_idx, holdout_idx=holdout_idx)
+
+
+def _fingerprint(index: pd.DatetimeIndex, X: np.ndarray, y: np.ndarray, names: list[str]) -> str:
     digest = hashlib.sha256()
     for part in (index.asi8, X, y):  # hashed through their buffers: no copy of the matrix
         digest.update(np.ascontiguousarray(part).data)
     digest.update("\x1f".join(names).encode())
-    return Dataset(X=X, y=y, index=index, feature_names=names, next_return=next_ret,
-                   fingerprint=digest.hexdigest()[:16], train_idx=train_idx, holdout_idx=holdout_idx)
+    return digest.hexdigest()[:16]
+
+
+def supplied_dataset(spec: ModelSpec, holdout_fraction: float) -> Dataset:
+    """The dataset of a spec that supplies its own rows (``spec.rows``, e.g. generated samples)."""
+    rows = spec.rows(holdout_fraction)
+    n = len(rows.y)
+    if not (len(rows.X) == len(rows.next_return) == len(rows.index) == n) or not rows.index.is_unique \
+            or not rows.index.is_monotonic_increasing:
+        raise ValueError(f"{spec.name}: supplied rows must align (X, y, next_return, index) on a unique, "
+                         "ascending index")
+    if len(rows.holdout_idx) < 10 or len(rows.train_idx) < 50 or rows.train_idx.max() >= rows.holdout_idx.min():
+        raise ValueError(f"{spec.name}: supplied rows need at least 50 training rows before at least 10 holdout rows")
+    y = rows.y.astype(np.int64) if spec.task in ("classifier", "anomaly") else rows.y.astype(np.float64)
+    train_idx = rows.train_idx[-spec.max_train_rows:] if spec.max_train_rows else rows.train_idx
+    return Dataset(X=rows.X, y=y, index=rows.index, feature_names=list(rows.feature_names),
+                   next_return=rows.next_return, fingerprint=_fingerprint(rows.index, rows.X, y, rows.feature_names),
+                   train_idx=train_idx, holdout_idx=rows.holdout_idx)
