@@ -4,8 +4,9 @@ Input ``X`` is ``[N, window, 5]`` raw OHLCV bars (open, high, low, close, volume
 first), e.g. the windows of :mod:`models.families.chart_pattern_generator`. The network
 normalizes each window itself, so the ONNX graph takes raw bars:
 
-- prices: ``log(price)`` minus the window's mean log close, divided by the window's log range
-  (max high − min low), so a pattern looks the same at any price level and height;
+- prices: ``log(price / last close)`` minus its window mean over the closes, divided by the
+  window's log range (max high − min low), so a pattern looks the same at any price level and
+  height;
 - volume: ``log1p(volume)`` minus its window mean.
 
 Three convolution blocks (Conv1d → ReLU → MaxPool) and one hidden layer feed two heads:
@@ -81,7 +82,8 @@ def _net(window: int, channels: int, hidden: int, dropout: float) -> Any:
         @staticmethod
         def normalize(x: torch.Tensor) -> torch.Tensor:
             """Raw OHLCV ``[N, T, 5]`` → normalized channels ``[N, 5, T]``."""
-            prices = torch.log(torch.clamp(x[:, :, :4], min=1e-12))
+            # Prices relative to the last close before the log: float32 keeps their digits.
+            prices = torch.log(torch.clamp(x[:, :, :4] / torch.clamp(x[:, -1:, 3:4], min=1e-12), min=1e-12))
             centre = prices[:, :, 3:4].mean(dim=1, keepdim=True)
             spread = prices[:, :, 1].amax(dim=1) - prices[:, :, 2].amin(dim=1)
             prices = (prices - centre) / torch.clamp(spread, min=1e-9).view(-1, 1, 1)
