@@ -122,8 +122,8 @@ class ChartPatternCNN(ClassifierMixin, BaseEstimator):
     """1-D CNN over raw OHLCV windows ``[N, window, 5]``: pattern type and breakout direction."""
 
     def __init__(self, channels: int = 16, hidden: int = 64, dropout: float = 0.1, epochs: int = 8,
-                 batch_size: int = 64, learning_rate: float = 3e-3, weight_decay: float = 1e-4,
-                 direction_weight: float = 0.5, random_state: int = 0, n_threads: int = 2) -> None:
+                 batch_size: int = 128, learning_rate: float = 5e-3, weight_decay: float = 1e-4,
+                 direction_weight: float = 0.5, random_state: int = 0, n_threads: int = 1) -> None:
         self.channels = channels
         self.hidden = hidden
         self.dropout = dropout
