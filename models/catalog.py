@@ -114,6 +114,28 @@ def _execution_costs(*args: Any) -> dict[str, np.ndarray]:
 def fixed_parameters(trial: Any) -> dict[str, Any]:
     """No search: specs trained once with their builder's defaults (a PPO run per trial is too costly)."""
     return {}
+def _chart_pattern(params: dict[str, Any]) -> Any:
+    from models.families.chart_pattern import ChartPatternCNN
+
+    return ChartPatternCNN(**params)
+
+
+def _chart_pattern_rows(holdout_fraction: float) -> Any:
+    from models.families.chart_pattern import generated_rows
+
+    return generated_rows(holdout_fraction, horizon=CHART_PATTERN_HORIZON)
+
+
+def _chart_pattern_report(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    from models.families.chart_pattern import per_class_report
+
+    return per_class_report(y, proba)
+
+
+def _no_market_label(bars: pd.DataFrame) -> pd.Series:
+    from models.families.chart_pattern import no_market_label
+
+    return no_market_label(bars)
 
 
 # -- search spaces -----------------------------------------------------------------------
@@ -186,6 +208,15 @@ def sequence_space(trial: Any) -> dict[str, Any]:
     }
 
 
+def chart_pattern_space(trial: Any) -> dict[str, Any]:
+    return {
+        "channels": trial.suggest_categorical("channels", [8, 16]),
+        "epochs": trial.suggest_int("epochs", 6, 10),
+        "learning_rate": trial.suggest_float("learning_rate", 3e-3, 1e-2, log=True),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.3),
+    }
+
+
 def ensemble_space(trial: Any) -> dict[str, Any]:
     method = trial.suggest_categorical("method", ["mean", "vote", "stack", "regime"])
     params: dict[str, Any] = {"method": method}
@@ -217,6 +248,7 @@ GATE_HORIZON, GATE_K = 20, 1.0
 SEQUENCE_HORIZON, SEQUENCE_WINDOW = 5, 32
 ENSEMBLE_HORIZON = 5
 EXECUTION_HORIZON = 30
+CHART_PATTERN_HORIZON, CHART_PATTERN_WINDOW = 10, 100
 
 
 def direction_specs() -> list[ModelSpec]:
@@ -414,6 +446,33 @@ def execution_specs() -> list[ModelSpec]:
     )]
 
 
+def chart_pattern_specs() -> list[ModelSpec]:
+    from models.families.chart_pattern_generator import OHLCV, PATTERN_NAMES
+
+    h, w = CHART_PATTERN_HORIZON, CHART_PATTERN_WINDOW
+    return [ModelSpec(
+        name="chart_pattern_cnn", family="chart_pattern", task="classifier", label="chart_pattern_generated",
+        horizon=h, make_label=_no_market_label, build=_chart_pattern, search_space=chart_pattern_space,
+        metric="auc", class_names=PATTERN_NAMES, window=w, max_trials=2, parallel_fits=False,
+        max_null_retrains=20, rows=_chart_pattern_rows, holdout_report=_chart_pattern_report,
+        description=f"multi-bar chart pattern of the last {w} OHLCV bars (head and shoulders, double top/bottom, "
+                    "triangles, wedges, channels, none) and its breakout direction over the next "
+                    f"{h} bars; 1-D CNN trained on generated patterns (models.families.chart_pattern_generator)",
+        schema_extras={
+            "window": w,
+            "ohlcv": list(OHLCV),
+            "outputs": [
+                {"name": "pattern_type", "kind": "label"},
+                {"name": "probabilities", "kind": "probabilities"},
+                {"name": "confidence", "kind": "value", "meaning": "pattern_confidence"},
+                {"name": "breakout_direction", "kind": "value", "meaning": "breakout_direction"},
+                {"name": "breakout_probabilities", "kind": "value", "meaning": "breakout_probabilities"},
+            ],
+            "breakout_direction_values": {"down": -1, "none": 0, "up": 1},
+        },
+    )]
+
+
 FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
     "direction": direction_specs,
     "volatility": volatility_specs,
@@ -426,6 +485,7 @@ FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
     "sequence": sequence_specs,
     "ensemble": ensemble_specs,
     "execution": execution_specs,
+    "chart_pattern": chart_pattern_specs,
 }
 
 

@@ -15,6 +15,7 @@ it with the spec's own primary metric on the same rows as the model.
 | gate | the seed's fallback heuristic; logistic regression on the label's own scale |
 | anomaly | a robust z-score of volume and range |
 | trade_quality | the R multiple implied by the training win rate |
+| chart_pattern | the training class frequencies; nearest template and logistic regression on the normalized close path |
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class NaiveContext:
     train_idx: np.ndarray
     holdout_idx: np.ndarray
     horizon: int
+    windows: np.ndarray | None = None  # sequence specs: the whole windows [n, window, f]
 
     def at_rows(self, series: pd.Series) -> np.ndarray:
         """A bar-indexed series read at the dataset's row times (NaN where absent)."""
@@ -273,6 +275,17 @@ def trade_quality_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
     return {"training_win_rate": np.full(len(ctx.holdout_idx), expected)}
 
 
+# -- chart pattern -----------------------------------------------------------------------
+
+def chart_pattern_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """:func:`models.families.chart_pattern.chart_pattern_rules` on the context's OHLCV windows."""
+    from models.families.chart_pattern import chart_pattern_rules as rules
+
+    if ctx.windows is None:
+        raise ValueError("chart_pattern's naive rules need the OHLCV windows (NaiveContext.windows)")
+    return rules(ctx.windows, ctx.y, ctx.train_idx, ctx.holdout_idx)
+
+
 RULES_BY_FAMILY: dict[str, NaiveRules] = {
     "direction": direction_rules,
     "sequence": direction_rules,
@@ -284,6 +297,7 @@ RULES_BY_FAMILY: dict[str, NaiveRules] = {
     "gate": gate_rules,
     "anomaly": anomaly_rules,
     "trade_quality": trade_quality_rules,
+    "chart_pattern": chart_pattern_rules,
 }
 
 

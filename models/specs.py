@@ -20,6 +20,22 @@ Task = Literal["classifier", "regressor", "anomaly"]
 
 
 @dataclass(frozen=True)
+class SuppliedRows:
+    """Rows a spec supplies itself (``ModelSpec.rows``) in place of the warehouse's features and
+    labels, e.g. generated samples with known ground truth. ``index`` orders the rows (unique,
+    ascending); ``next_return`` is what follows each row (a sequence-style spec's ``forward_return``);
+    ``train_idx`` and ``holdout_idx`` are positions, the holdout after the training rows."""
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: list[str]
+    next_return: np.ndarray
+    index: pd.DatetimeIndex
+    train_idx: np.ndarray
+    holdout_idx: np.ndarray
+
+
+@dataclass(frozen=True)
 class Gates:
     """Per-spec validation gates; each one can fail."""
 
@@ -76,6 +92,11 @@ class ModelSpec:
     # and ``rule_to_beat`` names the rule of the paired test.
     episode_costs: Callable[..., dict[str, np.ndarray]] | None = None
     rule_to_beat: str = ""
+    # Specs that do not learn from market labels: ``(holdout_fraction) -> SuppliedRows`` gives the
+    # training and holdout rows (the train, validate and deploy steps use them as they are).
+    rows: Callable[[float], SuppliedRows] | None = None
+    # Extra holdout metrics, reported on the model card and not gated: (y_holdout, primary output) -> {name: value}.
+    holdout_report: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None
 
     def fit_threads(self, n_jobs: int, matrix_bytes: int = 0) -> int:
         """Threads for this spec's independent fits: ``n_jobs``, or 1 without ``parallel_fits`` or

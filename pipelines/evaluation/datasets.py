@@ -52,6 +52,8 @@ def load_dataset(warehouse: Warehouse, spec: ModelSpec, *, tenant: str, symbol: 
     """
     from features import WARMUP
 
+    if spec.rows is not None:
+        return supplied_dataset(spec, holdout_fraction)
     feats = warehouse.read_features(tenant=tenant, symbol=symbol, timeframe=timeframe,
                                     feature_set_version=feature_set_version, end=as_of)
     if feats.empty:
@@ -127,3 +129,20 @@ def restrict_features(data: Dataset, names: list[str]) -> Dataset:
         raise ValueError(f"features {unknown[:5]} are not in the dataset")
     X = np.ascontiguousarray(data.X[..., [position[n] for n in names]])
     return replace(data, X=X, feature_names=list(names), fingerprint=data_fingerprint(data.index, X, data.y, list(names)))
+
+
+def supplied_dataset(spec: ModelSpec, holdout_fraction: float) -> Dataset:
+    """The dataset of a spec that supplies its own rows (``spec.rows``, e.g. generated samples)."""
+    rows = spec.rows(holdout_fraction)
+    n = len(rows.y)
+    if not (len(rows.X) == len(rows.next_return) == len(rows.index) == n) or not rows.index.is_unique \
+            or not rows.index.is_monotonic_increasing:
+        raise ValueError(f"{spec.name}: supplied rows must align (X, y, next_return, index) on a unique, "
+                         "ascending index")
+    if len(rows.holdout_idx) < 10 or len(rows.train_idx) < 50 or rows.train_idx.max() >= rows.holdout_idx.min():
+        raise ValueError(f"{spec.name}: supplied rows need at least 50 training rows before at least 10 holdout rows")
+    y = rows.y.astype(np.int64) if spec.task in ("classifier", "anomaly") else rows.y.astype(np.float64)
+    train_idx = rows.train_idx[-spec.max_train_rows:] if spec.max_train_rows else rows.train_idx
+    return Dataset(X=rows.X, y=y, index=rows.index, feature_names=list(rows.feature_names),
+                   next_return=rows.next_return, fingerprint=data_fingerprint(rows.index, rows.X, y, rows.feature_names),
+                   train_idx=train_idx, holdout_idx=rows.holdout_idx)

@@ -55,7 +55,8 @@ def naive_context(settings: Settings, data: Dataset, *, symbol: str, timeframe: 
         bars = warehouse.read_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of)
     X = data.X[:, -1, :] if data.X.ndim == 3 else data.X  # sequence rows: the window's last bar
     return NaiveContext(bars=bars, index=data.index, y=data.y, X=X, feature_names=data.feature_names,
-                        train_idx=data.train_idx, holdout_idx=data.holdout_idx, horizon=horizon)
+                        train_idx=data.train_idx, holdout_idx=data.holdout_idx, horizon=horizon,
+                        windows=data.X if data.X.ndim == 3 else None)
 
 
 def naive_rule_metrics(spec: ModelSpec, ctx: NaiveContext) -> dict[str, float]:
@@ -296,6 +297,8 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
         metrics = evaluate_anomaly(spec, data, output)
     else:
         metrics = evaluate_regressor(spec, data, output)
+    if spec.holdout_report is not None:  # reported on the card, not gated
+        metrics.update(spec.holdout_report(data.y[data.holdout_idx], output))
     metrics.update(naive_rule_metrics(spec, naive_context(settings, data, symbol=mv.tags["symbol"],
                                                           timeframe=mv.tags["timeframe"], as_of=as_of,
                                                           horizon=spec.horizon)))

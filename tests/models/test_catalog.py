@@ -34,6 +34,7 @@ LABEL_VALUES = {
     "trade_quality": (100, -14.990981832866096, 181.45715459587828),
     "volatility_h5": (2995, 3.686424218018799, 0.006732142620938288),
     "volatility_h20": (2980, 3.9905337118235473, 0.006722977223495331),
+    "chart_pattern_cnn": (0, 0.0, 0.0),  # trained on generated patterns: no market label
 }
 
 
@@ -46,7 +47,7 @@ def bars() -> pd.DataFrame:
 
 def test_every_family_is_there_and_spec_names_are_unique():
     assert set(FAMILIES) == {"direction", "volatility", "regime", "anomaly", "risk", "momentum", "gate",
-                             "trade_quality", "sequence", "ensemble", "execution"}
+                             "trade_quality", "sequence", "ensemble", "execution", "chart_pattern"}
     names = [s.name for s in ALL_SPECS]
     assert len(names) == len(set(names))
     for family, build in FAMILIES.items():
@@ -59,7 +60,7 @@ def test_specs_are_picked_by_family_or_by_name():
     chosen = specs_for(["direction_h5", "direction", "gate"])
     assert [s.name for s in chosen] == ["direction_h5", "direction_h1", "direction3_h5", "gate_h20"]
     assert spec_by_name("regime_h20").family == "regime"
-    with pytest.raises(ValueError, match="unknown model family nope; known families: anomaly, direction"):
+    with pytest.raises(ValueError, match="unknown model family nope; known families: anomaly, chart_pattern, direction"):
         specs_for(["nope"])
     with pytest.raises(ValueError, match="unknown model spec"):
         spec_by_name("nope")
@@ -71,7 +72,8 @@ def test_spec_fields_are_consistent(spec):
     assert spec.greater_is_better == (spec.metric not in LOWER_IS_BETTER)
     if spec.task == "classifier":
         assert len(spec.class_names) >= 2
-    assert (spec.window > 0) == (spec.family == "sequence")
+    assert (spec.window > 0) == (spec.family in ("sequence", "chart_pattern"))
+    assert (spec.rows is not None) == (spec.family == "chart_pattern")
     assert spec.horizon >= 0 and spec.description
     json.dumps(spec.schema_extras)  # schema.json material must serialize
     if spec.family in ("volatility", "risk", "trade_quality"):
@@ -82,6 +84,9 @@ def test_spec_fields_are_consistent(spec):
 def test_labels_are_per_bar_and_valid(spec, bars):
     label = spec.label_for(bars)
     assert label.name == spec.label and label.index.equals(bars.index)
+    if spec.rows is not None:  # its rows are supplied (generated), the market has no label for it
+        assert label.isna().all()
+        return
     known = label.dropna()
     assert len(known) >= 50
     assert np.isfinite(known.to_numpy()).all()

@@ -33,7 +33,9 @@ from serving import (
 )
 from tests.models.families.conftest import bars, feature_frame, market  # noqa: F401 (fixtures)
 
-SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in specs_for(["all"])}
+# chart_pattern takes OHLCV windows, not feature rows: its bundle is served in
+# tests/models/families/test_chart_pattern.py.
+SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in specs_for(["all"]) if spec.rows is None}
 N_ROWS = 2500  # rows of the feature frame used (the last ones); 80% train, the rest is served
 N_SERVED = 120  # held-out rows (windows) compared with the native estimator
 

@@ -62,3 +62,28 @@ def test_a_byte_cap_keeps_the_latest_rows(stored):
     assert len(capped.y) == 1_000 and capped.X.nbytes <= 1_000 * row_bytes
     np.testing.assert_array_equal(capped.X, full.X[-1_000:])
     assert capped.index.equals(full.index[-1_000:])
+
+
+def test_a_spec_that_supplies_its_rows_gets_them_as_they_are():
+    """``ModelSpec.rows`` (chart_pattern's generated windows) replaces the warehouse read; the
+    fingerprint is stable, and rows that do not align are refused with a clear error."""
+    from dataclasses import replace
+
+    from models.families.chart_pattern import generated_rows
+    from pipelines.evaluation.datasets import supplied_dataset
+
+    spec = replace(spec_by_name("chart_pattern_cnn"), rows=lambda fraction: generated_rows(fraction, train_per_class=5))
+    data = supplied_dataset(spec, 0.2)
+    rows = generated_rows(0.2, train_per_class=5)
+    np.testing.assert_array_equal(data.X, rows.X)
+    np.testing.assert_array_equal(data.train_idx, rows.train_idx)
+    np.testing.assert_array_equal(data.holdout_idx, rows.holdout_idx)
+    assert data.y.dtype == np.int64 and data.feature_names == ["open", "high", "low", "close", "volume"]
+    assert supplied_dataset(spec, 0.2).fingerprint == data.fingerprint
+    assert supplied_dataset(spec, 0.3).fingerprint != data.fingerprint  # another holdout, another slice
+    short = replace(spec, rows=lambda fraction: replace(rows, next_return=rows.next_return[:-1]))
+    with pytest.raises(ValueError, match="must align"):
+        supplied_dataset(short, 0.2)
+    overlapping = replace(spec, rows=lambda fraction: replace(rows, holdout_idx=rows.train_idx[-20:]))
+    with pytest.raises(ValueError, match="before at least 10 holdout rows"):
+        supplied_dataset(overlapping, 0.2)
