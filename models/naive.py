@@ -15,6 +15,7 @@ it with the spec's own primary metric on the same rows as the model.
 | gate | the seed's fallback heuristic; logistic regression on the label's own scale |
 | anomaly | a robust z-score of volume and range |
 | trade_quality | the R multiple implied by the training win rate |
+| pattern_similarity | the base rate: the training rows' class shares on every holdout row |
 """
 
 from __future__ import annotations
@@ -273,6 +274,14 @@ def trade_quality_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
     return {"training_win_rate": np.full(len(ctx.holdout_idx), expected)}
 
 
+def base_rate_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """Every holdout row gets the training rows' class shares (the base rate): what a vote of
+    neighbours drawn at random from the training windows would say on average."""
+    classes = np.asarray(ctx.y[ctx.train_idx]).astype(int)
+    shares = np.bincount(classes, minlength=int(np.max(ctx.y).astype(int)) + 1) / len(classes)
+    return {"base_rate": np.tile(shares, (len(ctx.holdout_idx), 1))}
+
+
 RULES_BY_FAMILY: dict[str, NaiveRules] = {
     "direction": direction_rules,
     "sequence": direction_rules,
@@ -284,6 +293,7 @@ RULES_BY_FAMILY: dict[str, NaiveRules] = {
     "gate": gate_rules,
     "anomaly": anomaly_rules,
     "trade_quality": trade_quality_rules,
+    "pattern_similarity": base_rate_rules,
 }
 
 
