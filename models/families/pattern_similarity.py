@@ -222,7 +222,8 @@ class PatternSimilarityModel(ClassifierMixin, BaseEstimator):
         return self._run(X)[0]
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # raises NotFittedError first when unfitted
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def embed(self, X: Any) -> np.ndarray:
         """Unit-length embeddings ``[N, embedding_dim]`` of the windows."""
