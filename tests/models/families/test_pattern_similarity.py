@@ -156,3 +156,18 @@ def test_a_bundle_without_library_does_not_answer_similar(tmp_path, fitted, bund
     (plain / "schema.json").write_text(json.dumps(seal(doc, data, sealed_by="test")))
     with pytest.raises(serving.BundleError, match="no 'pattern_library'"):
         serving.Predictor.load(plain).similar(np.zeros((WINDOW, N_FEATURES)))
+
+
+def test_base_rate_rule_gives_training_shares_and_auc_one_half():
+    import pandas as pd
+
+    from models.naive import NaiveContext, naive_predictions
+    from models.metrics import primary_score
+    from models.catalog import spec_by_name
+
+    y = np.array([0, 0, 1, 2, 2, 2, 1, 0, 2, 1, 0, 2])
+    ctx = NaiveContext(bars=pd.DataFrame(), index=pd.DatetimeIndex([]), y=y, X=np.zeros((12, 1)),
+                       feature_names=["f"], train_idx=np.arange(8), holdout_idx=np.arange(8, 12), horizon=1)
+    rule = naive_predictions("pattern_similarity", ctx)["base_rate"]
+    np.testing.assert_allclose(rule, np.tile([3 / 8, 2 / 8, 3 / 8], (4, 1)))
+    assert primary_score(spec_by_name("pattern_similarity_h1"), y[8:], rule) == pytest.approx(0.5)
