@@ -92,6 +92,18 @@ def _sequence(arch: str, params: dict[str, Any]) -> Any:
     return SequenceModel(arch=arch, **params)
 
 
+def _pattern_similarity(params: dict[str, Any]) -> Any:
+    from models.families.pattern_similarity import PatternSimilarityModel
+
+    return PatternSimilarityModel(**params)
+
+
+def _pattern_space(trial: Any) -> dict[str, Any]:
+    from models.families.pattern_similarity import pattern_space
+
+    return pattern_space(trial)
+
+
 def _ensemble(params: dict[str, Any]) -> Any:
     from models.families.ensemble import EnsembleClassifier, default_members
 
@@ -249,6 +261,7 @@ SEQUENCE_HORIZON, SEQUENCE_WINDOW = 5, 32
 ENSEMBLE_HORIZON = 5
 EXECUTION_HORIZON = 30
 CHART_PATTERN_HORIZON, CHART_PATTERN_WINDOW = 10, 100
+PATTERN_HORIZON, PATTERN_WINDOW, PATTERN_THRESHOLD = 1, 8, 0.0002
 
 
 def direction_specs() -> list[ModelSpec]:
@@ -473,6 +486,22 @@ def chart_pattern_specs() -> list[ModelSpec]:
     )]
 
 
+def pattern_similarity_specs() -> list[ModelSpec]:
+    h, w, threshold = PATTERN_HORIZON, PATTERN_WINDOW, PATTERN_THRESHOLD
+    return [ModelSpec(
+        name=f"pattern_similarity_h{h}", family="pattern_similarity", task="classifier",
+        label=f"dir3_h{h}_{threshold:g}", horizon=h,
+        make_label=partial(labels.direction_three_class, horizon=h, threshold=threshold),
+        build=_pattern_similarity, search_space=_pattern_space, metric="auc",
+        class_names=("bearish", "neutral", "bullish"), window=w, max_train_rows=3000, max_trials=2,
+        parallel_fits=False, max_null_retrains=20,
+        description=f"outcome votes (down / flat / up over {h} bars, ±{threshold:.2%}) of the k most similar "
+                    f"training windows of {w} feature vectors, by cosine similarity of torch autoencoder "
+                    "embeddings; naive rule: the training base rate",
+        schema_extras={"window": w},
+    )]
+
+
 FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
     "direction": direction_specs,
     "volatility": volatility_specs,
@@ -486,6 +515,7 @@ FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
     "ensemble": ensemble_specs,
     "execution": execution_specs,
     "chart_pattern": chart_pattern_specs,
+    "pattern_similarity": pattern_similarity_specs,
 }
 
 

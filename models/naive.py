@@ -16,6 +16,7 @@ it with the spec's own primary metric on the same rows as the model.
 | anomaly | a robust z-score of volume and range |
 | trade_quality | the R multiple implied by the training win rate |
 | chart_pattern | the training class frequencies; nearest template and logistic regression on the normalized close path |
+| pattern_similarity | the base rate: the training rows' class shares on every holdout row |
 """
 
 from __future__ import annotations
@@ -284,6 +285,12 @@ def chart_pattern_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
     if ctx.windows is None:
         raise ValueError("chart_pattern's naive rules need the OHLCV windows (NaiveContext.windows)")
     return rules(ctx.windows, ctx.y, ctx.train_idx, ctx.holdout_idx)
+def base_rate_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """Every holdout row gets the training rows' class shares (the base rate): what a vote of
+    neighbours drawn at random from the training windows would say on average."""
+    classes = np.asarray(ctx.y[ctx.train_idx]).astype(int)
+    shares = np.bincount(classes, minlength=int(np.max(ctx.y).astype(int)) + 1) / len(classes)
+    return {"base_rate": np.tile(shares, (len(ctx.holdout_idx), 1))}
 
 
 RULES_BY_FAMILY: dict[str, NaiveRules] = {
@@ -298,6 +305,7 @@ RULES_BY_FAMILY: dict[str, NaiveRules] = {
     "anomaly": anomaly_rules,
     "trade_quality": trade_quality_rules,
     "chart_pattern": chart_pattern_rules,
+    "pattern_similarity": base_rate_rules,
 }
 
 

@@ -66,6 +66,7 @@ class Predictor:
         self._calls = self._rows = self._errors = self._fallbacks = 0
         self._reloads = self._reload_errors = 0
         self._m = LoadedModel(path, intra_op_num_threads, allow_unsealed)
+        self._patterns: tuple[LoadedModel, Any] | None = None  # (model, its PatternLibrary)
         if fallback and self._m.schema.fallback is None:
             logger.warning(
                 "%s@%s: fallback requested but schema.json has none", self.name, self.version
@@ -162,6 +163,24 @@ class Predictor:
     def predict(self, x: Any, fallback: bool | None = None) -> Any:
         """Predict one row or a batch; see the class docstring. Raises :class:`InputError`."""
         return self._predict(x, fallback, None)
+
+    def similar(self, window: Any, k: int | None = None) -> Any:
+        """The ``k`` library windows most similar to ``window`` and the share of each of their
+        outcomes (pattern bundles; :mod:`serving.patterns`). Raises :class:`InputError` on bad
+        input, :class:`BundleError` if the bundle carries no pattern library."""
+        from serving.patterns import PatternLibrary
+
+        m = self._m  # read the model reference exactly once per call
+        cached = self._patterns
+        if cached is None or cached[0] is not m:
+            cached = self._patterns = (m, PatternLibrary.from_schema(m.schema))
+        library = cached[1]
+        fast = m.inputs.fast(window)
+        if fast is not None and not fast[1]:
+            raise InputError("similar() takes one window, not a batch")
+        a = fast[0] if fast is not None else m.inputs.check(window, None).reshape(1, *m.inputs.shape)
+        (embedding,) = m.run([library.embedding_output], {m.input_name: a})
+        return library.match(embedding[0], library.default_k if k is None else k, m.name, m.version)
 
     def _predict(self, x: Any, fallback: bool | None, routed_to: str | None) -> Any:
         m = self._m  # read the model reference exactly once per call

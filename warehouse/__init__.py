@@ -7,8 +7,8 @@ with a busy timeout (``warehouse.backends``, ``warehouse.lock``); in production 
 ClickHouse server through clickhouse-connect (``ALPHAOPS_CLICKHOUSE_URL``). Ingest batches are
 crash-atomic (``warehouse.ingest``). The tables come in groups, one module each:
 ``warehouse.market`` (bars, ticks, book, market events), ``warehouse.training`` (features,
-labels), ``warehouse.live`` (prediction log, trades, monitor history) and ``warehouse.ledger``
-(tested hypotheses).
+labels), ``warehouse.live`` (prediction log, trades, monitor history), ``warehouse.ledger``
+(tested hypotheses) and ``warehouse.patterns`` (the pattern library's embedded windows).
 
 Use::
 

@@ -87,6 +87,14 @@ DDL: dict[str, str] = {
         latency_p99_us Nullable(Float64), error_rate Float64, fallback_rate Float64,
         n_predictions UInt64, retrain UInt8, reasons Array(String), report_uri String
     ) ENGINE = MergeTree ORDER BY (tenant, model, checked_at)""",
+    # The pattern library (warehouse.patterns): one embedded window per (library, symbol, timeframe,
+    # source, ts), its later outcome class and forward return. ``library`` names the embedding model
+    # (``<model name>@v<version>``): embeddings of different encoders are never compared.
+    "ml_pattern_windows": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.ml_pattern_windows (
+        tenant LowCardinality(String), library LowCardinality(String), symbol LowCardinality(String),
+        timeframe LowCardinality(String), ts DateTime64(3, 'UTC'), source LowCardinality(String),
+        embedding Array(Float32), outcome Int8, forward_return Float64, horizon UInt16, version UInt64
+    ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant, library, symbol, timeframe, source, ts)""",
     "hypothesis_ledger": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.hypothesis_ledger (
         tenant LowCardinality(String), run_id String, model String, model_version String,
         spec LowCardinality(String), symbol LowCardinality(String), status LowCardinality(String),

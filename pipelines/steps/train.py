@@ -195,6 +195,9 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
                 model={"name": name, "family": spec.family, "spec": spec.name, "tenant": settings.tenant,
                        "symbol": symbol, "timeframe": timeframe, "run_id": run_id, "version": ""},
             )
+            # A fitted estimator may add fields of its own (pattern_similarity: its library of windows).
+            if hasattr(model, "bundle_schema"):
+                schema.update(model.bundle_schema())
             bundle = write_bundle(Path(tmp) / "bundle", onnx_model, schema)
             mlflow.log_artifacts(str(bundle), "bundle")
             _log_importance(spec, model, data, Path(tmp), settings.n_jobs)

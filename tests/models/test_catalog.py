@@ -25,6 +25,7 @@ LABEL_VALUES = {
     "direction3_h5": (2995, 2862.0, 4742.0),
     "ensemble_h5": (2995, 1430.0, 1430.0),
     "execution_ppo": (2970, 2970.0, 2970.0),
+    "pattern_similarity_h1": (2999, 2907.0, 5231.0),
     "gate_h20": (2961, 1718.0, 1718.0),
     "momentum_h10": (2980, 754.0, 754.0),
     "regime_h20": (2860, 5344.0, 12820.0),
@@ -47,7 +48,8 @@ def bars() -> pd.DataFrame:
 
 def test_every_family_is_there_and_spec_names_are_unique():
     assert set(FAMILIES) == {"direction", "volatility", "regime", "anomaly", "risk", "momentum", "gate",
-                             "trade_quality", "sequence", "ensemble", "execution", "chart_pattern"}
+                             "trade_quality", "sequence", "ensemble", "execution", "chart_pattern",
+                             "pattern_similarity"}
     names = [s.name for s in ALL_SPECS]
     assert len(names) == len(set(names))
     for family, build in FAMILIES.items():
@@ -72,7 +74,7 @@ def test_spec_fields_are_consistent(spec):
     assert spec.greater_is_better == (spec.metric not in LOWER_IS_BETTER)
     if spec.task == "classifier":
         assert len(spec.class_names) >= 2
-    assert (spec.window > 0) == (spec.family in ("sequence", "chart_pattern"))
+    assert (spec.window > 0) == (spec.family in ("sequence", "chart_pattern", "pattern_similarity"))
     assert (spec.rows is not None) == (spec.family == "chart_pattern")
     assert spec.horizon >= 0 and spec.description
     json.dumps(spec.schema_extras)  # schema.json material must serialize

@@ -34,6 +34,23 @@ def bench_serving(n_calls: int = typer.Option(20_000, help="One-row calls per me
     _print_figures("Serving benchmark (one process, one thread)", figures, as_json)
 
 
+@bench_app.command("patterns")
+def bench_patterns(n_windows: int = typer.Option(1_000_000, help="Stored windows to search."),
+                   dim: int = typer.Option(64, help="Embedding dimension (64, 128 or 256)."),
+                   k: int = typer.Option(10, help="Neighbours per query."),
+                   queries: int = typer.Option(200, help="Queries of the numpy search."),
+                   warehouse_queries: int = typer.Option(30, help="Queries of each warehouse search."),
+                   hnsw: bool = typer.Option(True, help="Also build and search a vector_similarity (HNSW) copy."),
+                   as_json: bool = typer.Option(False, "--json")) -> None:
+    """Embedding + top-k among stored windows: numpy (the bundle's library) and the warehouse (exact, HNSW)."""
+    from pipelines.app.bench_patterns import pattern_bench
+
+    with console.status(f"embedding and searching {n_windows:,} windows…"):
+        figures = pattern_bench(n_windows=n_windows, dim=dim, k=k, n_queries=queries,
+                                n_warehouse_queries=warehouse_queries, hnsw=hnsw)
+    _print_figures("Pattern search benchmark (one process; embedding with one thread)", figures, as_json)
+
+
 @bench_app.command("models")
 def bench_models(
     quick: bool = typer.Option(False, "--quick", help="SPX x (volatility_h5, direction_h1), 1 seed, 1 trial (CI)."),
