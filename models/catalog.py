@@ -99,6 +99,25 @@ def _ensemble(params: dict[str, Any]) -> Any:
     return EnsembleClassifier(members=default_members(int(params.get("random_state", 0))), **params)
 
 
+def _correlation_regime(params: dict[str, Any]) -> Any:
+    from models.families.correlation_regime import CorrelationRegimeModel
+
+    return CorrelationRegimeModel(**params)
+
+
+def _correlation_regime_space(trial: Any) -> dict[str, Any]:
+    from models.families.correlation_regime import correlation_regime_space
+
+    return correlation_regime_space(trial)
+
+
+def _correlation_switch_checks(spec: ModelSpec, index: pd.DatetimeIndex, outputs: dict[str, np.ndarray],
+                               events: pd.DataFrame) -> dict[str, float]:
+    from models.families.correlation_regime import switch_checks
+
+    return switch_checks(spec, index, outputs, events)
+
+
 # -- search spaces -----------------------------------------------------------------------
 
 
@@ -199,6 +218,7 @@ MOMENTUM_HORIZON = 10
 GATE_HORIZON, GATE_K = 20, 1.0
 SEQUENCE_HORIZON, SEQUENCE_WINDOW = 5, 32
 ENSEMBLE_HORIZON = 5
+CORRELATION_WINDOW, CORRELATION_RANK_WINDOW = 40, 500
 
 
 def direction_specs() -> list[ModelSpec]:
@@ -361,6 +381,32 @@ def ensemble_specs() -> list[ModelSpec]:
     )]
 
 
+def correlation_regime_specs() -> list[ModelSpec]:
+    from features.correlation import REGIME_NAMES, forward_correlation_regime
+    from models.families.correlation_regime import CHANGE_THRESHOLD
+
+    w, n = CORRELATION_WINDOW, CORRELATION_RANK_WINDOW
+    return [ModelSpec(
+        name=f"correlation_regime_w{w}", family="correlation_regime", task="classifier", label=f"corr_regime_{w}",
+        horizon=w, make_label=partial(forward_correlation_regime, window=w, rank_window=n),
+        build=_correlation_regime, search_space=_correlation_regime_space, metric="auc",
+        class_names=REGIME_NAMES, universe=True, holdout_checks=_correlation_switch_checks,
+        description=f"correlation regime of a universe over the next {w} bars (tercile of the average |ρ| in the "
+                    f"trailing {n}): k-means on the {w}-bar correlation matrix's summaries, the change "
+                    "probability between consecutive windows, and a logistic head",
+        schema_extras={
+            "outputs": [{"name": "correlation_regime", "kind": "label"},
+                        {"name": "probabilities", "kind": "probabilities"},
+                        {"name": "average_correlation", "kind": "value", "meaning": "average_correlation"},
+                        {"name": "regime_change_probability", "kind": "value",
+                         "meaning": "regime_change_probability"},
+                        {"name": "current_regime", "kind": "value", "meaning": "current_regime_index"}],
+            "thresholds": {"regime_change": CHANGE_THRESHOLD},
+            "correlation_window": w, "rank_window": n,
+        },
+    )]
+
+
 FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
     "direction": direction_specs,
     "volatility": volatility_specs,
@@ -372,6 +418,7 @@ FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
     "trade_quality": trade_quality_specs,
     "sequence": sequence_specs,
     "ensemble": ensemble_specs,
+    "correlation_regime": correlation_regime_specs,
 }
 
 

@@ -43,8 +43,11 @@ def run(
         check_symbol(symbol, "--symbols")
     given_families = split_given(families, "--families")
     settings = load_settings()
+    from pipelines.universes import expand_symbols
+
     conf = {
-        "symbols": given_symbols or settings.symbols,
+        # A universe name (UNIV_SYN, UNIV_ARCH) stands for its members.
+        "symbols": expand_symbols(given_symbols or settings.symbols),
         "families": given_families or settings.families,
         "trials": trials or settings.trials,
         "holdout_fraction": holdout or settings.holdout_fraction,
