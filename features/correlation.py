@@ -60,6 +60,9 @@ def universe_closes(closes: Mapping[str, pd.Series]) -> pd.DataFrame:
 
 def log_returns(closes: pd.DataFrame) -> pd.DataFrame:
     """One-bar log returns of each member (the first row is NaN)."""
+    if {"open", "high", "low", "close"} <= set(closes.columns):
+        raise ValueError("a correlation universe needs the members' closes as columns (universe_closes), "
+                         "not one symbol's bars")
     return np.log(closes).diff()
 
 

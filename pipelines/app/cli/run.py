@@ -60,7 +60,11 @@ def run(
     ensure_airflow_db(settings)
     reap(settings)  # a killed earlier run must not hold this one back
 
-    n_jobs = len(specs_for(conf["families"])) * len(conf["symbols"])
+    from pipelines.universes import UNIVERSES
+
+    chosen = specs_for(conf["families"])
+    complete = [u for u in UNIVERSES.values() if set(u.members) <= set(conf["symbols"])]
+    n_jobs = sum(not s.universe for s in chosen) * len(conf["symbols"]) + sum(s.universe for s in chosen) * len(complete)
     console.print(f"[bold]train_models[/] on {', '.join(conf['symbols'])} · families "
                   f"{', '.join(conf['families'])} · {conf['trials']} trials · {n_jobs} train tasks "
                   f"· home {settings.home_dir}")

@@ -32,22 +32,26 @@ def stored(alphaops_home):
     return settings
 
 
+@pytest.fixture(scope="module")
+def full(stored):
+    return _load(stored)
+
+
 def _load(settings, as_of=AS_OF):
     with open_warehouse(settings) as warehouse:
         return load_dataset(warehouse, spec_by_name(SPEC), tenant="default", symbol="UNIV_SYN", timeframe="1d",
                             feature_set_version="unused", as_of=as_of, holdout_fraction=0.2)
 
 
-def test_universe_rows_features_and_purged_holdout(stored):
-    data = _load(stored)
+def test_universe_rows_features_and_purged_holdout(full):
+    data = full
     assert data.X.dtype == np.float32 and len(data.feature_names) == 7
     assert set(np.unique(data.y)) == {0, 1, 2}
     assert data.holdout_idx[0] - data.train_idx[-1] > spec_by_name(SPEC).horizon  # purged by the horizon
     assert len(data.y) > 4000
 
 
-def test_an_earlier_as_of_leaves_earlier_feature_rows_unchanged(stored):
-    full = _load(stored)
+def test_an_earlier_as_of_leaves_earlier_feature_rows_unchanged(stored, full):
     cut = full.index[len(full.index) // 2]
     early = _load(stored, as_of=cut)
     shared = early.index.intersection(full.index)
@@ -62,7 +66,7 @@ def test_switches_are_stored_under_the_universe(stored):
     recorded = synthetic_universe_sample().switches
     assert len(events) == len(recorded) > 15
     assert events["type"].str.startswith("correlation_switch_to_").all()
-    assert pd.DatetimeIndex(events["ts"]).equals(pd.DatetimeIndex(recorded["ts"]))
+    assert pd.DatetimeIndex(events["ts"]).as_unit("ns").equals(pd.DatetimeIndex(recorded["ts"]).as_unit("ns"))
     extract_samples(stored, ["SYNU00"], AS_OF)  # idempotent: no duplicate events
     with open_warehouse(stored) as warehouse:
         assert len(warehouse.read_market_events(tenant="default", symbol="UNIV_SYN")) == len(recorded)
