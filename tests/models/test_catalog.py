@@ -59,7 +59,7 @@ def test_specs_are_picked_by_family_or_by_name():
     chosen = specs_for(["direction_h5", "direction", "gate"])
     assert [s.name for s in chosen] == ["direction_h5", "direction_h1", "direction3_h5", "gate_h20"]
     assert spec_by_name("regime_h20").family == "regime"
-    with pytest.raises(ValueError, match="unknown model family nope; known families: anomaly, direction"):
+    with pytest.raises(ValueError, match="unknown model family nope; known families: anomaly, correlation_regime, direction"):
         specs_for(["nope"])
     with pytest.raises(ValueError, match="unknown model spec"):
         spec_by_name("nope")
