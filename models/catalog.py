@@ -148,6 +148,23 @@ def _no_market_label(bars: pd.DataFrame) -> pd.Series:
     from models.families.chart_pattern import no_market_label
 
     return no_market_label(bars)
+def _correlation_regime(params: dict[str, Any]) -> Any:
+    from models.families.correlation_regime import CorrelationRegimeModel
+
+    return CorrelationRegimeModel(**params)
+
+
+def _correlation_regime_space(trial: Any) -> dict[str, Any]:
+    from models.families.correlation_regime import correlation_regime_space
+
+    return correlation_regime_space(trial)
+
+
+def _correlation_switch_checks(spec: ModelSpec, index: pd.DatetimeIndex, outputs: dict[str, np.ndarray],
+                               events: pd.DataFrame) -> dict[str, float]:
+    from models.families.correlation_regime import switch_checks
+
+    return switch_checks(spec, index, outputs, events)
 
 
 # -- search spaces -----------------------------------------------------------------------
@@ -262,6 +279,7 @@ ENSEMBLE_HORIZON = 5
 EXECUTION_HORIZON = 30
 CHART_PATTERN_HORIZON, CHART_PATTERN_WINDOW = 10, 100
 PATTERN_HORIZON, PATTERN_WINDOW, PATTERN_THRESHOLD = 1, 8, 0.0002
+CORRELATION_WINDOW, CORRELATION_RANK_WINDOW = 40, 500
 
 
 def direction_specs() -> list[ModelSpec]:
@@ -459,6 +477,32 @@ def execution_specs() -> list[ModelSpec]:
     )]
 
 
+def correlation_regime_specs() -> list[ModelSpec]:
+    from features.correlation import REGIME_NAMES, forward_correlation_regime
+    from models.families.correlation_regime import CHANGE_THRESHOLD
+
+    w, n = CORRELATION_WINDOW, CORRELATION_RANK_WINDOW
+    return [ModelSpec(
+        name=f"correlation_regime_w{w}", family="correlation_regime", task="classifier", label=f"corr_regime_{w}",
+        horizon=w, make_label=partial(forward_correlation_regime, window=w, rank_window=n),
+        build=_correlation_regime, search_space=_correlation_regime_space, metric="auc",
+        class_names=REGIME_NAMES, universe=True, holdout_checks=_correlation_switch_checks,
+        description=f"correlation regime of a universe over the next {w} bars (tercile of the average |ρ| in the "
+                    f"trailing {n}): k-means on the {w}-bar correlation matrix's summaries, the change "
+                    "probability between consecutive windows, and a logistic head",
+        schema_extras={
+            "outputs": [{"name": "correlation_regime", "kind": "label"},
+                        {"name": "probabilities", "kind": "probabilities"},
+                        {"name": "average_correlation", "kind": "value", "meaning": "average_correlation"},
+                        {"name": "regime_change_probability", "kind": "value",
+                         "meaning": "regime_change_probability"},
+                        {"name": "current_regime", "kind": "value", "meaning": "current_regime_index"}],
+            "thresholds": {"regime_change": CHANGE_THRESHOLD},
+            "correlation_window": w, "rank_window": n,
+        },
+    )]
+
+
 def chart_pattern_specs() -> list[ModelSpec]:
     from models.families.chart_pattern_generator import OHLCV, PATTERN_NAMES
 
@@ -516,6 +560,7 @@ FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
     "execution": execution_specs,
     "chart_pattern": chart_pattern_specs,
     "pattern_similarity": pattern_similarity_specs,
+    "correlation_regime": correlation_regime_specs,
 }
 
 

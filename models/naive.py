@@ -17,6 +17,7 @@ it with the spec's own primary metric on the same rows as the model.
 | trade_quality | the R multiple implied by the training win rate |
 | chart_pattern | the training class frequencies; nearest template and logistic regression on the normalized close path |
 | pattern_similarity | the base rate: the training rows' class shares on every holdout row |
+| correlation_regime | the tercile of the current average correlation in its trailing history (hard and soft) |
 """
 
 from __future__ import annotations
@@ -142,6 +143,26 @@ def regime_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
     proba = np.full((len(predicted), n_classes), 0.4 / (n_classes - 1))
     proba[np.arange(len(predicted)), predicted] = 0.6
     return {"persistence": proba}
+
+
+# -- correlation regime ------------------------------------------------------------------
+
+def correlation_regime_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """The current average |ρ|'s trailing tercile is the next window's regime (0 tight, 1 normal, 2 dispersed).
+
+    ``current_tercile`` puts 0.6 on that tercile and 0.2 on each other; ``current_rank`` scores
+    tight by the rank r, dispersed by 1 - r and normal by 1 - |2r - 1| (normalized), the same
+    rule without the steps, so that AUC compares rankings rather than ties.
+    """
+    rank_name = next((n for n in ctx.feature_names if n.startswith("xa_avg_abs_corr_") and "_pct" in n), None)
+    if rank_name is None:
+        raise ValueError("correlation_regime rules need the trailing-rank feature xa_avg_abs_corr_<W>_pct<N>")
+    rank = np.clip(ctx.feature(rank_name), 0.0, 1.0)[ctx.holdout_idx]  # type: ignore[index]
+    tercile = np.where(rank >= 2 / 3, 0, np.where(rank < 1 / 3, 2, 1))
+    hard = np.full((len(rank), 3), 0.2)
+    hard[np.arange(len(rank)), tercile] = 0.6
+    soft = np.column_stack([rank, 1.0 - np.abs(2.0 * rank - 1.0), 1.0 - rank]) + 1e-9
+    return {"current_tercile": hard, "current_rank": soft / soft.sum(axis=1, keepdims=True)}
 
 
 # -- volatility --------------------------------------------------------------------------
@@ -306,6 +327,7 @@ RULES_BY_FAMILY: dict[str, NaiveRules] = {
     "trade_quality": trade_quality_rules,
     "chart_pattern": chart_pattern_rules,
     "pattern_similarity": base_rate_rules,
+    "correlation_regime": correlation_regime_rules,
 }
 
 

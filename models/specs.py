@@ -47,6 +47,9 @@ class Gates:
     max_pbo: float = 0.2                # traded signals: probability of backtest overfitting (CSCV)
     max_onnx_abs_diff: float = 1e-5     # ONNX vs native on the holdout
     max_latency_p50_us: float = 1000.0  # one-row onnxruntime latency
+    # Specs whose holdout checks measure recorded switches (``switch_detection_rate``): the share
+    # of recorded switches the model must flag within the spec's detection window.
+    min_switch_detection_rate: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,13 @@ class ModelSpec:
     rows: Callable[[float], SuppliedRows] | None = None
     # Extra holdout metrics, reported on the model card and not gated: (y_holdout, primary output) -> {name: value}.
     holdout_report: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None
+    # Universe specs: one model over every member of a universe (pipelines.universes), trained
+    # under the universe's name as a pseudo-symbol; ``make_label`` then takes the members' joined
+    # closes (pipelines.evaluation.universe). False: one model per (symbol, timeframe).
+    universe: bool = False
+    # Extra holdout metrics from every ONNX output and the symbol's recorded market events:
+    # (spec, holdout index, outputs by name, events) -> {"switch_detection_rate": ..., ...}.
+    holdout_checks: Callable[..., dict[str, float]] | None = None
 
     def fit_threads(self, n_jobs: int, matrix_bytes: int = 0) -> int:
         """Threads for this spec's independent fits: ``n_jobs``, or 1 without ``parallel_fits`` or

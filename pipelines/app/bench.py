@@ -404,7 +404,9 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
     from pipelines.tracking import code_version
 
     datasets = list(datasets or (QUICK_DATASETS if quick else BENCH_DATASETS))
-    spec_names = list(QUICK_SPECS) if quick and not families else [s.name for s in specs_for(families or ["all"])]
+    # Universe specs (correlation_regime) model a universe, not one bench dataset: not benched here.
+    spec_names = list(QUICK_SPECS) if quick and not families else [
+        s.name for s in specs_for(families or ["all"]) if not s.universe]
     seed_list = [42 + k for k in range(1 if quick and seeds == 3 else seeds)]
     overrides: dict[str, Any] = {"null_screen_permutations": 199, "null_permutations": 20} if quick else {}
     trials = trials or (1 if quick else None)

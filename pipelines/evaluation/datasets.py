@@ -54,6 +54,11 @@ def load_dataset(warehouse: Warehouse, spec: ModelSpec, *, tenant: str, symbol: 
 
     if spec.rows is not None:
         return supplied_dataset(spec, holdout_fraction)
+    if spec.universe:  # one model over a universe's members: the universe's own rows
+        from pipelines.evaluation.universe import load_universe_dataset
+
+        return load_universe_dataset(warehouse, spec, tenant=tenant, symbol=symbol, timeframe=timeframe,
+                                     as_of=as_of, holdout_fraction=holdout_fraction, feature_names=feature_names)
     feats = warehouse.read_features(tenant=tenant, symbol=symbol, timeframe=timeframe,
                                     feature_set_version=feature_set_version, end=as_of)
     if feats.empty:

@@ -411,6 +411,38 @@ class SyntheticSource:
         return self._generate()[1].copy()
 
 
+class UniverseMemberSource:
+    """One member's bars of the synthetic universe ``UNIV_SYN``; ``events()`` gives the universe's
+    recorded correlation-regime switches, stored under ``events_symbol`` (the universe's name)."""
+
+    kind: ClassVar[Kind] = "bars"
+    events_symbol = "UNIV_SYN"
+
+    def __init__(self, member: str) -> None:
+        from pipelines.universes import synthetic_universe_members
+
+        if member not in synthetic_universe_members():
+            raise ValueError(f"{member!r} is not a member of UNIV_SYN")
+        self.member = member
+        self.name = f"synthetic-universe:{member}"
+
+    def read(self) -> pd.DataFrame:
+        from pipelines.ingest.synthetic_universe import synthetic_universe_sample
+
+        return synthetic_universe_sample().bars[self.member].copy()
+
+    def events(self) -> pd.DataFrame:
+        from pipelines.ingest.synthetic_universe import synthetic_universe_sample
+
+        return synthetic_universe_sample().switches.copy()
+
+
+def _universe_members() -> dict[str, Callable[[], Source]]:
+    from pipelines.universes import synthetic_universe_members
+
+    return {m: (lambda m=m: UniverseMemberSource(m)) for m in synthetic_universe_members()}
+
+
 SAMPLE_SYMBOLS: dict[str, Callable[[], Source]] = {
     "SPX": lambda: ArchSampleSource("sp500"),
     "NASDAQ": lambda: ArchSampleSource("nasdaq"),
@@ -422,13 +454,17 @@ SAMPLE_SYMBOLS: dict[str, Callable[[], Source]] = {
     # Sharpe over the 36 trials of `make run` was 0.79); SYN2 keeps the simulator's weak edge (0.05).
     "SYN1": lambda: SyntheticSource(seed=1, n_bars=20_000, imbalance_coef=0.2),
     "SYN2": lambda: SyntheticSource(seed=2),
+    # SYNU00..SYNU11: the members of the synthetic correlation universe UNIV_SYN (daily).
+    **_universe_members(),
 }
 
-_SAMPLE_TIMEFRAMES = {"SPX": "1d", "NASDAQ": "1d", "VIX": "1d", "WTI": "1d", "CRUDE": "1mo", "SYN1": "1m", "SYN2": "1m"}
+_SAMPLE_TIMEFRAMES = {"SPX": "1d", "NASDAQ": "1d", "VIX": "1d", "WTI": "1d", "CRUDE": "1mo", "SYN1": "1m", "SYN2": "1m",
+                      **{member: "1d" for member in _universe_members()}}
 
 
 def sample_timeframe(symbol: str) -> str:
-    """``1d`` for the arch daily samples (SPX, NASDAQ, VIX, WTI), ``1mo`` for CRUDE (monthly), ``1m`` for SYN*."""
+    """``1d`` for the arch daily samples (SPX, NASDAQ, VIX, WTI) and the SYNU* universe members, ``1mo`` for
+    CRUDE (monthly), ``1m`` for SYN1 and SYN2."""
     if symbol not in _SAMPLE_TIMEFRAMES:
         raise ValueError(f"unknown sample symbol {symbol!r}; known: {', '.join(SAMPLE_SYMBOLS)}")
     return _SAMPLE_TIMEFRAMES[symbol]

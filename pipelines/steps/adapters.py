@@ -29,6 +29,9 @@ def resolve_datasets(settings: Settings, symbols: list[str], as_of: pd.Timestamp
     from pipelines.steps.extract import extract_samples
     from warehouse import open_warehouse
 
+    from pipelines.universes import expand_symbols
+
+    symbols = expand_symbols(symbols)  # a universe name stands for its members
     samples = [s for s in symbols if s in SAMPLE_SYMBOLS]
     if samples:
         extract_samples(settings, samples, as_of)
@@ -73,21 +76,31 @@ def label(feature_refs: list[dict[str, Any]] | dict[str, Any], params: dict[str,
 
     settings = get_settings()
     params = run_params(params, asset_events)
+    from pipelines.universes import universes_covered
+
     specs = specs_for(list(params["families"]))
     jobs = []
     for ref in [feature_refs] if isinstance(feature_refs, dict) else feature_refs:
         build_labels(settings, symbol=ref["symbol"], timeframe=ref["timeframe"],
                      spec_names=[s.name for s in specs], as_of=as_timestamp(as_of))
-        jobs += [{"spec_name": s.name, "symbol": ref["symbol"], "timeframe": ref["timeframe"],
+        # A universe spec trains once per universe whose members are all in the run (under its name).
+        targets = [(s, ref["symbol"]) for s in specs if not s.universe] + [
+            (s, name) for s in specs if s.universe
+            for name in universes_covered(list(params["symbols"]), ref["symbol"], ref["timeframe"])]
+        jobs += [{"spec_name": s.name, "symbol": symbol, "timeframe": ref["timeframe"],
                   "feature_set_version": ref["feature_set_version"], "trials": int(params["trials"]),
                   "holdout_fraction": float(params["holdout_fraction"]),
-                  "trigger": str(params.get("reason") or "schedule")} for s in specs]
+                  "trigger": str(params.get("reason") or "schedule")} for s, symbol in targets]
     return jobs
 
 
 def plan(job_lists: Any) -> list[dict[str, Any]]:
-    """The train jobs of every (symbol, timeframe), in one list for the mapped train task."""
-    return [job for jobs in job_lists for job in jobs]
+    """The train jobs of every (symbol, timeframe), in one list for the mapped train task; a universe
+    job, which each member's label task emits, is kept once."""
+    import json
+
+    unique = {json.dumps(job, sort_keys=True): job for jobs in job_lists for job in jobs}
+    return list(unique.values())
 
 
 def train(job: dict[str, Any], as_of: Any) -> dict[str, Any]:

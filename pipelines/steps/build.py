@@ -74,7 +74,8 @@ def build_labels(settings: Settings, *, symbol: str, timeframe: str, spec_names:
     """Compute the labels the given specs need and upsert them (the last ``horizon`` rows stay empty)."""
     from pipelines.memory import require_memory
 
-    specs = [spec_by_name(name) for name in spec_names]
+    # Universe specs label a universe's joined rows, not one symbol's bars (pipelines.evaluation.universe).
+    specs = [spec for spec in (spec_by_name(name) for name in spec_names) if not spec.universe]
     # The warehouse is held only to read and to write (other processes wait for it), not to compute.
     with open_warehouse(settings) as warehouse:
         require_memory(settings, "labels", rows=warehouse.count_bars(

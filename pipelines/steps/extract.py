@@ -13,14 +13,15 @@ import pandas as pd
 
 from pipelines.config import Settings
 from pipelines.ingest.ingestion import ingest
-from pipelines.ingest.sources import SAMPLE_SYMBOLS, SyntheticSource, sample_timeframe
+from pipelines.ingest.sources import SAMPLE_SYMBOLS, SyntheticSource, UniverseMemberSource, sample_timeframe
 
 if TYPE_CHECKING:
     from warehouse import Warehouse
 
 
-def _sync_events(warehouse: "Warehouse", source: SyntheticSource, *, tenant: str, symbol: str) -> int:
-    """Write the synthetic market's injected events that the warehouse does not hold yet."""
+def _sync_events(warehouse: "Warehouse", source: SyntheticSource | UniverseMemberSource, *, tenant: str,
+                 symbol: str) -> int:
+    """Write the synthetic source's recorded events that the warehouse does not hold yet."""
     events = source.events()
     known = warehouse.read_market_events(tenant=tenant, symbol=symbol)
     if not known.empty:
@@ -50,14 +51,16 @@ def extract_samples(settings: Settings, symbols: list[str], as_of: pd.Timestamp,
         result = ingest(source, symbol=symbol, timeframe=timeframe, settings=settings, as_of=as_of,
                         warehouse=warehouse)
         events = 0
-        if isinstance(source, SyntheticSource):
+        if isinstance(source, (SyntheticSource, UniverseMemberSource)):
+            # A universe member's events (the universe's regime switches) belong to the universe.
+            events_symbol = source.events_symbol if isinstance(source, UniverseMemberSource) else symbol
             if warehouse is None:
                 from warehouse import open_warehouse
 
                 with open_warehouse(settings) as opened:
-                    events = _sync_events(opened, source, tenant=settings.tenant, symbol=symbol)
+                    events = _sync_events(opened, source, tenant=settings.tenant, symbol=events_symbol)
             else:
-                events = _sync_events(warehouse, source, tenant=settings.tenant, symbol=symbol)
+                events = _sync_events(warehouse, source, tenant=settings.tenant, symbol=events_symbol)
         out.append({"symbol": symbol, "timeframe": timeframe, "rows": result.rows_in,
                     "rows_new": result.rows_new, "rows_changed": result.rows_changed,
                     "rows_written": result.rows_written, "events_written": int(events),

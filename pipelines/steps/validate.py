@@ -240,6 +240,17 @@ def evaluate_anomaly(spec: ModelSpec, data: Dataset, score: np.ndarray) -> dict[
             "baseline_coin_flip_event_auc": 0.5}
 
 
+def holdout_check_metrics(settings: Settings, spec: ModelSpec, data: Dataset, bundle: Path, X_hold: np.ndarray,
+                          *, symbol: str) -> dict[str, float]:
+    """``spec.holdout_checks`` on every output of the bundle and the symbol's recorded market events."""
+    from pipelines.evaluation.scoring import onnx_outputs
+
+    with open_warehouse(settings) as warehouse:
+        events = warehouse.read_market_events(tenant=settings.tenant, symbol=symbol)
+    outputs = onnx_outputs((bundle / "model.onnx").read_bytes(), X_hold)
+    return spec.holdout_checks(spec, data.index[data.holdout_idx], outputs, events)
+
+
 def gate_results(spec: ModelSpec, metrics: dict[str, float]) -> dict[str, bool]:
     """Every gate's pass/fail; the null-test gate only once ``metrics`` holds its p-value."""
     gates = spec.gates
@@ -258,6 +269,9 @@ def gate_results(spec: ModelSpec, metrics: dict[str, float]) -> dict[str, bool]:
             or not gates.must_beat_buy_hold} if "trading_sharpe" in metrics else {}),
         **({"gate_pbo": metrics["pbo"] <= gates.max_pbo} if "pbo" in metrics else {}),
         **({"gate_null_test": metrics["null_p_value"] < gates.max_null_p_value} if "null_p_value" in metrics else {}),
+        # Recorded switches (synthetic universes): the share flagged within the detection window.
+        **({"gate_switch_detection": metrics["switch_detection_rate"] >= gates.min_switch_detection_rate}
+           if "switch_detection_rate" in metrics else {}),
         "gate_max_drawdown": metrics.get("trading_max_drawdown", 0.0) <= gates.max_drawdown,
         "gate_onnx_parity": metrics["onnx_max_abs_diff"] <= gates.max_onnx_abs_diff,
         "gate_latency": metrics["latency_p50_us"] <= gates.max_latency_p50_us,
@@ -302,6 +316,8 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
     metrics.update(naive_rule_metrics(spec, naive_context(settings, data, symbol=mv.tags["symbol"],
                                                           timeframe=mv.tags["timeframe"], as_of=as_of,
                                                           horizon=spec.horizon)))
+    if spec.holdout_checks is not None:  # e.g. recorded regime switches flagged by the bundle
+        metrics.update(holdout_check_metrics(settings, spec, data, bundle, X_hold, symbol=mv.tags["symbol"]))
     metrics["onnx_max_abs_diff"] = float(run.data.metrics["onnx_max_abs_diff"])
     metrics["latency_p50_us"] = one_row_latency_us(bundle, X_hold)
     metrics["n_trials"] = float(run.data.params.get("trials", 1))

@@ -12,6 +12,8 @@ from sklearn.base import clone
 from models.catalog import FAMILIES, family_names, spec_by_name, specs_for
 
 ALL_SPECS = [spec for build in FAMILIES.values() for spec in build()]
+# Per-bar labels; universe specs label a universe's joined closes (tests/pipelines/evaluation/test_universe.py).
+BAR_SPECS = [spec for spec in ALL_SPECS if not spec.universe]
 METRICS = {"classifier": {"auc", "log_loss"}, "regressor": {"rmse", "mae", "qlike", "shortfall_bps"},
            "anomaly": {"event_auc"}}
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "qlike", "shortfall_bps"}
@@ -49,7 +51,7 @@ def bars() -> pd.DataFrame:
 def test_every_family_is_there_and_spec_names_are_unique():
     assert set(FAMILIES) == {"direction", "volatility", "regime", "anomaly", "risk", "momentum", "gate",
                              "trade_quality", "sequence", "ensemble", "execution", "chart_pattern",
-                             "pattern_similarity"}
+                             "pattern_similarity", "correlation_regime"}
     names = [s.name for s in ALL_SPECS]
     assert len(names) == len(set(names))
     for family, build in FAMILIES.items():
@@ -62,7 +64,7 @@ def test_specs_are_picked_by_family_or_by_name():
     chosen = specs_for(["direction_h5", "direction", "gate"])
     assert [s.name for s in chosen] == ["direction_h5", "direction_h1", "direction3_h5", "gate_h20"]
     assert spec_by_name("regime_h20").family == "regime"
-    with pytest.raises(ValueError, match="unknown model family nope; known families: anomaly, chart_pattern, direction"):
+    with pytest.raises(ValueError, match="unknown model family nope; known families: anomaly, chart_pattern, correlation_regime, direction"):
         specs_for(["nope"])
     with pytest.raises(ValueError, match="unknown model spec"):
         spec_by_name("nope")
@@ -82,7 +84,7 @@ def test_spec_fields_are_consistent(spec):
         assert callable(spec.baselines)
 
 
-@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", BAR_SPECS, ids=lambda s: s.name)
 def test_labels_are_per_bar_and_valid(spec, bars):
     label = spec.label_for(bars)
     assert label.name == spec.label and label.index.equals(bars.index)
@@ -101,7 +103,7 @@ def test_labels_are_per_bar_and_valid(spec, bars):
 
 def test_specs_that_share_a_label_name_share_its_values(bars):
     by_label: dict[str, list] = {}
-    for spec in ALL_SPECS:
+    for spec in BAR_SPECS:
         by_label.setdefault(spec.label, []).append(spec)
     shared = {name: specs for name, specs in by_label.items() if len(specs) > 1}
     assert "dir_up_h5" in shared
@@ -125,13 +127,20 @@ def test_search_space_builds_a_cloneable_estimator(spec):
     assert clone(model).get_params().keys() == model.get_params().keys()
 
 
-@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", BAR_SPECS, ids=lambda s: s.name)
 def test_label_values_are_pinned(spec, bars):
     known = spec.label_for(bars).dropna().to_numpy()
     count, total, squares = LABEL_VALUES[spec.name]
     assert len(known) == count
     assert float(known.sum()) == pytest.approx(total, rel=1e-9, abs=1e-12)
     assert float((known * known).sum()) == pytest.approx(squares, rel=1e-9, abs=1e-12)
+
+
+def test_universe_specs_label_joined_closes_not_one_symbols_bars(bars):
+    spec = spec_by_name("correlation_regime_w40")
+    assert spec.universe and not any(s.universe for s in BAR_SPECS)
+    with pytest.raises(ValueError, match="members' closes"):
+        spec.label_for(bars)
 
 
 def test_fits_of_a_large_matrix_run_one_at_a_time():

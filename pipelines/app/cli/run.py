@@ -43,8 +43,11 @@ def run(
         check_symbol(symbol, "--symbols")
     given_families = split_given(families, "--families")
     settings = load_settings()
+    from pipelines.universes import expand_symbols
+
     conf = {
-        "symbols": given_symbols or settings.symbols,
+        # A universe name (UNIV_SYN, UNIV_ARCH) stands for its members.
+        "symbols": expand_symbols(given_symbols or settings.symbols),
         "families": given_families or settings.families,
         "trials": trials or settings.trials,
         "holdout_fraction": holdout or settings.holdout_fraction,
@@ -57,7 +60,11 @@ def run(
     ensure_airflow_db(settings)
     reap(settings)  # a killed earlier run must not hold this one back
 
-    n_jobs = len(specs_for(conf["families"])) * len(conf["symbols"])
+    from pipelines.universes import UNIVERSES
+
+    chosen = specs_for(conf["families"])
+    complete = [u for u in UNIVERSES.values() if set(u.members) <= set(conf["symbols"])]
+    n_jobs = sum(not s.universe for s in chosen) * len(conf["symbols"]) + sum(s.universe for s in chosen) * len(complete)
     console.print(f"[bold]train_models[/] on {', '.join(conf['symbols'])} · families "
                   f"{', '.join(conf['families'])} · {conf['trials']} trials · {n_jobs} train tasks "
                   f"· home {settings.home_dir}")

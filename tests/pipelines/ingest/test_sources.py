@@ -161,8 +161,9 @@ def test_arch_samples(symbol: str, rows: int, first: str, single_price: bool) ->
 
 
 def test_sample_symbols_and_timeframes() -> None:
-    assert set(SAMPLE_SYMBOLS) == {"SPX", "NASDAQ", "VIX", "WTI", "CRUDE", "SYN1", "SYN2"}
-    assert sample_timeframe("SPX") == "1d" and sample_timeframe("SYN2") == "1m"
+    universe_members = {f"SYNU{i:02d}" for i in range(12)}  # the synthetic correlation universe UNIV_SYN
+    assert set(SAMPLE_SYMBOLS) == {"SPX", "NASDAQ", "VIX", "WTI", "CRUDE", "SYN1", "SYN2"} | universe_members
+    assert sample_timeframe("SPX") == "1d" and sample_timeframe("SYN2") == "1m" and sample_timeframe("SYNU03") == "1d"
     with pytest.raises(ValueError, match="unknown sample symbol 'ABC'.*SPX"):
         sample_timeframe("ABC")
     syn1, syn2 = SAMPLE_SYMBOLS["SYN1"](), SAMPLE_SYMBOLS["SYN2"]()
