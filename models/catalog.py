@@ -92,6 +92,12 @@ def _sequence(arch: str, params: dict[str, Any]) -> Any:
     return SequenceModel(arch=arch, **params)
 
 
+def _sentiment(params: dict[str, Any]) -> Any:
+    from models.families.sentiment import SentimentClassifier
+
+    return SentimentClassifier(**params)
+
+
 def _ensemble(params: dict[str, Any]) -> Any:
     from models.families.ensemble import EnsembleClassifier, default_members
 
@@ -169,6 +175,10 @@ def sequence_space(trial: Any) -> dict[str, Any]:
     }
 
 
+def logistic_space(trial: Any) -> dict[str, Any]:
+    return {"C": trial.suggest_float("C", 1e-3, 1.0, log=True)}
+
+
 def ensemble_space(trial: Any) -> dict[str, Any]:
     method = trial.suggest_categorical("method", ["mean", "vote", "stack", "regime"])
     params: dict[str, Any] = {"method": method}
@@ -199,6 +209,7 @@ MOMENTUM_HORIZON = 10
 GATE_HORIZON, GATE_K = 20, 1.0
 SEQUENCE_HORIZON, SEQUENCE_WINDOW = 5, 32
 ENSEMBLE_HORIZON = 5
+SENTIMENT_HORIZON = 10
 
 
 def direction_specs() -> list[ModelSpec]:
@@ -361,6 +372,29 @@ def ensemble_specs() -> list[ModelSpec]:
     )]
 
 
+def sentiment_specs() -> list[ModelSpec]:
+    from features.news import news_feature_names
+    from models.families.sentiment import FILTER_FEATURE, FILTER_THRESHOLD
+
+    h = SENTIMENT_HORIZON
+    return [ModelSpec(
+        name=f"sentiment_h{h}", family="sentiment", task="classifier", label=f"dir_up_h{h}", horizon=h,
+        make_label=partial(labels.direction_up, horizon=h), build=_sentiment, search_space=logistic_space,
+        metric="auc", class_names=("down", "up"),
+        required_features=tuple(news_feature_names()),
+        description=f"P(close[t+{h}] > close[t]) from bar and headline-sentiment features (VADER scores, event "
+                    f"counts, decayed sentiment), scaled logistic regression; block_long = {FILTER_FEATURE} <= {FILTER_THRESHOLD:g}; naive rules see no "
+                    "headline",
+        schema_extras={
+            "outputs": [{"name": "label", "kind": "label"}, {"name": "probabilities", "kind": "probabilities"},
+                        {"name": "block_long", "kind": "value", "meaning": "block_long"}],
+            "thresholds": {"block_long_sentiment": FILTER_THRESHOLD},
+            "risk_filter": {"output": "block_long", "feature": FILTER_FEATURE, "op": "<=",
+                            "value": FILTER_THRESHOLD, "action": "no new long position while block_long is 1"},
+        },
+    )]
+
+
 FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
     "direction": direction_specs,
     "volatility": volatility_specs,
@@ -372,6 +406,7 @@ FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
     "trade_quality": trade_quality_specs,
     "sequence": sequence_specs,
     "ensemble": ensemble_specs,
+    "sentiment": sentiment_specs,
 }
 
 

@@ -15,6 +15,7 @@ it with the spec's own primary metric on the same rows as the model.
 | gate | the seed's fallback heuristic; logistic regression on the label's own scale |
 | anomaly | a robust z-score of volume and range |
 | trade_quality | the R multiple implied by the training win rate |
+| sentiment | without any headline: the direction rule, and a logistic regression on the price features |
 """
 
 from __future__ import annotations
@@ -273,6 +274,18 @@ def trade_quality_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
     return {"training_win_rate": np.full(len(ctx.holdout_idx), expected)}
 
 
+# -- sentiment ---------------------------------------------------------------------------
+
+def sentiment_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """The no-sentiment rules: the last move's sign, and a logistic regression on every feature
+    that is not a news feature (``news_*``), fitted on the training rows."""
+    price_columns = [i for i, name in enumerate(ctx.feature_names) if not name.startswith("news_")]
+    out = direction_rules(ctx)
+    if price_columns:
+        out["price_features_logit"] = _binary_proba(_logistic(ctx, np.asarray(ctx.X[:, price_columns])))
+    return out
+
+
 RULES_BY_FAMILY: dict[str, NaiveRules] = {
     "direction": direction_rules,
     "sequence": direction_rules,
@@ -284,6 +297,7 @@ RULES_BY_FAMILY: dict[str, NaiveRules] = {
     "gate": gate_rules,
     "anomaly": anomaly_rules,
     "trade_quality": trade_quality_rules,
+    "sentiment": sentiment_rules,
 }
 
 

@@ -66,6 +66,9 @@ class ModelSpec:
     parallel_fits: bool = True
     # Null-test retrains at most (None: the setting ``null_permutations``), for costly families.
     max_null_retrains: int | None = None
+    # Features the spec cannot do without (e.g. the news features): a symbol whose feature set
+    # lacks one is skipped (models.cv.InsufficientDataError), not a failed run.
+    required_features: tuple[str, ...] = ()
 
     def fit_threads(self, n_jobs: int, matrix_bytes: int = 0) -> int:
         """Threads for this spec's independent fits: ``n_jobs``, or 1 without ``parallel_fits`` or

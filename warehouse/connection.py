@@ -12,13 +12,14 @@ from warehouse.ingest import IngestBatches
 from warehouse.ledger import LedgerTables
 from warehouse.live import LiveTables
 from warehouse.market import MarketTables
+from warehouse.news import NewsTables
 from warehouse.training import TrainingTables
 
 if TYPE_CHECKING:
     from pipelines.config import Settings
 
 
-class Warehouse(IngestBatches, MarketTables, TrainingTables, LiveTables, LedgerTables):
+class Warehouse(IngestBatches, MarketTables, NewsTables, TrainingTables, LiveTables, LedgerTables):
     """Domain access to the warehouse tables for one backend."""
 
     @classmethod
