@@ -126,7 +126,7 @@ def test_headlines_beat_the_price_only_rule_out_of_sample(dataset: tuple[pd.Data
                        train_idx=train, holdout_idx=hold, horizon=10)
     rules = {name: roc_auc_score(y.to_numpy()[hold], p[:, 1]) for name, p in sentiment_rules(ctx).items()}
     assert set(rules) == {"last_return_sign", "price_features_logit"}
-    assert auc > max(rules.values()) + 0.01, (auc, rules)
+    assert auc > max(rules.values()) + 0.03, (auc, rules)
 
 
 def test_naive_rule_sees_no_headline(dataset: tuple[pd.DataFrame, pd.Series]) -> None:
@@ -134,7 +134,7 @@ def test_naive_rule_sees_no_headline(dataset: tuple[pd.DataFrame, pd.Series]) ->
     from models.naive import NaiveContext, sentiment_rules
 
     X, y = dataset
-    leaky = X.copy()
+    leaky = X[[c for c in X.columns if not c.startswith("news_")][:20] + ["news_count_30"]].copy()
     leaky["news_leak"] = y.to_numpy().astype(float)
     n = len(y)
     train, hold = np.arange(0, n // 2), np.arange(n // 2 + 10, n)
