@@ -104,6 +104,12 @@ def _pattern_space(trial: Any) -> dict[str, Any]:
     return pattern_space(trial)
 
 
+def _sentiment(params: dict[str, Any]) -> Any:
+    from models.families.sentiment import SentimentClassifier
+
+    return SentimentClassifier(**params)
+
+
 def _ensemble(params: dict[str, Any]) -> Any:
     from models.families.ensemble import EnsembleClassifier, default_members
 
@@ -246,6 +252,10 @@ def chart_pattern_space(trial: Any) -> dict[str, Any]:
     }
 
 
+def logistic_space(trial: Any) -> dict[str, Any]:
+    return {"C": trial.suggest_float("C", 1e-3, 1.0, log=True)}
+
+
 def ensemble_space(trial: Any) -> dict[str, Any]:
     method = trial.suggest_categorical("method", ["mean", "vote", "stack", "regime"])
     params: dict[str, Any] = {"method": method}
@@ -280,6 +290,7 @@ EXECUTION_HORIZON = 30
 CHART_PATTERN_HORIZON, CHART_PATTERN_WINDOW = 10, 100
 PATTERN_HORIZON, PATTERN_WINDOW, PATTERN_THRESHOLD = 1, 8, 0.0002
 CORRELATION_WINDOW, CORRELATION_RANK_WINDOW = 40, 500
+SENTIMENT_HORIZON = 10
 
 
 def direction_specs() -> list[ModelSpec]:
@@ -477,6 +488,29 @@ def execution_specs() -> list[ModelSpec]:
     )]
 
 
+def sentiment_specs() -> list[ModelSpec]:
+    from features.news import news_feature_names
+    from models.families.sentiment import FILTER_FEATURE, FILTER_THRESHOLD
+
+    h = SENTIMENT_HORIZON
+    return [ModelSpec(
+        name=f"sentiment_h{h}", family="sentiment", task="classifier", label=f"dir_up_h{h}", horizon=h,
+        make_label=partial(labels.direction_up, horizon=h), build=_sentiment, search_space=logistic_space,
+        metric="auc", class_names=("down", "up"),
+        required_features=tuple(news_feature_names()),
+        description=f"P(close[t+{h}] > close[t]) from bar and headline-sentiment features (VADER scores, event "
+                    f"counts, decayed sentiment), scaled logistic regression; block_long = {FILTER_FEATURE} <= {FILTER_THRESHOLD:g}; naive rules see no "
+                    "headline",
+        schema_extras={
+            "outputs": [{"name": "label", "kind": "label"}, {"name": "probabilities", "kind": "probabilities"},
+                        {"name": "block_long", "kind": "value", "meaning": "block_long"}],
+            "thresholds": {"block_long_sentiment": FILTER_THRESHOLD},
+            "risk_filter": {"output": "block_long", "feature": FILTER_FEATURE, "op": "<=",
+                            "value": FILTER_THRESHOLD, "action": "no new long position while block_long is 1"},
+        },
+    )]
+
+
 def correlation_regime_specs() -> list[ModelSpec]:
     from features.correlation import REGIME_NAMES, forward_correlation_regime
     from models.families.correlation_regime import CHANGE_THRESHOLD
@@ -561,6 +595,7 @@ FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
     "chart_pattern": chart_pattern_specs,
     "pattern_similarity": pattern_similarity_specs,
     "correlation_regime": correlation_regime_specs,
+    "sentiment": sentiment_specs,
 }
 
 

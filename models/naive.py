@@ -18,6 +18,7 @@ it with the spec's own primary metric on the same rows as the model.
 | chart_pattern | the training class frequencies; nearest template and logistic regression on the normalized close path |
 | pattern_similarity | the base rate: the training rows' class shares on every holdout row |
 | correlation_regime | the tercile of the current average correlation in its trailing history (hard and soft) |
+| sentiment | without any headline: the direction rule, and a logistic regression on the price features |
 """
 
 from __future__ import annotations
@@ -312,6 +313,16 @@ def base_rate_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
     classes = np.asarray(ctx.y[ctx.train_idx]).astype(int)
     shares = np.bincount(classes, minlength=int(np.max(ctx.y).astype(int)) + 1) / len(classes)
     return {"base_rate": np.tile(shares, (len(ctx.holdout_idx), 1))}
+# -- sentiment ---------------------------------------------------------------------------
+
+def sentiment_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """The no-sentiment rules: the last move's sign, and a logistic regression on every feature
+    that is not a news feature (``news_*``), fitted on the training rows."""
+    price_columns = [i for i, name in enumerate(ctx.feature_names) if not name.startswith("news_")]
+    out = direction_rules(ctx)
+    if price_columns:
+        out["price_features_logit"] = _binary_proba(_logistic(ctx, np.asarray(ctx.X[:, price_columns])))
+    return out
 
 
 RULES_BY_FAMILY: dict[str, NaiveRules] = {
@@ -328,6 +339,7 @@ RULES_BY_FAMILY: dict[str, NaiveRules] = {
     "chart_pattern": chart_pattern_rules,
     "pattern_similarity": base_rate_rules,
     "correlation_regime": correlation_regime_rules,
+    "sentiment": sentiment_rules,
 }
 
 

@@ -107,6 +107,9 @@ class ModelSpec:
     # Extra holdout metrics from every ONNX output and the symbol's recorded market events:
     # (spec, holdout index, outputs by name, events) -> {"switch_detection_rate": ..., ...}.
     holdout_checks: Callable[..., dict[str, float]] | None = None
+    # Features the spec cannot do without (e.g. the news features): a symbol whose feature set
+    # lacks one is skipped (models.cv.InsufficientDataError), not a failed run.
+    required_features: tuple[str, ...] = ()
 
     def fit_threads(self, n_jobs: int, matrix_bytes: int = 0) -> int:
         """Threads for this spec's independent fits: ``n_jobs``, or 1 without ``parallel_fits`` or

@@ -12,6 +12,7 @@ from warehouse.ingest import IngestBatches
 from warehouse.ledger import LedgerTables
 from warehouse.live import LiveTables
 from warehouse.market import MarketTables
+from warehouse.news import NewsTables
 from warehouse.patterns import PatternTables
 from warehouse.training import TrainingTables
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from pipelines.config import Settings
 
 
-class Warehouse(IngestBatches, MarketTables, TrainingTables, LiveTables, LedgerTables, PatternTables):
+class Warehouse(IngestBatches, MarketTables, NewsTables, TrainingTables, LiveTables, LedgerTables, PatternTables):
     """Domain access to the warehouse tables for one backend."""
 
     @classmethod

@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 
 from warehouse.backends import WarehouseError
-from warehouse.schema import DATABASE, MARKET_TABLES
+from warehouse.schema import DATABASE, MARKET_TABLES, NEWS_TABLE
 from warehouse.tables import Tables
 
 log = logging.getLogger(__name__)
 
 STAGE_PREFIX = "staged__"          # staging tables of ingest batches: staged__<table>__<ingest id>
-STAGED_TABLES = MARKET_TABLES             # the tables ingested in staged batches
+STAGED_TABLES = (*MARKET_TABLES, NEWS_TABLE)  # the tables ingested in staged batches
 SERVER_PUBLISH_GRACE_SECONDS = 60.0    # ClickHouse server: a live writer moves its batch within this
 SERVER_ABANDON_AFTER_SECONDS = 3600.0  # ClickHouse server: an uncommitted batch this old is abandoned
 

@@ -13,6 +13,7 @@ from features.definitions import MICROSTRUCTURE_COLUMNS, OHLCV_COLUMNS
 
 DATABASE = "alphaops"
 MARKET_TABLES = ("bars", "ticks", "book")  # what sources ingest, in batches
+NEWS_TABLE = "news"  # headlines, ingested in staged batches too (pipelines.ingest.news)
 
 OHLCV: list[str] = list(OHLCV_COLUMNS)
 BAR_EXTRA: list[str] = list(MICROSTRUCTURE_COLUMNS)  # optional per source: NULL where absent
@@ -95,6 +96,13 @@ DDL: dict[str, str] = {
         timeframe LowCardinality(String), ts DateTime64(3, 'UTC'), source LowCardinality(String),
         embedding Array(Float32), outcome Int8, forward_return Float64, horizon UInt16, version UInt64
     ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant, library, symbol, timeframe, source, ts)""",
+    # Headlines (warehouse.news): µs timestamps, one row per (tenant, symbol, ts, headline_id).
+    "news": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.news (
+        tenant LowCardinality(String), symbol LowCardinality(String), ts DateTime64(6, 'UTC'),
+        headline_id String, headline String, source LowCardinality(String),
+        feed String, ingest_id String, version UInt64
+    ) ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(ts)
+      ORDER BY (tenant, symbol, ts, headline_id)""",
     "hypothesis_ledger": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.hypothesis_ledger (
         tenant LowCardinality(String), run_id String, model String, model_version String,
         spec LowCardinality(String), symbol LowCardinality(String), status LowCardinality(String),

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from models.cv import holdout_split
+from models.cv import InsufficientDataError, holdout_split
 from models.specs import ModelSpec
 from warehouse import Warehouse
 
@@ -63,6 +63,10 @@ def load_dataset(warehouse: Warehouse, spec: ModelSpec, *, tenant: str, symbol: 
                                     feature_set_version=feature_set_version, end=as_of)
     if feats.empty:
         raise ValueError(f"no features for {symbol} {timeframe} ({feature_set_version}); run the features step")
+    lacking = [name for name in spec.required_features if name not in feats.columns]
+    if lacking:
+        raise InsufficientDataError(f"{spec.name} needs features {', '.join(lacking[:3])}, which the feature set "
+                                    f"{feature_set_version!r} of {symbol} {timeframe} lacks")
     labels = warehouse.read_labels(tenant=tenant, symbol=symbol, timeframe=timeframe, labels=[spec.label])
     closes = warehouse.read_bars(tenant=tenant, symbol=symbol, timeframe=timeframe, end=as_of)["close"]
     next_return = closes.pct_change().shift(-1).reindex(feats.index).to_numpy(dtype=np.float64)

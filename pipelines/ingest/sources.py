@@ -443,6 +443,31 @@ def _universe_members() -> dict[str, Callable[[], Source]]:
     return {m: (lambda m=m: UniverseMemberSource(m)) for m in synthetic_universe_members()}
 
 
+class SyntheticNewsSource(SyntheticSource):
+    """Bars from ``pipelines.ingest.synthetic_news.NewsMarket`` (a synthetic market whose price
+    reacts to its headlines); ``headlines()`` gives the headlines, ``events()`` the anomalies."""
+
+    def __init__(self, seed: int, n_bars: int = 20_000, **news_kwargs: object) -> None:
+        super().__init__(seed, n_bars)
+        self.news_kwargs = news_kwargs
+        self.name = f"synthetic-news:seed={seed}"
+        self._news: pd.DataFrame | None = None
+
+    def _generate(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if self._cache is None:
+            from pipelines.ingest.synthetic_news import NewsMarket
+
+            bars, events, self._news = NewsMarket(seed=self.seed, n_bars=self.n_bars,
+                                                  **self.news_kwargs).generate()  # type: ignore[arg-type]
+            self._cache = (bars, events)
+        return self._cache
+
+    def headlines(self) -> pd.DataFrame:
+        self._generate()
+        assert self._news is not None
+        return self._news.copy()
+
+
 SAMPLE_SYMBOLS: dict[str, Callable[[], Source]] = {
     "SPX": lambda: ArchSampleSource("sp500"),
     "NASDAQ": lambda: ArchSampleSource("nasdaq"),
@@ -456,10 +481,12 @@ SAMPLE_SYMBOLS: dict[str, Callable[[], Source]] = {
     "SYN2": lambda: SyntheticSource(seed=2),
     # SYNU00..SYNU11: the members of the synthetic correlation universe UNIV_SYN (daily).
     **_universe_members(),
+    # SYNNEWS: headlines (one per ~20 bars) whose tone moves the price after them (the sentiment family).
+    "SYNNEWS": lambda: SyntheticNewsSource(seed=3, n_bars=20_000),
 }
 
 _SAMPLE_TIMEFRAMES = {"SPX": "1d", "NASDAQ": "1d", "VIX": "1d", "WTI": "1d", "CRUDE": "1mo", "SYN1": "1m", "SYN2": "1m",
-                      **{member: "1d" for member in _universe_members()}}
+                      "SYNNEWS": "1m", **{member: "1d" for member in _universe_members()}}
 
 
 def sample_timeframe(symbol: str) -> str:

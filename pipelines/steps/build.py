@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.news import news_feature_set_version
 from models.catalog import spec_by_name
 from pipelines.config import Settings
 from warehouse import open_warehouse
@@ -18,6 +19,8 @@ def build_features(settings: Settings, *, symbol: str, timeframe: str, as_of: pd
     The features are computed and written in pieces of ``feature_chunk_rows`` bars
     (:func:`features.compute_chunks`, equal to one pass), stored as float32: memory follows
     the piece, not the series. The memory guard refuses a series whose estimate is over budget.
+    A symbol with headlines in the warehouse also gets the news features (:func:`news_frame`),
+    under the feature set ``<FEATURE_SET_VERSION>+news-1``.
     """
     import features
     from pipelines.memory import require_memory
@@ -27,17 +30,36 @@ def build_features(settings: Settings, *, symbol: str, timeframe: str, as_of: pd
         require_memory(settings, "features", rows=warehouse.count_bars(
             tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of), n_features=len(features.catalog()))
         bars = warehouse.read_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of)
+        headlines = warehouse.read_news(tenant=settings.tenant, symbol=symbol, end=as_of)
     if bars.empty:
         raise ValueError(f"no bars for symbol {symbol!r} timeframe {timeframe!r}; ingest data first")
+    news = news_frame(headlines, bars.index, timeframe, as_of) if len(headlines) else None
+    version = features.FEATURE_SET_VERSION if news is None else news_feature_set_version(features.FEATURE_SET_VERSION)
     rows, n_features = 0, 0
     for piece in features.compute_chunks(bars, settings.feature_chunk_rows, n_jobs=settings.n_jobs, dtype=np.float32):
+        if news is not None:
+            piece = pd.concat([piece, news.loc[piece.index].astype(np.float32)], axis=1)
         n_features = piece.shape[1]
         with open_warehouse(settings) as warehouse:
             rows += warehouse.write_features(piece, tenant=settings.tenant, symbol=symbol, timeframe=timeframe,
-                                             feature_set_version=features.FEATURE_SET_VERSION)
+                                             feature_set_version=version)
         del piece
-    return {"symbol": symbol, "timeframe": timeframe, "feature_set_version": features.FEATURE_SET_VERSION,
-            "rows": rows, "n_features": int(n_features)}
+    return {"symbol": symbol, "timeframe": timeframe, "feature_set_version": version,
+            "rows": rows, "n_features": int(n_features),
+            **({"headlines": int(len(headlines))} if news is not None else {})}
+
+
+def news_frame(headlines: pd.DataFrame, bar_open: pd.DatetimeIndex, timeframe: str,
+               as_of: pd.Timestamp) -> pd.DataFrame:
+    """The news features of every bar: headlines scored (``models.text_sentiment``), then joined
+    point in time (``features.news``). The last bar closes one timeframe after its open, and no
+    headline after ``as_of`` is read."""
+    from features.news import news_features
+    from models.text_sentiment import score_headlines
+    from pipelines.ingest.sources import timeframe_delta
+
+    last_close = min(bar_open[-1] + timeframe_delta(timeframe), as_of + pd.Timedelta(microseconds=1))
+    return news_features(score_headlines(headlines), bar_open, max(last_close, bar_open[-1] + pd.Timedelta(1)))
 
 
 def known_event_label(events: pd.DataFrame, index: pd.DatetimeIndex) -> pd.Series:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from pipelines.config import Settings
 from pipelines.ingest.ingestion import ingest
-from pipelines.ingest.sources import SAMPLE_SYMBOLS, SyntheticSource, UniverseMemberSource, sample_timeframe
+from pipelines.ingest.sources import SAMPLE_SYMBOLS, SyntheticNewsSource, SyntheticSource, UniverseMemberSource, sample_timeframe
 
 if TYPE_CHECKING:
     from warehouse import Warehouse
@@ -32,12 +32,22 @@ def _sync_events(warehouse: "Warehouse", source: SyntheticSource | UniverseMembe
     return warehouse.write_market_events(events, tenant=tenant, symbol=symbol, source=source.name) if len(events) else 0
 
 
+def _ingest_headlines(settings: Settings, source: SyntheticNewsSource, symbol: str, as_of: pd.Timestamp,
+                      warehouse: "Warehouse | None") -> int:
+    """The synthetic market's headlines through the news ingest (idempotent: a second run writes none)."""
+    from pipelines.ingest.news import NewsFrameSource, ingest_news
+
+    headlines = source.headlines().drop(columns=["tone"])
+    return ingest_news(NewsFrameSource(headlines, name=source.name, symbol=symbol), settings=settings,
+                       as_of=as_of, warehouse=warehouse).rows_written
+
+
 def extract_samples(settings: Settings, symbols: list[str], as_of: pd.Timestamp,
                     warehouse: "Warehouse | None" = None) -> list[dict[str, Any]]:
     """Ingest bundled sample symbols (SPX, VIX, WTI, CRUDE, SYN1, SYN2); the DAG's extract task.
 
     Idempotent: running it again writes nothing unless the data changed. Synthetic symbols
-    also store their injected anomalies in ``market_events``. Returns small JSON-safe dicts.
+    also store their injected anomalies in ``market_events``, and SYNNEWS its headlines in ``news``. Returns small JSON-safe dicts.
     """
     unknown = [s for s in symbols if s not in SAMPLE_SYMBOLS]
     if unknown:
@@ -61,7 +71,9 @@ def extract_samples(settings: Settings, symbols: list[str], as_of: pd.Timestamp,
                     events = _sync_events(opened, source, tenant=settings.tenant, symbol=events_symbol)
             else:
                 events = _sync_events(warehouse, source, tenant=settings.tenant, symbol=events_symbol)
-        out.append({"symbol": symbol, "timeframe": timeframe, "rows": result.rows_in,
+        news = _ingest_headlines(settings, source, symbol, as_of, warehouse) \
+            if isinstance(source, SyntheticNewsSource) else 0
+        out.append({"symbol": symbol, "timeframe": timeframe, "rows": result.rows_in, "headlines_written": news,
                     "rows_new": result.rows_new, "rows_changed": result.rows_changed,
                     "rows_written": result.rows_written, "events_written": int(events),
                     "ingest_id": result.ingest_id})

@@ -33,6 +33,7 @@ LABEL_VALUES = {
     "regime_h20": (2860, 5344.0, 12820.0),
     "risk_h20": (2481, 138189.66292073223, 9891067.944473278),
     "sequence_lstm_h5": (2995, 1430.0, 1430.0),
+    "sentiment_h10": (2990, 1388.0, 1388.0),  # dir_up_h10
     "sequence_transformer_h5": (2995, 1430.0, 1430.0),
     "trade_quality": (100, -14.990981832866096, 181.45715459587828),
     "volatility_h5": (2995, 3.686424218018799, 0.006732142620938288),
@@ -51,7 +52,7 @@ def bars() -> pd.DataFrame:
 def test_every_family_is_there_and_spec_names_are_unique():
     assert set(FAMILIES) == {"direction", "volatility", "regime", "anomaly", "risk", "momentum", "gate",
                              "trade_quality", "sequence", "ensemble", "execution", "chart_pattern",
-                             "pattern_similarity", "correlation_regime"}
+                             "pattern_similarity", "correlation_regime", "sentiment"}
     names = [s.name for s in ALL_SPECS]
     assert len(names) == len(set(names))
     for family, build in FAMILIES.items():

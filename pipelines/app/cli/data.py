@@ -22,10 +22,11 @@ from pipelines.app.cli.common import (
 @app.command()
 def ingest(
     file: Path = typer.Argument(..., help="CSV or Parquet file."),
-    symbol: str = typer.Option(..., "--symbol", help="Symbol to store the rows under."),
+    symbol: str = typer.Option(None, "--symbol",
+                               help="Symbol to store the rows under (news: only for a file without a symbol column)."),
     timeframe: str = typer.Option(None, "--timeframe",
                                   help="Bar timeframe, e.g. 1m, 5m, 1h, 1d (inferred from the timestamps if omitted)."),
-    kind: str = typer.Option("bars", help="bars, ticks or book."),
+    kind: str = typer.Option("bars", help="bars, ticks, book or news (headlines: ts, symbol, headline[, source])."),
     fmt: str = typer.Option(None, "--format", help="'binance' for Binance kline dumps."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -33,16 +34,22 @@ def ingest(
     from pipelines.ingest.ingestion import IngestRejected, ingest_file
     from pipelines.ingest.sources import parse_timeframe
 
-    check_symbol(symbol)
+    if kind not in ("bars", "ticks", "book", "news"):
+        raise CliError(f"--kind {kind!r} is not one of bars, ticks, book, news")
+    if symbol is None and kind != "news":
+        raise CliError(f"--symbol is required for --kind {kind}")
+    if symbol is not None:
+        check_symbol(symbol)
     if timeframe is not None:
         parse_timeframe(timeframe)  # a ValueError naming the timeframe
-    if kind not in ("bars", "ticks", "book"):
-        raise CliError(f"--kind {kind!r} is not one of bars, ticks, book")
     if not file.exists():
         raise CliError(f"file not found: {file}")
     if file.is_dir():
         raise CliError(f"{file} is a directory; give a CSV or Parquet file")
     settings = load_settings()
+    if kind == "news":
+        _ingest_news(file, symbol, settings, as_json)
+        return
     try:
         with console.status(f"validating and ingesting {file.name}…"):
             result = ingest_file(file, symbol=symbol, timeframe=timeframe, settings=settings,
@@ -59,6 +66,26 @@ def ingest(
                   f"(ingest {payload['ingest_id']})")
         for warning in payload.get("warnings", []):
             console.print(f"[yellow]warning:[/] {warning}")
+
+
+def _ingest_news(file: Path, symbol: str | None, settings: object, as_json: bool) -> None:
+    """``--kind news``: headlines into the warehouse's news table (pipelines.ingest.news)."""
+    from pipelines.ingest.ingestion import IngestRejected
+    from pipelines.ingest.news import ingest_news_file
+
+    try:
+        with console.status(f"validating and ingesting headlines from {file.name}…"):
+            result = ingest_news_file(file, settings=settings, as_of=utc_now(), symbol=symbol)
+    except IngestRejected as exc:
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    payload = result.to_dict()
+    if as_json:
+        print_json(payload)
+        return
+    out.print(f"ingested headlines for {', '.join(payload['symbols'])}: {payload['rows_in']} rows in, "
+              f"{payload['rows_new']} new, {payload['rows_changed']} changed, {payload['rows_written']} written "
+              f"(ingest {payload['ingest_id']})")
 
 
 @app.command()
