@@ -33,7 +33,7 @@ def resolve_datasets(settings: Settings, symbols: list[str], as_of: pd.Timestamp
     if samples:
         extract_samples(settings, samples, as_of)
     with open_warehouse(settings) as warehouse:
-        inventory = warehouse.inventory(settings.tenant)
+        inventory = warehouse.inventory(settings.scope)
     datasets = []
     for symbol in symbols:
         rows = inventory[inventory["symbol"] == symbol]

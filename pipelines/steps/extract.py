@@ -55,9 +55,9 @@ def extract_samples(settings: Settings, symbols: list[str], as_of: pd.Timestamp,
                 from warehouse import open_warehouse
 
                 with open_warehouse(settings) as opened:
-                    events = _sync_events(opened, source, tenant=settings.tenant, symbol=symbol)
+                    events = _sync_events(opened, source, tenant=settings.scope, symbol=symbol)
             else:
-                events = _sync_events(warehouse, source, tenant=settings.tenant, symbol=symbol)
+                events = _sync_events(warehouse, source, tenant=settings.scope, symbol=symbol)
         out.append({"symbol": symbol, "timeframe": timeframe, "rows": result.rows_in,
                     "rows_new": result.rows_new, "rows_changed": result.rows_changed,
                     "rows_written": result.rows_written, "events_written": int(events),
