@@ -47,11 +47,16 @@ class AttemptSupersededError(RuntimeError):
 
 
 def train_key(name: str, *, timeframe: str, feature_set_version: str, as_of: pd.Timestamp, trials: int,
-              holdout_fraction: float, seed: int, data_fingerprint: str) -> str:
-    """Deterministic key of one train job: every retry of the job computes the same key."""
-    payload = json.dumps({"name": name, "timeframe": timeframe, "feature_set_version": feature_set_version,
-                          "as_of": as_of.isoformat(), "trials": trials, "holdout_fraction": holdout_fraction,
-                          "seed": seed, "data_fingerprint": data_fingerprint}, sort_keys=True)
+              holdout_fraction: float, seed: int, data_fingerprint: str, warm_start: str | None = None) -> str:
+    """Deterministic key of one train job: every retry of the job computes the same key.
+
+    ``warm_start`` (a user's run: the shared champion it starts from) is part of the key when given."""
+    job = {"name": name, "timeframe": timeframe, "feature_set_version": feature_set_version,
+           "as_of": as_of.isoformat(), "trials": trials, "holdout_fraction": holdout_fraction,
+           "seed": seed, "data_fingerprint": data_fingerprint}
+    if warm_start is not None:
+        job["warm_start"] = warm_start
+    payload = json.dumps(job, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -113,22 +118,26 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
     name = model_name(settings.scope, spec.name, symbol)
     experiment_id = use_experiment(settings, f"{settings.scope}/{spec.family}")
     registry = Registry.from_settings(settings)
+    # A user's model starts from the tenant's shared champion of the same spec and symbol.
+    warm_start = shared_champion_start(registry, spec.name, symbol) if settings.user else None
     key = train_key(name, timeframe=timeframe, feature_set_version=feature_set_version, as_of=as_of,
                     trials=trials, holdout_fraction=holdout_fraction, seed=settings.seed,
-                    data_fingerprint=data.fingerprint)
+                    data_fingerprint=data.fingerprint,
+                    warm_start=(f"{warm_start['model']}@{warm_start['version']}" if warm_start else "none")
+                    if settings.user else None)
     result = {"model_name": name, "spec": spec.name, "family": spec.family, "symbol": symbol,
               "timeframe": timeframe, "feature_set_version": feature_set_version}
     earlier = _earlier_attempt(registry, experiment_id, name, key)
     if earlier is not None:
         log.info("%s: an earlier attempt registered v%s for train key %s; returning it", name, earlier[1], key)
         return {**result, "version": earlier[1], "run_id": earlier[0]}
-    warm_start = shared_champion_start(registry, spec.name, symbol) if settings.user else None
 
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{spec.name}.{symbol}") as parent:
         run_id = parent.info.run_id
         mlflow.set_tags({
             TRAIN_KEY_TAG: key,
-            "tenant": settings.tenant, **({"user": settings.user} if settings.user else {}), "family": spec.family, "spec": spec.name, "symbol": symbol,
+            "tenant": settings.tenant, **({"user": settings.user} if settings.user else {}),
+            "family": spec.family, "spec": spec.name, "symbol": symbol,
             "timeframe": timeframe, "feature_set_version": feature_set_version, "label": spec.label,
             "data_fingerprint": data.fingerprint, "code_version": code_version(),
             "as_of": as_of.isoformat(), "trigger": trigger,
