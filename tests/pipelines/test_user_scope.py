@@ -82,6 +82,12 @@ def test_user_rows_live_in_the_users_scope(trained):
                                          "ingest it with `alphaops --user ben ingest`"):
         resolve_datasets(ben, [SYMBOL], AS_OF)
     assert SYMBOL not in {row["symbol"] for row in data_summary(ben)}
+    from pipelines.app.cli.common import CliError, check_symbols
+
+    check_symbols(ann, [SYMBOL])  # ann has rows of the symbol: no error
+    with pytest.raises(CliError, match=f"symbol {SYMBOL} has no data of user 'ben' of tenant 'default'; "
+                                       f"ingest it with `alphaops --user ben ingest FILE --symbol {SYMBOL}`"):
+        check_symbols(ben, [SYMBOL])
 
 
 def test_a_users_model_is_trained_on_their_data_from_the_shared_champion(trained):

@@ -125,6 +125,10 @@ def check_symbols(settings: Any, symbols: list[str]) -> None:
     with open_warehouse(settings) as warehouse:
         have = set(warehouse.inventory(settings.scope)["symbol"])
     missing = [s for s in unknown if s not in have]
+    if missing and settings.user:  # a user's run reads the user's own rows only
+        raise CliError(f"symbol {', '.join(missing)} has no data of user {settings.user!r} of tenant "
+                       f"{settings.tenant!r}; ingest it with `alphaops --user {settings.user} ingest FILE "
+                       f"--symbol {missing[0]}`")
     if missing:
         raise CliError(f"symbol {', '.join(missing)} has no data; ingest it with `alphaops ingest FILE "
                        f"--symbol {missing[0]}` (sample symbols: {', '.join(SAMPLE_SYMBOLS)})")
