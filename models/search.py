@@ -66,8 +66,11 @@ def cv_score(spec: ModelSpec, params: dict[str, Any], X: np.ndarray, y: np.ndarr
 def tune(spec: ModelSpec, X: np.ndarray, y: np.ndarray, *, n_trials: int, cv: PurgedWalkForward,
          seed: int, log_trial: Callable[[int, dict[str, Any], float, str], None] | None = None,
          feature_names: list[str] | None = None, next_return: np.ndarray | None = None,
-         n_jobs: int = 1) -> SearchResult:
+         n_jobs: int = 1, start_params: dict[str, Any] | None = None) -> SearchResult:
     """One Optuna study (TPE, median pruner) over the spec's search space.
+
+    ``start_params`` (e.g. another model's best parameters) is enqueued as the study's first
+    trial: its values of the spec's parameters are used as they are, and TPE goes on from there.
 
     Trials run one after another (TPE's suggestions depend on every earlier trial, so this
     keeps a study reproducible); each trial's CV folds use up to ``n_jobs`` threads."""
@@ -82,6 +85,8 @@ def tune(spec: ModelSpec, X: np.ndarray, y: np.ndarray, *, n_trials: int, cv: Pu
     )
     params_seed = {"random_state": seed}
     fitted: dict[int, dict[str, Any]] = {}
+    if start_params:
+        study.enqueue_trial({k: v for k, v in start_params.items() if k not in params_seed})
 
     def objective(trial: optuna.Trial) -> float:
         params = {**spec.search_space(trial), **params_seed}

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path(".alphaops"), description="All embedded state lives here.")
     tenant: str = Field(default="default", pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    # A user of the tenant (`--user` on the CLI). Empty: the tenant's shared scope, as before
+    # users existed. Set: models, warehouse rows and experiments of this user's private scope
+    # (``scope``); the tenant's shared models stay visible (read-only) to the user.
+    user: str = Field(default="", pattern=r"^([a-z0-9][a-z0-9_-]{0,63})?$")
 
     # Tracking and registry: sqlite under home unless a server URI is given.
     mlflow_tracking_uri: str | None = None
@@ -127,6 +131,14 @@ class Settings(BaseSettings):
     alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$",
                                           description="http(s) URL that receives monitoring alerts")
 
+    @property
+    def scope(self) -> str:
+        """Where this process's models and rows live: ``<tenant>`` (shared) or ``<tenant>~<user>``.
+
+        It prefixes registered model names (``<scope>.<spec>.<symbol>``) and MLflow experiment
+        names, and is the ``tenant`` key of the warehouse rows the process writes and reads."""
+        return scope_of(self.tenant, self.user)
+
     @cached_property
     def home_dir(self) -> Path:
         path = self.home.expanduser().resolve()
@@ -206,6 +218,14 @@ class Settings(BaseSettings):
         """Point MLflow (and boto3 for S3 artifacts) at these settings."""
         if self.s3_endpoint_url:
             os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", self.s3_endpoint_url)
+
+
+USER_SEPARATOR = "~"  # cannot occur in a tenant name, so a user's scope never passes for a tenant's
+
+
+def scope_of(tenant: str, user: str = "") -> str:
+    """``<tenant>`` when ``user`` is empty (the tenant's shared scope), else ``<tenant>~<user>``."""
+    return f"{tenant}{USER_SEPARATOR}{user}" if user else tenant
 
 
 class SettingsInvalid(ValueError):

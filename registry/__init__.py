@@ -12,7 +12,9 @@ from registry.client import (
     LIFECYCLE,
     Registry,
     RegistryError,
+    describe_scope,
     model_name,
+    scope_of_name,
 )
 
-__all__ = ["CHALLENGER", "CHAMPION", "LIFECYCLE", "Registry", "RegistryError", "model_name"]
+__all__ = ["CHALLENGER", "CHAMPION", "LIFECYCLE", "Registry", "RegistryError", "describe_scope", "model_name", "scope_of_name"]

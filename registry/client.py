@@ -29,9 +29,26 @@ class RegistryError(RuntimeError):
     """A registry operation is not possible; the message says why."""
 
 
-def model_name(tenant: str, spec: str, symbol: str) -> str:
-    """Registered model name: ``<tenant>.<spec>.<symbol>``; the tenant prefix isolates tenants."""
-    return f"{tenant}.{spec}.{symbol}"
+USER_SEPARATOR = "~"  # the same as pipelines.config.USER_SEPARATOR: tenant names cannot hold it
+
+
+def model_name(scope: str, spec: str, symbol: str) -> str:
+    """Registered model name: ``<scope>.<spec>.<symbol>``.
+
+    ``scope`` is the tenant (a model shared by the tenant) or ``<tenant>~<user>`` (a model
+    private to one user of the tenant); the prefix isolates tenants and users."""
+    return f"{scope}.{spec}.{symbol}"
+
+
+def scope_of_name(name: str) -> str:
+    """The scope prefix of a full model name: ``alpha`` or ``alpha~bob`` of ``alpha~bob.spec.SYM``."""
+    return name.split(".", 1)[0]
+
+
+def describe_scope(scope: str) -> str:
+    """``tenant 'alpha' (shared)`` or ``user 'bob' of tenant 'alpha'``, for error messages."""
+    tenant, _, user = scope.partition(USER_SEPARATOR)
+    return f"user {user!r} of tenant {tenant!r}" if user else f"tenant {tenant!r} (shared)"
 
 
 def _now() -> str:
@@ -39,27 +56,79 @@ def _now() -> str:
 
 
 class Registry:
-    """Domain verbs over one MLflow registry, scoped to one tenant."""
+    """Domain verbs over one MLflow registry, scoped to one tenant and optionally one user of it.
 
-    def __init__(self, tracking_uri: str, registry_uri: str | None = None, *, tenant: str = "default") -> None:
+    Without a user the scope is the tenant's shared models, as before users existed. With a
+    user the client reads the tenant's shared models and the user's own (``<tenant>~<user>.…``),
+    writes (register, tags, aliases) only the user's own, and never sees another user's."""
+
+    def __init__(self, tracking_uri: str, registry_uri: str | None = None, *, tenant: str = "default",
+                 user: str = "") -> None:
         from mlflow import MlflowClient
 
+        if USER_SEPARATOR in tenant or "." in tenant or USER_SEPARATOR in user or "." in user:
+            raise RegistryError(f"tenant {tenant!r} and user {user!r} may not contain {USER_SEPARATOR!r} or '.'")
         self.tenant = tenant
+        self.user = user
+        self.scope = f"{tenant}{USER_SEPARATOR}{user}" if user else tenant
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Registry":
         settings.apply_mlflow_env()
-        return cls(settings.tracking_uri, settings.registry_uri, tenant=settings.tenant)
+        return cls(settings.tracking_uri, settings.registry_uri, tenant=settings.tenant,
+                   user=getattr(settings, "user", ""))
 
     # -- scoping -------------------------------------------------------------------------
+    @property
+    def visible_scopes(self) -> tuple[str, ...]:
+        """The scopes this client reads: its own, and the tenant's shared one for a user."""
+        return (self.scope,) if self.scope == self.tenant else (self.scope, self.tenant)
+
+    def _scope_error(self, name: str, *, writing: bool) -> RegistryError:
+        owner = scope_of_name(name)
+        who = describe_scope(self.scope)
+        if writing and owner in self.visible_scopes:
+            return RegistryError(f"model {name!r} belongs to {describe_scope(owner)}; {who} may read it "
+                                 f"but not change it (set no ALPHAOPS_USER / --user to manage shared models)")
+        if owner.partition(USER_SEPARATOR)[0] == self.tenant and USER_SEPARATOR in owner:
+            return RegistryError(f"model {name!r} is private to {describe_scope(owner)}; {who} sees only the "
+                                 f"tenant's shared models and its own")
+        return RegistryError(f"model {name!r} does not belong to {who}")
+
     def _check_tenant(self, name: str) -> None:
-        if not name.startswith(f"{self.tenant}."):
-            raise RegistryError(f"model {name!r} does not belong to tenant {self.tenant!r}")
+        """``name`` is this client's own scope (the scope it may write)."""
+        if scope_of_name(name) != self.scope:
+            raise self._scope_error(name, writing=True)
+
+    def _check_visible(self, name: str) -> None:
+        """``name`` is in a scope this client may read (its own, or the tenant's shared one)."""
+        if scope_of_name(name) not in self.visible_scopes:
+            raise self._scope_error(name, writing=False)
 
     def qualify(self, name: str) -> str:
-        """Accept ``spec.symbol`` or a full ``tenant.spec.symbol`` name of this tenant."""
-        return name if name.startswith(f"{self.tenant}.") else f"{self.tenant}.{name}"
+        """Accept ``spec.symbol`` or a full ``<scope>.spec.symbol`` name.
+
+        A full name (``<tenant>.…`` or ``<tenant>~<user>.…``) is returned as given; the scope checks
+        of the verbs then accept or refuse it. A short name is the client's own model; for a user
+        that has none of that name, it is the tenant's shared model."""
+        if name.startswith((f"{self.tenant}.", f"{self.tenant}{USER_SEPARATOR}")):
+            return name
+        own = f"{self.scope}.{name}"
+        if self.scope != self.tenant and not self._exists(own):
+            return f"{self.tenant}.{name}"
+        return own
+
+    def _exists(self, name: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" not in str(exc.error_code):
+                raise
+            return False
+        return True
 
     # -- verbs ---------------------------------------------------------------------------
     def register(self, name: str, run_id: str, *, tags: dict[str, str]) -> str:
@@ -67,7 +136,8 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         self._check_tenant(name)
-        model_tags = {"tenant": self.tenant, **{k: tags[k] for k in ("family", "spec", "symbol", "timeframe") if k in tags}}
+        owner = {"tenant": self.tenant, **({"user": self.user} if self.user else {})}
+        model_tags = {**owner, **{k: tags[k] for k in ("family", "spec", "symbol", "timeframe") if k in tags}}
         try:
             self.client.create_registered_model(name, tags=model_tags,
                                                 description=f"AlphaOps model {name}")
@@ -76,7 +146,7 @@ class Registry:
                 raise
         version = self.client.create_model_version(
             name, source=f"runs:/{run_id}/{BUNDLE_ARTIFACT}", run_id=run_id,
-            tags={**tags, "tenant": self.tenant, "lifecycle": "candidate"},
+            tags={**tags, **owner, "lifecycle": "candidate"},
         )
         return str(version.version)
 
@@ -86,6 +156,7 @@ class Registry:
             self.client.set_model_version_tag(name, version, key, str(value))
 
     def set_challenger(self, name: str, version: str, *, reason: str, run_id: str = "") -> None:
+        self._check_tenant(name)
         self.require_model(name)
         status = self.client.get_model_version(name, version).tags.get("validation_status")
         if status != "validated":
@@ -95,6 +166,7 @@ class Registry:
 
     def promote(self, name: str, *, reason: str, run_id: str = "") -> str:
         """Move ``champion`` to the current challenger; the old champion is archived."""
+        self._check_tenant(name)
         self.require_model(name)
         challenger = self.alias_version(name, CHALLENGER)
         if challenger is None:
@@ -109,6 +181,7 @@ class Registry:
 
     def rollback(self, name: str, *, reason: str, run_id: str = "") -> str | None:
         """End a canary (drop the challenger), or with no challenger restore the previous champion."""
+        self._check_tenant(name)
         self.require_model(name)
         challenger = self.alias_version(name, CHALLENGER)
         if challenger is not None:
@@ -128,6 +201,7 @@ class Registry:
         return target
 
     def archive(self, name: str, version: str, *, reason: str) -> None:
+        self._check_tenant(name)
         self.require_model(name)
         if CHAMPION in self.aliases(name).get(str(version), []):
             raise RegistryError(f"{name} v{version} is the champion; promote another version first")
@@ -137,6 +211,8 @@ class Registry:
     def alias_version(self, name: str, alias: str) -> str | None:
         from mlflow.exceptions import MlflowException
 
+        self._check_visible(name)
+
         try:
             return str(self.client.get_model_version_by_alias(name, alias).version)
         except MlflowException:
@@ -144,6 +220,7 @@ class Registry:
 
     def aliases(self, name: str) -> dict[str, list[str]]:
         """Version → its aliases (search results don't carry aliases, the registered model does)."""
+        self._check_visible(name)
         by_version: dict[str, list[str]] = {}
         for alias, version in self.client.get_registered_model(name).aliases.items():
             by_version.setdefault(str(version), []).append(alias)
@@ -160,21 +237,30 @@ class Registry:
         return None
 
     def model_names(self) -> list[str]:
+        """This client's own models (the ones its pipeline ranks, deploys and monitors)."""
+        return self._names_in((self.scope,))
+
+    def visible_model_names(self) -> list[str]:
+        """What this client may read: its own models, and for a user the tenant's shared ones too."""
+        return self._names_in(self.visible_scopes)
+
+    def _names_in(self, scopes: tuple[str, ...]) -> list[str]:
         models = self.client.search_registered_models(filter_string=f"tags.tenant = '{self.tenant}'")
-        return sorted(m.name for m in models if m.name.startswith(f"{self.tenant}."))
+        return sorted(m.name for m in models if scope_of_name(m.name) in scopes)
 
     def version_of_run(self, name: str, run_id: str) -> str | None:
         """The version registered from ``run_id`` (the lowest, should there be several), or None."""
-        self._check_tenant(name)
+        self._check_visible(name)
         found = self.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
         return min((str(mv.version) for mv in found), key=int, default=None)
 
     def versions(self, name: str) -> list[Any]:
-        self._check_tenant(name)
+        self._check_visible(name)
         found = self.client.search_model_versions(f"name = '{name}'")
         return sorted(found, key=lambda mv: int(mv.version))
 
     def history(self, name: str) -> list[dict[str, Any]]:
+        self._check_visible(name)
         tags = self.client.get_registered_model(name).tags
         events = [json.loads(v) for k, v in sorted(tags.items()) if k.startswith(_HISTORY_PREFIX)]
         return events
@@ -199,10 +285,10 @@ class Registry:
         return version
 
     def require_model(self, name: str) -> None:
-        """Raise a one-line RegistryError when ``name`` is not a registered model of this tenant."""
+        """Raise a one-line RegistryError when ``name`` is not a registered model this client may read."""
         from mlflow.exceptions import MlflowException
 
-        self._check_tenant(name)
+        self._check_visible(name)
         try:
             self.client.get_registered_model(name)
         except MlflowException as exc:
@@ -222,7 +308,7 @@ class Registry:
         """
         import mlflow
 
-        self._check_tenant(name)
+        self._check_visible(name)
         dst = Path(dst)
         _check_target(dst, force=force)
         version = self.resolve_version(name, alias_or_version)

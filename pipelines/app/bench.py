@@ -207,8 +207,8 @@ def run_model_bench(*, datasets: list[str], spec_names: list[str], seeds: list[i
             start = time.perf_counter()
             extract_samples(settings, [symbol], as_of)
             with open_warehouse(settings) as warehouse:
-                n_bars = len(warehouse.read_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of))
-                n_events = len(warehouse.read_market_events(tenant=settings.tenant, symbol=symbol))
+                n_bars = len(warehouse.read_bars(tenant=settings.scope, symbol=symbol, timeframe=timeframe, end=as_of))
+                n_events = len(warehouse.read_market_events(tenant=settings.scope, symbol=symbol))
             runnable = [s for s in todo if _inputs_missing(s, symbol, n_bars, n_events) is None]
             ref = build_features(settings, symbol=symbol, timeframe=timeframe, as_of=as_of) if runnable else None
             if runnable:

@@ -113,7 +113,7 @@ def bars_of(settings: Any, symbol: str, timeframe: str) -> int:
     from warehouse import open_warehouse
 
     with open_warehouse(settings) as warehouse:
-        return warehouse.count_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe)
+        return warehouse.count_bars(tenant=settings.scope, symbol=symbol, timeframe=timeframe)
 
 
 def measure(step: str, point: ScalePoint, files: list[Path], home: Path, log: Path, trials: int) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.config import Settings
-from registry import Registry
+from registry import Registry, scope_of_name
 
 MAIN_METRICS = ("auc", "accuracy", "n_test", "null_p_value", "trading_sharpe", "trading_max_drawdown",
                 "rmse", "qlike", "r2")
@@ -20,7 +20,7 @@ def _clean(value: float) -> float | None:
 def list_versions(settings: Settings, *, with_history: bool = False) -> list[dict[str, Any]]:
     registry = Registry.from_settings(settings)
     out = []
-    for name in registry.model_names():
+    for name in registry.visible_model_names():  # a user's own models and the tenant's shared ones
         history = registry.history(name) if with_history else None
         aliases = registry.aliases(name)
         for mv in registry.versions(name):
@@ -34,6 +34,7 @@ def list_versions(settings: Settings, *, with_history: bool = False) -> list[dic
                 "name": name, "version": str(mv.version), "aliases": sorted(aliases.get(str(mv.version), [])),
                 "family": mv.tags.get("family"), "spec": mv.tags.get("spec"), "symbol": mv.tags.get("symbol"),
                 "timeframe": mv.tags.get("timeframe"), "tenant": registry.tenant,
+                "user": registry.user, "scope": scope_of_name(name),
                 "validation_status": mv.tags.get("validation_status", "pending"),
                 "lifecycle": mv.tags.get("lifecycle"), "failed_gates": mv.tags.get("failed_gates"),
                 "rank": int(mv.tags["rank"]) if "rank" in mv.tags else None,

@@ -54,9 +54,9 @@ def dataset_for_version(settings: Settings, registry: Registry, name: str, versi
     schema = json.loads((bundle / "schema.json").read_text())
     with open_warehouse(settings) as warehouse:
         require_memory(settings, "validate", rows=warehouse.count_bars(
-            tenant=settings.tenant, symbol=mv.tags["symbol"], timeframe=mv.tags["timeframe"], end=as_of),
+            tenant=settings.scope, symbol=mv.tags["symbol"], timeframe=mv.tags["timeframe"], end=as_of),
             n_features=len(schema["features"]))
-        data = load_dataset(warehouse, spec, tenant=settings.tenant, symbol=mv.tags["symbol"],
+        data = load_dataset(warehouse, spec, tenant=settings.scope, symbol=mv.tags["symbol"],
                             timeframe=mv.tags["timeframe"], feature_set_version=schema["feature_set_version"],
                             as_of=as_of, holdout_fraction=holdout_fraction, feature_names=schema["features"],
                             max_bytes=settings.max_train_bytes)

@@ -153,7 +153,7 @@ def ingest_trades(settings: Settings, trades: pd.DataFrame | str | Path, *, symb
 
     canonical = validate_trades(_read(trades), symbol=symbol)
     with open_warehouse(settings) as warehouse:
-        return warehouse.write_trades(canonical, tenant=settings.tenant)
+        return warehouse.write_trades(canonical, tenant=settings.scope)
 
 
 def trades_frame(settings: Settings, symbol: str) -> pd.DataFrame:
@@ -162,7 +162,7 @@ def trades_frame(settings: Settings, symbol: str) -> pd.DataFrame:
     from warehouse import open_warehouse
 
     with open_warehouse(settings) as warehouse:
-        frame = warehouse.read_trades(tenant=settings.tenant, symbol=symbol)
+        frame = warehouse.read_trades(tenant=settings.scope, symbol=symbol)
     if frame.empty:
         return frame
 

@@ -265,7 +265,7 @@ def _write_batch(warehouse: "Warehouse", source: Source, canonical: pd.DataFrame
     """Log a rejected batch and raise; or write its new and changed rows and log them (``ingest``'s
     warehouse part: ``canonical`` is the validated batch, or the raw frame when rejected)."""
     kind: Kind = source.kind
-    tenant = settings.tenant
+    tenant = settings.scope
     common = {"ingest_id": ingest_id, "tenant": tenant, "symbol": symbol, "timeframe": timeframe,
               "kind": kind, "source": source.name}
     if not report.ok:
@@ -401,11 +401,11 @@ def data_summary(settings: Settings, warehouse: "Warehouse | None" = None) -> li
             return data_summary(settings, warehouse=opened)
     parts = []
     for kind in ("bars", "ticks", "book"):
-        inv = warehouse.inventory(settings.tenant, kind)
+        inv = warehouse.inventory(settings.scope, kind)
         inv.insert(0, "kind", kind)
         parts.append(inv)
     inventory = pd.concat(parts, ignore_index=True)
-    last = warehouse.last_ingests(settings.tenant)
+    last = warehouse.last_ingests(settings.scope)
     merged = inventory.merge(last, on=["kind", "symbol", "timeframe"], how="outer")
     merged = merged.sort_values(["kind", "symbol", "timeframe"], kind="stable")
 

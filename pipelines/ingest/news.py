@@ -226,7 +226,7 @@ def _write(warehouse: "Warehouse", source_name: str, frame: pd.DataFrame, report
     """Log a rejected batch and raise; or stage its new and changed rows and commit them."""
     from pipelines.ingest.ingestion import IngestRejected
 
-    tenant = settings.tenant
+    tenant = settings.scope
     symbols = sorted(set(frame["symbol"].dropna().astype(str))) if len(frame) else []
     symbol_text = ",".join(symbols)[:200]
     valid_ts = frame["ts"].dropna() if len(frame) else pd.Series([], dtype="datetime64[ns, UTC]")

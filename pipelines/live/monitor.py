@@ -102,7 +102,7 @@ def _log_monitoring_run(settings: Settings, registry: Any, result: dict[str, Any
     from pipelines.tracking import use_experiment
 
     client = registry.client
-    experiment_id = use_experiment(settings, f"{settings.tenant}/monitoring")
+    experiment_id = use_experiment(settings, f"{settings.scope}/monitoring")
     run = client.create_run(experiment_id, run_name=f"monitor.{result['spec']}.{result['symbol']}", tags={
         "model": result["model"], "model_version": result["version"], "symbol": result["symbol"],
         "spec": result["spec"], "as_of": result["checked_at"], "retrain": str(result["retrain"]).lower(),
@@ -138,7 +138,7 @@ def _monitor_one(settings: Settings, registry: Any, name: str, version: str, as_
     spec = spec_by_name(mv.tags["spec"])
     binary = spec.task == "classifier" and len(spec.class_names) == 2
     with open_warehouse(settings) as warehouse:
-        frame = _window_rows(warehouse, settings.tenant, name, as_of, window)
+        frame = _window_rows(warehouse, settings.scope, name, as_of, window)
     frame = frame[frame["model_version"] == str(version)]
     live = live_metrics(frame, binary=binary)
     result: dict[str, Any] = {
@@ -216,11 +216,11 @@ def monitor_models(settings: Settings, *, as_of: pd.Timestamp, window: pd.Timede
     with open_warehouse(settings) as warehouse:
         if config.retrain_cooldown_hours > 0:
             last_requests = warehouse.last_monitor_checks(
-                tenant=settings.tenant, since=as_of - pd.Timedelta(hours=config.retrain_cooldown_hours),
+                tenant=settings.scope, since=as_of - pd.Timedelta(hours=config.retrain_cooldown_hours),
                 before=as_of, that="requested_retrain")
         if config.report_interval_hours > 0:
             last_reports = warehouse.last_monitor_checks(
-                tenant=settings.tenant, since=as_of - pd.Timedelta(hours=config.report_interval_hours),
+                tenant=settings.scope, since=as_of - pd.Timedelta(hours=config.report_interval_hours),
                 before=as_of, that="wrote_report")
     results = []
     for name, version in sorted(champions.items()):
@@ -243,7 +243,7 @@ def monitor_models(settings: Settings, *, as_of: pd.Timestamp, window: pd.Timede
                  result.get("live_accuracy"), result.get("n_outcomes"), result.get("retrain"), result.get("reasons"),
                  result.get("report_uri") or "none")
     with open_warehouse(settings) as warehouse:
-        warehouse.write_monitor_history(results, tenant=settings.tenant)
+        warehouse.write_monitor_history(results, tenant=settings.scope)
     if alert_hook is not None:
         from pipelines.live.alerts import alerts_for
 

@@ -44,7 +44,7 @@ def fill_outcomes(settings: Settings, as_of: pd.Timestamp, *,
     filled = 0
     # The warehouse is held only to read and to write; registry look-ups and labels happen outside it.
     with open_warehouse(settings) as warehouse:
-        pending = warehouse.read_predictions(tenant=settings.tenant, start=as_of - lookback, end=as_of,
+        pending = warehouse.read_predictions(tenant=settings.scope, start=as_of - lookback, end=as_of,
                                              missing_outcome=True)
     outcomes = []
     for (model, symbol), rows in pending.groupby(["model", "symbol"], sort=True):
@@ -59,7 +59,7 @@ def fill_outcomes(settings: Settings, as_of: pd.Timestamp, *,
             continue
         step = timeframe_delta(tags["timeframe"])
         with open_warehouse(settings) as warehouse:
-            bars = warehouse.read_bars(tenant=settings.tenant, symbol=str(symbol), timeframe=tags["timeframe"],
+            bars = warehouse.read_bars(tenant=settings.scope, symbol=str(symbol), timeframe=tags["timeframe"],
                                        start=rows["ts"].min() - step, end=as_of)
         if bars.empty:
             continue
@@ -111,9 +111,9 @@ def join_predictions_outcomes(settings: Settings, model: str, *, start: pd.Times
     from pipelines.live.metrics import predicted_up
     from warehouse import open_warehouse
 
-    name = model if model.startswith(f"{settings.tenant}.") else f"{settings.tenant}.{model}"
+    name = model if model.startswith(f"{settings.scope}.") else f"{settings.scope}.{model}"
     with open_warehouse(settings) as warehouse:
-        frame = warehouse.read_predictions(tenant=settings.tenant, model=name, start=start, end=end)
+        frame = warehouse.read_predictions(tenant=settings.scope, model=name, start=start, end=end)
     frame = frame[frame["outcome"].notna() & (frame["error"].astype(str) == "") & ~frame["fallback"].astype(bool)]
     columns = ["ts", "model_version", "symbol", "routed_to", "output", "confidence", "outcome", "latency_us",
                "fallback"] + (["features"] if with_features else [])

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.config import Settings
+from pipelines.config import USER_SEPARATOR, Settings
 from pipelines.values import as_timestamp
 
 COLUMNS = ["tenant", "model", "model_version", "symbol", "ts", "routed_to", "features", "output", "confidence",
@@ -114,7 +114,11 @@ def _primary(output: Mapping[str, Any]) -> tuple[list[float], list[float], list[
 
 def prediction_rows(records: Iterable[Mapping[str, Any]], *, tenant: str,
                     timeframe: str | None = None) -> pd.DataFrame:
-    """``ml_predictions`` rows (a frame) for drained ``PredictionLog`` records."""
+    """``ml_predictions`` rows (a frame) for drained ``PredictionLog`` records.
+
+    A row's ``tenant`` key is the scope of the model that answered: ``tenant`` for a shared
+    model, ``<tenant>~<user>`` for a model private to a user of ``tenant`` (so each scope's
+    monitor and canary read the traffic of its own models)."""
     from pipelines.ingest.sources import timeframe_delta
 
     step = timeframe_delta(timeframe) if timeframe else None
@@ -122,6 +126,7 @@ def prediction_rows(records: Iterable[Mapping[str, Any]], *, tenant: str,
     rows: list[dict[str, Any]] = []
     for rec in records:
         model = str(rec.get("model") or "")
+        owner = model.split(".", 1)[0] if model.startswith(f"{tenant}{USER_SEPARATOR}") else tenant
         symbol = str(rec.get("symbol") or model.rsplit(".", 1)[-1])
         error = str(rec.get("error") or "")
         output = rec.get("output")
@@ -145,7 +150,7 @@ def prediction_rows(records: Iterable[Mapping[str, Any]], *, tenant: str,
             stamps = [t + pd.Timedelta(microseconds=i) for i, t in enumerate(stamps)]
         for i in range(n):
             rows.append({
-                "tenant": tenant, "model": model, "model_version": str(rec.get("version") or ""),
+                "tenant": owner, "model": model, "model_version": str(rec.get("version") or ""),
                 "symbol": symbol, "ts": stamps[i], "routed_to": str(rec.get("routed_to") or ""),
                 "features": feats[i], "output": values[i], "confidence": confidence[i],
                 "latency_us": _float(rec.get("latency_us")), "error": error, "fallback": fallback[i],

@@ -330,7 +330,7 @@ def reap_orphans(settings: Settings, *, now: datetime | None = None, airflow: Ai
         return verdicts[run.info.run_id]
 
     experiments = [e.experiment_id for e in client.search_experiments(
-        filter_string=f"name LIKE '{settings.tenant}/%'")]
+        filter_string=f"name LIKE '{settings.scope}/%'")]
     if experiments:
         for run in _all_runs(client, experiments, "attributes.status = 'RUNNING'"):
             verdict = verdict_of(run)

@@ -36,12 +36,16 @@ def resolve_datasets(settings: Settings, symbols: list[str], as_of: pd.Timestamp
     if samples:
         extract_samples(settings, samples, as_of)
     with open_warehouse(settings) as warehouse:
-        inventory = warehouse.inventory(settings.tenant)
+        inventory = warehouse.inventory(settings.scope)
     datasets = []
     for symbol in symbols:
         rows = inventory[inventory["symbol"] == symbol]
         if rows.empty:
             known = ", ".join(sorted(set(inventory["symbol"]) | set(SAMPLE_SYMBOLS))) or "none"
+            if settings.user:  # a user's run reads the user's own rows only
+                raise ValueError(f"symbol {symbol!r} has no data of user {settings.user!r} of tenant "
+                                 f"{settings.tenant!r}; ingest it with `alphaops --user {settings.user} ingest` "
+                                 f"(known: {known})")
             raise ValueError(f"symbol {symbol!r} has no data; ingest it with `alphaops ingest` (known: {known})")
         datasets += [{"symbol": symbol, "timeframe": tf} for tf in rows["timeframe"]]
     return datasets

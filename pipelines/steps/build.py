@@ -28,9 +28,9 @@ def build_features(settings: Settings, *, symbol: str, timeframe: str, as_of: pd
     # The warehouse is held only to read and to write (other processes wait for it), not to compute.
     with open_warehouse(settings) as warehouse:
         require_memory(settings, "features", rows=warehouse.count_bars(
-            tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of), n_features=len(features.catalog()))
-        bars = warehouse.read_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of)
-        headlines = warehouse.read_news(tenant=settings.tenant, symbol=symbol, end=as_of)
+            tenant=settings.scope, symbol=symbol, timeframe=timeframe, end=as_of), n_features=len(features.catalog()))
+        bars = warehouse.read_bars(tenant=settings.scope, symbol=symbol, timeframe=timeframe, end=as_of)
+        headlines = warehouse.read_news(tenant=settings.scope, symbol=symbol, end=as_of)
     if bars.empty:
         raise ValueError(f"no bars for symbol {symbol!r} timeframe {timeframe!r}; ingest data first")
     news = news_frame(headlines, bars.index, timeframe, as_of) if len(headlines) else None
@@ -41,7 +41,7 @@ def build_features(settings: Settings, *, symbol: str, timeframe: str, as_of: pd
             piece = pd.concat([piece, news.loc[piece.index].astype(np.float32)], axis=1)
         n_features = piece.shape[1]
         with open_warehouse(settings) as warehouse:
-            rows += warehouse.write_features(piece, tenant=settings.tenant, symbol=symbol, timeframe=timeframe,
+            rows += warehouse.write_features(piece, tenant=settings.scope, symbol=symbol, timeframe=timeframe,
                                              feature_set_version=version)
         del piece
     return {"symbol": symbol, "timeframe": timeframe, "feature_set_version": version,
@@ -101,11 +101,11 @@ def build_labels(settings: Settings, *, symbol: str, timeframe: str, spec_names:
     # The warehouse is held only to read and to write (other processes wait for it), not to compute.
     with open_warehouse(settings) as warehouse:
         require_memory(settings, "labels", rows=warehouse.count_bars(
-            tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of), n_features=0)
-        bars = warehouse.read_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of)
-        trades = warehouse.read_trades(tenant=settings.tenant, symbol=symbol) \
+            tenant=settings.scope, symbol=symbol, timeframe=timeframe, end=as_of), n_features=0)
+        bars = warehouse.read_bars(tenant=settings.scope, symbol=symbol, timeframe=timeframe, end=as_of)
+        trades = warehouse.read_trades(tenant=settings.scope, symbol=symbol) \
             if any(spec.family == "trade_quality" for spec in specs) else pd.DataFrame()
-        events = warehouse.read_market_events(tenant=settings.tenant, symbol=symbol) \
+        events = warehouse.read_market_events(tenant=settings.scope, symbol=symbol) \
             if any(spec.task == "anomaly" for spec in specs) else pd.DataFrame()
     labels = pd.DataFrame({spec.label: spec.label_for(bars) for spec in specs if spec.task != "anomaly"},
                           index=bars.index)
@@ -116,5 +116,5 @@ def build_labels(settings: Settings, *, symbol: str, timeframe: str, spec_names:
         labels[spec.label] = known_event_label(events, bars.index)
     labels = labels.loc[:, ~labels.columns.duplicated()]
     with open_warehouse(settings) as warehouse:
-        rows = warehouse.write_labels(labels, tenant=settings.tenant, symbol=symbol, timeframe=timeframe)
+        rows = warehouse.write_labels(labels, tenant=settings.scope, symbol=symbol, timeframe=timeframe)
     return {"symbol": symbol, "timeframe": timeframe, "labels": list(labels.columns), "rows": rows}

@@ -44,7 +44,7 @@ def evaluate_canaries(settings: Settings, *, as_of: pd.Timestamp, window_hours: 
                               "reason": f"canary window ends {started + window}"})
             continue
         with open_warehouse(settings) as warehouse:
-            frame = warehouse.canary_predictions(tenant=settings.tenant, model=name,
+            frame = warehouse.canary_predictions(tenant=settings.scope, model=name,
                                                  since=started or as_of - window)
         arms = {v: live_metrics(frame[frame["model_version"] == v]) for v in (champion, challenger)}
         decision, reason = decide_canary(arms[champion], arms[challenger])

@@ -99,7 +99,7 @@ def control_false_discoveries(settings: Settings, *, results: list[dict[str, Any
             "status": a["result"]["status"], "p_value": a["p_value"], "n_permutations": a["n_permutations"],
             "n_trials": a["n_trials"], "q_value": a["q_value"], "deflated_sharpe": a["deflated_sharpe"],
             "n_trials_run": a["n_trials_run"], "decision": a["decision"], "recorded_at": when,
-        } for a in assessed], tenant=settings.tenant)
+        } for a in assessed], tenant=settings.scope)
     return [updated.get((r.get("model_name"), str(r.get("version"))), r) for r in results]
 
 

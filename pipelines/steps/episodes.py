@@ -48,7 +48,7 @@ def episode_bars(settings: Settings, spec: ModelSpec, *, symbol: str, timeframe:
     from models.families.execution_env import BOOK_COLUMNS
 
     with open_warehouse(settings) as warehouse:
-        bars = warehouse.read_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of)
+        bars = warehouse.read_bars(tenant=settings.scope, symbol=symbol, timeframe=timeframe, end=as_of)
     if bars.empty:
         raise InsufficientDataError(f"no bars for {symbol} {timeframe} up to {as_of}; ingest data first")
     missing = [c for c in BOOK_COLUMNS if c not in bars.columns or bars[c].isna().any()]
@@ -94,8 +94,8 @@ def train_episodes(settings: Settings, spec: ModelSpec, *, symbol: str, timefram
     train_stop, holdout_start = episode_split(len(bars), holdout_fraction, spec.horizon)
     fingerprint = bars_fingerprint(bars)
     params = episode_params(settings, spec)
-    name = model_name(settings.tenant, spec.name, symbol)
-    experiment_id = use_experiment(settings, f"{settings.tenant}/{spec.family}")
+    name = model_name(settings.scope, spec.name, symbol)
+    experiment_id = use_experiment(settings, f"{settings.scope}/{spec.family}")
     registry = Registry.from_settings(settings)
     key = train_key(name, timeframe=timeframe, feature_set_version=feature_set_version, as_of=as_of, trials=1,
                     holdout_fraction=holdout_fraction, seed=settings.seed, data_fingerprint=fingerprint)
@@ -132,8 +132,8 @@ def train_episodes(settings: Settings, spec: ModelSpec, *, symbol: str, timefram
         mlflow.log_metrics({"onnx_max_abs_diff": parity, "onnx_parity_tolerance": spec.gates.max_onnx_abs_diff})
         with tempfile.TemporaryDirectory() as tmp:
             schema = spec_schema(spec, feature_set_version=feature_set_version, features=list(STATE_NAMES), model={
-                "name": name, "family": spec.family, "spec": spec.name, "tenant": settings.tenant, "symbol": symbol,
-                "timeframe": timeframe, "run_id": run_id, "version": ""})
+                "name": name, "family": spec.family, "spec": spec.name, "tenant": settings.tenant,
+                "user": settings.user, "symbol": symbol, "timeframe": timeframe, "run_id": run_id, "version": ""})
             mlflow.log_artifacts(str(write_bundle(Path(tmp) / "bundle", onnx_model, schema)), "bundle")
         if SUPERSEDED_TAG in registry.client.get_run(run_id).data.tags:
             raise AttemptSupersededError(f"{name}: a later attempt took over train key {key}; not registering")
@@ -242,7 +242,7 @@ def validate_episodes(settings: Settings, spec: ModelSpec, *, model_name: str, v
     gates = gate_results(spec, metrics)
     status = "validated" if all(gates.values()) else "rejected"
     failed = failed_gates(gates)
-    use_experiment(settings, f"{settings.tenant}/{spec.family}")
+    use_experiment(settings, f"{settings.scope}/{spec.family}")
     with mlflow.start_run(run_id=mv.run_id):
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if np.isfinite(v)})
         mlflow.log_metrics({k: float(v) for k, v in gates.items()})

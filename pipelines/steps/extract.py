@@ -68,9 +68,9 @@ def extract_samples(settings: Settings, symbols: list[str], as_of: pd.Timestamp,
                 from warehouse import open_warehouse
 
                 with open_warehouse(settings) as opened:
-                    events = _sync_events(opened, source, tenant=settings.tenant, symbol=events_symbol)
+                    events = _sync_events(opened, source, tenant=settings.scope, symbol=events_symbol)
             else:
-                events = _sync_events(warehouse, source, tenant=settings.tenant, symbol=events_symbol)
+                events = _sync_events(warehouse, source, tenant=settings.scope, symbol=events_symbol)
         news = _ingest_headlines(settings, source, symbol, as_of, warehouse) \
             if isinstance(source, SyntheticNewsSource) else 0
         out.append({"symbol": symbol, "timeframe": timeframe, "rows": result.rows_in, "headlines_written": news,

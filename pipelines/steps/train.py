@@ -34,7 +34,7 @@ from pipelines.evaluation.datasets import Dataset, load_dataset, restrict_featur
 from pipelines.evaluation.pbo import TRIAL_PARAMS_TAG, trial_params_tag
 from pipelines.evaluation.scoring import onnx_outputs, onnx_primary_output
 from pipelines.tracking import code_version, use_experiment
-from registry import Registry, model_name
+from registry import CHAMPION, Registry, model_name
 from warehouse import open_warehouse
 
 log = logging.getLogger(__name__)
@@ -48,14 +48,19 @@ class AttemptSupersededError(RuntimeError):
 
 
 def train_key(name: str, *, timeframe: str, feature_set_version: str, as_of: pd.Timestamp, trials: int,
-              holdout_fraction: float, seed: int, data_fingerprint: str, select_features: bool = False) -> str:
-    """Deterministic key of one train job: every retry of the job computes the same key."""
-    payload = {"name": name, "timeframe": timeframe, "feature_set_version": feature_set_version,
-               "as_of": as_of.isoformat(), "trials": trials, "holdout_fraction": holdout_fraction,
-               "seed": seed, "data_fingerprint": data_fingerprint}
+              holdout_fraction: float, seed: int, data_fingerprint: str, select_features: bool = False,
+              warm_start: str | None = None) -> str:
+    """Deterministic key of one train job: every retry of the job computes the same key.
+
+    ``warm_start`` (a user's run: the shared champion it starts from) is part of the key when given."""
+    job = {"name": name, "timeframe": timeframe, "feature_set_version": feature_set_version,
+           "as_of": as_of.isoformat(), "trials": trials, "holdout_fraction": holdout_fraction,
+           "seed": seed, "data_fingerprint": data_fingerprint}
     if select_features:
-        payload["select_features"] = True
-    payload = json.dumps(payload, sort_keys=True)
+        job["select_features"] = True
+    if warm_start is not None:
+        job["warm_start"] = warm_start
+    payload = json.dumps(job, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -108,8 +113,8 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
                               holdout_fraction=holdout_fraction, trigger=trigger)
     with open_warehouse(settings) as warehouse:
         require_memory(settings, "train", rows=warehouse.count_bars(
-            tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of), n_features=len(features.catalog()))
-        data = load_dataset(warehouse, spec, tenant=settings.tenant, symbol=symbol, timeframe=timeframe,
+            tenant=settings.scope, symbol=symbol, timeframe=timeframe, end=as_of), n_features=len(features.catalog()))
+        data = load_dataset(warehouse, spec, tenant=settings.scope, symbol=symbol, timeframe=timeframe,
                             feature_set_version=feature_set_version, as_of=as_of,
                             holdout_fraction=holdout_fraction, max_bytes=settings.max_train_bytes)
     X_train, y_train = take_rows(data.X, data.train_idx), data.y[data.train_idx]
@@ -120,13 +125,17 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
                 f"{spec.name} on {symbol}: the training window has no rows of class "
                 f"{', '.join(spec.class_names[k] for k in missing)}; a model cannot learn a class it never saw")
     cv = PurgedWalkForward(n_splits=settings.cv_folds, purge=spec.horizon)
-    name = model_name(settings.tenant, spec.name, symbol)
-    experiment_id = use_experiment(settings, f"{settings.tenant}/{spec.family}")
+    name = model_name(settings.scope, spec.name, symbol)
+    experiment_id = use_experiment(settings, f"{settings.scope}/{spec.family}")
     registry = Registry.from_settings(settings)
+    # A user's model starts from the tenant's shared champion of the same spec and symbol.
+    warm_start = shared_champion_start(registry, spec.name, symbol) if settings.user else None
     key = train_key(name, timeframe=timeframe, feature_set_version=feature_set_version, as_of=as_of,
                     trials=trials, holdout_fraction=holdout_fraction, seed=settings.seed,
                     data_fingerprint=data.fingerprint,
-                    select_features=spec.select_features and settings.feature_selection and not spec.window)
+                    select_features=spec.select_features and settings.feature_selection and not spec.window,
+                    warm_start=(f"{warm_start['model']}@{warm_start['version']}" if warm_start else "none")
+                    if settings.user else None)
     result = {"model_name": name, "spec": spec.name, "family": spec.family, "symbol": symbol,
               "timeframe": timeframe, "feature_set_version": feature_set_version}
     earlier = _earlier_attempt(registry, experiment_id, name, key)
@@ -151,7 +160,8 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
         run_id = parent.info.run_id
         mlflow.set_tags({
             TRAIN_KEY_TAG: key,
-            "tenant": settings.tenant, "family": spec.family, "spec": spec.name, "symbol": symbol,
+            "tenant": settings.tenant, **({"user": settings.user} if settings.user else {}),
+            "family": spec.family, "spec": spec.name, "symbol": symbol,
             "timeframe": timeframe, "feature_set_version": feature_set_version, "label": spec.label,
             "data_fingerprint": data.fingerprint, "code_version": code_version(),
             "as_of": as_of.isoformat(), "trigger": trigger,
@@ -161,6 +171,8 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
         if selection is not None:
             mlflow.set_tag("feature_selection", json.dumps(selection.summary(), sort_keys=True))
             _log_selection(selection)
+        if settings.user:
+            mlflow.set_tags(warm_start_tags(warm_start, model_name(settings.tenant, spec.name, symbol)))
         mlflow.log_params({"trials": trials, "cv_folds": cv.n_splits, "purge_bars": cv.purge,
                            "holdout_fraction": holdout_fraction, "n_train": len(data.train_idx),
                            "n_holdout": len(data.holdout_idx), "n_features": len(data.feature_names)})
@@ -173,7 +185,7 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
 
         search = tune(spec, X_train, y_train, n_trials=trials, cv=cv, seed=settings.seed, log_trial=log_trial,
                       feature_names=data.feature_names, next_return=data.next_return[data.train_idx],
-                      n_jobs=settings.n_jobs)
+                      n_jobs=settings.n_jobs, start_params=warm_start["params"] if warm_start else None)
         mlflow.log_params({f"best_{k}": v for k, v in search.best_params.items()})
         mlflow.set_tag("best_params", json.dumps(search.best_params, sort_keys=True))
         # Every completed trial's parameters, best first: the candidates of the walk-forward PBO.
@@ -193,7 +205,7 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
             schema = spec_schema(
                 spec, feature_set_version=feature_set_version, features=data.feature_names,
                 model={"name": name, "family": spec.family, "spec": spec.name, "tenant": settings.tenant,
-                       "symbol": symbol, "timeframe": timeframe, "run_id": run_id, "version": ""},
+                       "user": settings.user, "symbol": symbol, "timeframe": timeframe, "run_id": run_id, "version": ""},
             )
             # A fitted estimator may add fields of its own (pattern_similarity: its library of windows).
             if hasattr(model, "bundle_schema"):
@@ -229,6 +241,35 @@ def _log_selection(selection: FeatureSelection) -> None:
         path = Path(tmp) / "feature_selection.csv"
         pd.concat([table, shadows]).sort_values("importance", ascending=False).to_csv(path, index=False)
         mlflow.log_artifact(str(path), "selection")
+
+
+WARM_START_TAG = "warm_start"
+
+
+def shared_champion_start(registry: Registry, spec_name: str, symbol: str) -> dict[str, Any] | None:
+    """Where a user's training of ``spec_name`` on ``symbol`` starts: the tenant's shared champion.
+
+    Returns the shared model's name, champion version, run id and best parameters (the
+    ``best_params`` tag its train run recorded in MLflow), or None when the tenant has no
+    champion of that spec and symbol (the user's study then starts from scratch)."""
+    shared = model_name(registry.tenant, spec_name, symbol)
+    version = registry.alias_version(shared, CHAMPION)
+    if version is None:
+        return None
+    run_id = registry.client.get_model_version(shared, version).run_id
+    recorded = registry.client.get_run(run_id).data.tags.get("best_params")
+    if not recorded:
+        return None
+    return {"model": shared, "version": version, "run_id": run_id, "params": json.loads(recorded)}
+
+
+def warm_start_tags(start: dict[str, Any] | None, shared: str) -> dict[str, str]:
+    """MLflow run tags that record what a user's training started from."""
+    if start is None:
+        return {WARM_START_TAG: f"none: {shared} has no champion; the study starts from scratch"}
+    return {WARM_START_TAG: f"{start['model']}@{CHAMPION}", "warm_start_version": start["version"],
+            "warm_start_run_id": start["run_id"],
+            "warm_start_params": json.dumps(start["params"], sort_keys=True)}
 
 
 PERMUTATION_TOP = 20      # permutation importance for the top features by gain

@@ -52,7 +52,7 @@ def naive_context(settings: Settings, data: Dataset, *, symbol: str, timeframe: 
                   horizon: int) -> NaiveContext:
     """The bars and rows that the spec's naive rules see (bars up to ``as_of`` only)."""
     with open_warehouse(settings) as warehouse:
-        bars = warehouse.read_bars(tenant=settings.tenant, symbol=symbol, timeframe=timeframe, end=as_of)
+        bars = warehouse.read_bars(tenant=settings.scope, symbol=symbol, timeframe=timeframe, end=as_of)
     X = data.X[:, -1, :] if data.X.ndim == 3 else data.X  # sequence rows: the window's last bar
     return NaiveContext(bars=bars, index=data.index, y=data.y, X=X, feature_names=data.feature_names,
                         train_idx=data.train_idx, holdout_idx=data.holdout_idx, horizon=horizon,
@@ -246,7 +246,7 @@ def holdout_check_metrics(settings: Settings, spec: ModelSpec, data: Dataset, bu
     from pipelines.evaluation.scoring import onnx_outputs
 
     with open_warehouse(settings) as warehouse:
-        events = warehouse.read_market_events(tenant=settings.tenant, symbol=symbol)
+        events = warehouse.read_market_events(tenant=settings.scope, symbol=symbol)
     outputs = onnx_outputs((bundle / "model.onnx").read_bytes(), X_hold)
     return spec.holdout_checks(spec, data.index[data.holdout_idx], outputs, events)
 
@@ -334,7 +334,7 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
     status = "validated" if all(gates.values()) else "rejected"
     failed = failed_gates(gates)
 
-    use_experiment(settings, f"{settings.tenant}/{spec.family}")
+    use_experiment(settings, f"{settings.scope}/{spec.family}")
     with mlflow.start_run(run_id=mv.run_id):
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if np.isfinite(v)})
         mlflow.log_metrics({k: float(v) for k, v in gates.items()})

@@ -28,6 +28,16 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
+@app.callback()
+def _scope(user: str = typer.Option(
+        None, "--user", metavar="USER",
+        help="Act as USER of the tenant (sets ALPHAOPS_USER): their private models and data, plus the "
+             "tenant's shared models. Without it (and without ALPHAOPS_USER): the tenant's shared scope.")) -> None:
+    """AlphaOps: orchestrated MLOps for trading models."""
+    if user is not None:
+        os.environ["ALPHAOPS_USER"] = user  # read by load_settings, and by the Airflow tasks a command starts
+
+
 def load_settings() -> Any:
     from pipelines.config import get_settings
 
@@ -113,8 +123,12 @@ def check_symbols(settings: Any, symbols: list[str]) -> None:
     if not unknown:
         return
     with open_warehouse(settings) as warehouse:
-        have = set(warehouse.inventory(settings.tenant)["symbol"])
+        have = set(warehouse.inventory(settings.scope)["symbol"])
     missing = [s for s in unknown if s not in have]
+    if missing and settings.user:  # a user's run reads the user's own rows only
+        raise CliError(f"symbol {', '.join(missing)} has no data of user {settings.user!r} of tenant "
+                       f"{settings.tenant!r}; ingest it with `alphaops --user {settings.user} ingest FILE "
+                       f"--symbol {missing[0]}`")
     if missing:
         raise CliError(f"symbol {', '.join(missing)} has no data; ingest it with `alphaops ingest FILE "
                        f"--symbol {missing[0]}` (sample symbols: {', '.join(SAMPLE_SYMBOLS)})")
@@ -122,7 +136,9 @@ def check_symbols(settings: Any, symbols: list[str]) -> None:
 
 def versions_table(versions: list[dict[str, Any]]) -> None:
     tenant = versions[0]["tenant"] if versions else "default"
-    table = Table(title=f"Registered model versions of tenant {tenant!r} (holdout metrics, out of sample)")
+    user = versions[0].get("user") if versions else ""
+    seen = f"tenant {tenant!r}" + (f" seen by user {user!r} (shared models and theirs)" if user else "")
+    table = Table(title=f"Registered model versions of {seen} (holdout metrics, out of sample)")
     for col in ("model", "v", "aliases", "status", "metric", "model score", "best naive rule", "null p (draws)",
                 "q", "deflated SR", "folds mean ± std", "Sharpe", "failed gates"):
         table.add_column(col, justify="left" if col in ("model", "aliases", "status", "metric", "best naive rule",
