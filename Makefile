@@ -32,7 +32,7 @@ browser-deps:
 
 # pytest's exit code 5 means no test ran: that is a failure here, never a pass.
 test: install browser-deps
-	@$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
+	@$(BIN)/python -m pytest -q -p no:cacheprovider --durations=40; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 bench: install
