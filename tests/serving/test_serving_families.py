@@ -33,9 +33,14 @@ from serving import (
 )
 from tests.models.families.conftest import bars, feature_frame, market  # noqa: F401 (fixtures)
 
-# chart_pattern takes OHLCV windows, not feature rows: its bundle is served in
-# tests/models/families/test_chart_pattern.py.
-SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in specs_for(["all"]) if spec.rows is None}
+# Specs fitted on one symbol's feature rows. The others serve their bundles in their own family tests:
+# chart_pattern takes OHLCV windows (tests/models/families/test_chart_pattern.py), execution replays
+# episodes (test_execution.py), correlation_regime a universe's closes (test_correlation_regime.py),
+# sentiment needs news features (test_sentiment.py), pattern_similarity carries its library
+# (test_pattern_similarity.py).
+SERVED_ELSEWHERE = {"execution", "correlation_regime", "sentiment", "pattern_similarity"}
+SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in specs_for(["all"])
+                               if spec.rows is None and spec.family not in SERVED_ELSEWHERE}
 N_ROWS = 2500  # rows of the feature frame used (the last ones); 80% train, the rest is served
 N_SERVED = 120  # held-out rows (windows) compared with the native estimator
 

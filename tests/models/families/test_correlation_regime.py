@@ -109,3 +109,21 @@ def test_flag_onsets_counts_rises_once_per_refractory_period() -> None:
     p = np.array([0.1, 0.6, 0.4, 0.7, 0.1, 0.1, 0.1, 0.9, 0.2])
     np.testing.assert_array_equal(flag_onsets(p, 0.5, refractory=0), [1, 3, 7])
     np.testing.assert_array_equal(flag_onsets(p, 0.5, refractory=3), [1, 7])
+
+
+def test_bundle_answers_in_serving_with_the_named_outputs(universe_rows: dict, tmp_path) -> None:
+    import serving
+    from models.bundle import spec_schema, write_bundle
+    from models.catalog import spec_by_name
+
+    model, X = universe_rows["model"], universe_rows["X"][universe_rows["half"]:]
+    spec = spec_by_name("correlation_regime_w40")
+    schema = spec_schema(spec, model={"name": "t.correlation_regime_w40.UNIV_SYN", "version": "1"},
+                         feature_set_version="corr-test", features=list(universe_rows["names"]))
+    predictor = serving.Predictor.load(write_bundle(tmp_path / "bundle", model.to_onnx(), schema))
+    answer = predictor.predict(X[0])
+    assert answer.class_name == spec.class_names[int(model.predict(X[:1])[0])]
+    assert answer.extras["average_correlation"] == pytest.approx(float(model.average_correlation(X[:1])[0]), abs=1e-6)
+    assert answer.extras["regime_change_probability"] == pytest.approx(
+        float(model.change_probability(X[:1])[0]), abs=1e-5)
+    np.testing.assert_allclose(answer.probabilities, model.predict_proba(X[:1])[0], atol=1e-5)

@@ -73,7 +73,8 @@ def market(alphaops_home, tmp_path_factory) -> dict:
     from pipelines.live.prediction_sink import write_predictions
     from pipelines.ingest.sources import SyntheticSource
 
-    settings = get_settings()
+    # Every usable feature (no selection), so the drift checks below cover the whole feature set.
+    settings = get_settings().model_copy(update={"feature_selection": False})
     source = SyntheticSource(seed=7, n_bars=N_BARS, imbalance_coef=0.35, shift_at=SHIFT_AT, shift_vol_mult=3.0)
     bars, name = register_champion(settings, SYMBOL, source)
     records = serve(settings, name, bars, [SAME, SHIFTED], tmp_path_factory.mktemp("mon") / "bundle")
