@@ -35,7 +35,6 @@ from models.specs import ModelSpec
 from pipelines.config import Settings
 from pipelines.evaluation.scoring import onnx_outputs, version_bundle
 from pipelines.tracking import code_version, use_experiment
-from pipelines.values import finite_or_none, json_safe
 from registry import Registry, model_name
 from warehouse import open_warehouse
 
@@ -88,7 +87,8 @@ def train_episodes(settings: Settings, spec: ModelSpec, *, symbol: str, timefram
 
     from models.families.execution import holdout_states
     from models.families.execution_env import STATE_NAMES
-    from pipelines.steps.train import SUPERSEDED_TAG, TRAIN_KEY_TAG, AttemptSupersededError, _earlier_attempt, train_key
+    from pipelines.steps.train import (SUPERSEDED_TAG, TRAIN_KEY_TAG, AttemptSupersededError,
+                                       registered_by_earlier_attempt, train_key)
 
     bars = episode_bars(settings, spec, symbol=symbol, timeframe=timeframe, as_of=as_of)
     train_stop, holdout_start = episode_split(len(bars), holdout_fraction, spec.horizon)
@@ -101,10 +101,9 @@ def train_episodes(settings: Settings, spec: ModelSpec, *, symbol: str, timefram
                     holdout_fraction=holdout_fraction, seed=settings.seed, data_fingerprint=fingerprint)
     result = {"model_name": name, "spec": spec.name, "family": spec.family, "symbol": symbol,
               "timeframe": timeframe, "feature_set_version": feature_set_version}
-    earlier = _earlier_attempt(registry, experiment_id, name, key)
+    earlier = registered_by_earlier_attempt(registry, experiment_id, name, key, result)
     if earlier is not None:
-        log.info("%s: an earlier attempt registered v%s for train key %s; returning it", name, earlier[1], key)
-        return {**result, "version": earlier[1], "run_id": earlier[0]}
+        return earlier
 
     index = bars.index
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{spec.name}.{symbol}") as parent:
@@ -221,7 +220,7 @@ def validate_episodes(settings: Settings, spec: ModelSpec, *, model_name: str, v
     import mlflow
 
     from models.families.execution import holdout_states, onnx_policy
-    from pipelines.steps.validate import RESULT_METRICS, failed_gates, gate_results, one_row_latency_us
+    from pipelines.steps.validate import one_row_latency_us, record_verdict
 
     registry = Registry.from_settings(settings)
     mv = registry.client.get_model_version(model_name, version)
@@ -239,27 +238,17 @@ def validate_episodes(settings: Settings, spec: ModelSpec, *, model_name: str, v
     metrics["onnx_max_abs_diff"] = float(run.data.metrics["onnx_max_abs_diff"])
     metrics["latency_p50_us"] = one_row_latency_us(bundle, holdout_states(bars, holdout_start, params))
     metrics["n_trials"] = 1.0
-    gates = gate_results(spec, metrics)
-    status = "validated" if all(gates.values()) else "rejected"
-    failed = failed_gates(gates)
-    use_experiment(settings, f"{settings.scope}/{spec.family}")
-    with mlflow.start_run(run_id=mv.run_id):
-        mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if np.isfinite(v)})
-        mlflow.log_metrics({k: float(v) for k, v in gates.items()})
-        mlflow.set_tag("validation_status", status)
+
+    def log_episode_artifacts(gates: dict[str, bool]) -> None:
         mlflow.log_text(pd.DataFrame(costs).to_csv(index_label="episode"), "episodes/holdout_shortfall_bps.csv")
         mlflow.log_text(episodic_card(model_name, version, spec, metrics, gates, run.data.tags), "model_card.md")
-    registry.tag(model_name, version, validation_status=status,
-                 lifecycle="validated" if status == "validated" else "rejected",
-                 failed_gates=",".join(failed) or "none",
-                 holdout_score=f"{metrics[spec.metric]:.6f}", primary_metric=spec.metric)
-    log.info("%s v%s %s: %s=%.4f vs %s %.4f, paired p=%.3g, gates failed=%s", model_name, version, status,
+
+    result = record_verdict(settings, registry, spec, mv, metrics, log_episode_artifacts)
+    log.info("%s v%s %s: %s=%.4f vs %s %.4f, paired p=%.3g, gates failed=%s", model_name, version, result["status"],
              spec.metric, metrics[spec.metric], spec.rule_to_beat,
-             metrics[f"naive_{spec.rule_to_beat}_{spec.metric}"], metrics["null_p_value"], failed or "none")
-    return {"model_name": model_name, "version": version, "status": status, "family": spec.family,
-            "symbol": mv.tags["symbol"], "spec": spec.name, "metric": spec.metric,
-            "score": finite_or_none(metrics[spec.metric]), "failed_gates": failed,
-            "metrics": json_safe({k: metrics.get(k, float("nan")) for k in RESULT_METRICS + (spec.metric,)})}
+             metrics[f"naive_{spec.rule_to_beat}_{spec.metric}"], metrics["null_p_value"],
+             result["failed_gates"] or "none")
+    return result
 
 
 def compare_episodes(settings: Settings, registry: Registry, spec: ModelSpec, name: str, new: str, incumbent: str,

@@ -83,6 +83,16 @@ def _earlier_attempt(registry: Registry, experiment_id: str, name: str, key: str
     return None
 
 
+def registered_by_earlier_attempt(registry: Registry, experiment_id: str, name: str, key: str,
+                                  result: dict[str, Any]) -> dict[str, Any] | None:
+    """``result`` with the version an earlier attempt of ``key`` registered, or None: the retry's resume point."""
+    earlier = _earlier_attempt(registry, experiment_id, name, key)
+    if earlier is None:
+        return None
+    log.info("%s: an earlier attempt registered v%s for train key %s; returning it", name, earlier[1], key)
+    return {**result, "version": earlier[1], "run_id": earlier[0]}
+
+
 def _end_open_runs(client: Any, experiment_id: str, run_id: str, status: str) -> None:
     """End ``run_id`` and its still-open nested trial runs."""
     children = client.search_runs([experiment_id], filter_string=(
@@ -138,10 +148,9 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
                     if settings.user else None)
     result = {"model_name": name, "spec": spec.name, "family": spec.family, "symbol": symbol,
               "timeframe": timeframe, "feature_set_version": feature_set_version}
-    earlier = _earlier_attempt(registry, experiment_id, name, key)
+    earlier = registered_by_earlier_attempt(registry, experiment_id, name, key, result)
     if earlier is not None:
-        log.info("%s: an earlier attempt registered v%s for train key %s; returning it", name, earlier[1], key)
-        return {**result, "version": earlier[1], "run_id": earlier[0]}
+        return earlier
     selection = None
     if spec.select_features and settings.feature_selection and not spec.window:
         try:

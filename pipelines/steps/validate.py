@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,10 @@ def null_tests(settings: Settings, spec: ModelSpec, data: Dataset, params: dict[
     """
     out = {"null_p_value": screen["null_screen_p_value"], "null_n": 0.0}
     if spec.task == "anomaly" or screen["null_screen_p_value"] >= spec.gates.max_null_p_value:
+        return out
+    if settings.null_permutations == 0:
+        log.warning("%s: the retrain null test is off (ALPHAOPS_NULL_PERMUTATIONS=0); the gate uses the screen's "
+                    "p-value alone", spec.name)
         return out
     retrain = null_test(spec, data, params, real, settings.null_permutations, settings.seed,
                         n_jobs=settings.n_jobs, stop_after=settings.null_stop_after).as_metrics()
@@ -330,26 +335,39 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
         metrics.update(selection_overfitting(settings, spec, data, run.data.tags, folds))
     if all(gate_results(spec, metrics).values()):
         metrics.update(null_tests(settings, spec, data, params, metrics[spec.metric], metrics))
+    def log_holdout_artifacts(gates: dict[str, bool]) -> None:
+        _log_holdout_plots(spec, data, output)
+        mlflow.log_text(model_card(model_name, version, spec, data, metrics, gates, run.data.tags), "model_card.md")
+
+    result = record_verdict(settings, registry, spec, mv, metrics, log_holdout_artifacts)
+    log.info("%s v%s %s: %s=%.4f null p=%.3f gates failed=%s", model_name, version, result["status"], spec.metric,
+             metrics[spec.metric], metrics.get("null_p_value", float("nan")), result["failed_gates"] or "none")
+    return result
+
+
+def record_verdict(settings: Settings, registry: Registry, spec: ModelSpec, mv: Any, metrics: dict[str, float],
+                   log_artifacts: Callable[[dict[str, bool]], None]) -> dict[str, Any]:
+    """Gate ``metrics``, log them (and the caller's artifacts) to the version's run, tag the version.
+
+    The status tag is written before deploy moves any alias. Returns the step's result, which
+    carries what the run-level false-discovery control needs (``RESULT_METRICS``).
+    """
+    import mlflow
+
     gates = gate_results(spec, metrics)
     status = "validated" if all(gates.values()) else "rejected"
     failed = failed_gates(gates)
-
     use_experiment(settings, f"{settings.scope}/{spec.family}")
     with mlflow.start_run(run_id=mv.run_id):
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if np.isfinite(v)})
         mlflow.log_metrics({k: float(v) for k, v in gates.items()})
         mlflow.set_tag("validation_status", status)
-        _log_holdout_plots(spec, data, output)
-        mlflow.log_text(model_card(model_name, version, spec, data, metrics, gates, run.data.tags),
-                        "model_card.md")
-    # Tag the status first, then (in deploy) move aliases.
-    registry.tag(model_name, version, validation_status=status,
+        log_artifacts(gates)
+    registry.tag(mv.name, mv.version, validation_status=status,
                  lifecycle="validated" if status == "validated" else "rejected",
                  failed_gates=",".join(failed) or "none",
                  holdout_score=f"{metrics[spec.metric]:.6f}", primary_metric=spec.metric)
-    log.info("%s v%s %s: %s=%.4f null p=%.3f gates failed=%s", model_name, version, status, spec.metric,
-             metrics[spec.metric], metrics.get("null_p_value", float("nan")), failed or "none")
-    return {"model_name": model_name, "version": version, "status": status, "family": spec.family,
+    return {"model_name": mv.name, "version": mv.version, "status": status, "family": spec.family,
             "symbol": mv.tags["symbol"], "spec": spec.name, "metric": spec.metric,
             "score": finite_or_none(metrics[spec.metric]), "failed_gates": failed,
             "metrics": json_safe({k: metrics.get(k, float("nan")) for k in RESULT_METRICS + (spec.metric,)})}
@@ -386,7 +404,8 @@ def _null_test_text(metrics: dict[str, float], gates: dict[str, bool]) -> str:
         return (f"{screen} The null-test gate was not evaluated: the version already failed "
                 f"{', '.join(failed_gates(gates))}, so it is rejected whatever it says.").strip()
     if "null_retrain_p_value" not in metrics:
-        return screen + " The retrain test was not run (the screen failed, or the model never sees labels)."
+        return (screen + " The retrain test was not run (the screen failed, the model never sees labels, or "
+                "ALPHAOPS_NULL_PERMUTATIONS is 0).")
     sequential = (" (sequential: retraining stopped once enough permuted-label models scored at least as "
                   "well)") if metrics.get("null_stopped_early") else ""
     return (screen + f" Retrain: labels permuted in blocks, the spec retrained {int(metrics['null_n'])} times: "

@@ -49,3 +49,18 @@ def test_a_version_below_its_fields_naive_rule_fails_that_gate_by_name():
               "onnx_max_abs_diff": 0.0, "latency_p50_us": 10.0}
     assert not gate_results(lower, losses)["gate_beats_naive_rule"]
     assert gate_results(lower, {**losses, "qlike": 0.28})["gate_beats_naive_rule"]
+
+
+def test_with_null_permutations_zero_the_retrain_test_is_skipped_and_the_screen_decides():
+    from pipelines.config import get_settings
+    from pipelines.steps.validate import null_tests
+
+    passed_screen = {"null_screen_p_value": 0.002, "null_screen_n": 999.0}
+    # data and params are never touched when the retrain test is off
+    out = null_tests(get_settings(null_permutations=0), SPEC, None, {}, 0.56, passed_screen)
+    assert out == {"null_p_value": 0.002, "null_n": 0.0}
+    assert gate_results(SPEC, {**CHEAP, **out})["gate_null_test"]
+    failed_screen = null_tests(get_settings(null_permutations=0), SPEC, None, {}, 0.56,
+                               {"null_screen_p_value": 0.2, "null_screen_n": 999.0})
+    assert not gate_results(SPEC, {**CHEAP, **failed_screen})["gate_null_test"]
+    assert "ALPHAOPS_NULL_PERMUTATIONS is 0" in _null_test_text({**passed_screen, **out}, {})
