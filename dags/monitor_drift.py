@@ -1,7 +1,9 @@
 """
 ### monitor_drift
 
-Hourly check of every champion on its prediction log: **fill_outcomes → monitor → request_retrain**.
+Hourly check of every champion on its prediction log: **fill_outcomes → monitor → request_retrain**;
+beside the monitor, **pattern_windows** appends closed trades' windows (with their realized outcomes)
+and newly labelled bars to each served pattern model's warehouse library (idempotent).
 
 `monitor` runs Evidently data drift (features vs the training reference) and prediction drift,
 live accuracy vs the backtest and the majority baseline, latency and error rates; each Evidently
@@ -52,7 +54,14 @@ def monitor_drift():
         outlet_events[RETRAIN_REQUEST].extra = adapters.retrain_event_extra(requests)
         return requests
 
-    request_retrain(monitor(fill_outcomes()))
+    @task
+    def pattern_windows(filled: int, dag_run=None) -> list[dict]:
+        from pipelines.steps import adapters
+        return adapters.pattern_windows(dag_run.run_after)
+
+    filled = fill_outcomes()
+    request_retrain(monitor(filled))
+    pattern_windows(filled)
 
 
 monitor_drift()

@@ -164,10 +164,11 @@ class Predictor:
         """Predict one row or a batch; see the class docstring. Raises :class:`InputError`."""
         return self._predict(x, fallback, None)
 
-    def similar(self, window: Any, k: int | None = None) -> Any:
+    def similar(self, window: Any, k: int | None = None, *, exact: bool = False, nprobe: int | None = None) -> Any:
         """The ``k`` library windows most similar to ``window`` and the share of each of their
-        outcomes (pattern bundles; :mod:`serving.patterns`). Raises :class:`InputError` on bad
-        input, :class:`BundleError` if the bundle carries no pattern library."""
+        outcomes (pattern bundles; :mod:`serving.patterns`). A library with an IVF index is searched
+        through it (``nprobe`` lists, the index's own by default) unless ``exact``. Raises
+        :class:`InputError` on bad input, :class:`BundleError` if the bundle carries no pattern library."""
         from serving.patterns import PatternLibrary
 
         m = self._m  # read the model reference exactly once per call
@@ -180,7 +181,8 @@ class Predictor:
             raise InputError("similar() takes one window, not a batch")
         a = fast[0] if fast is not None else m.inputs.check(window, None).reshape(1, *m.inputs.shape)
         (embedding,) = m.run([library.embedding_output], {m.input_name: a})
-        return library.match(embedding[0], library.default_k if k is None else k, m.name, m.version)
+        return library.match(embedding[0], library.default_k if k is None else k, m.name, m.version,
+                             exact=exact, nprobe=nprobe)
 
     def _predict(self, x: Any, fallback: bool | None, routed_to: str | None) -> Any:
         m = self._m  # read the model reference exactly once per call

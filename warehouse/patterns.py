@@ -93,6 +93,16 @@ class PatternTables(Tables):
         out = self.query(f"SELECT count() AS n FROM {DATABASE}.{PATTERN_TABLE} WHERE {where}", params)
         return int(out["n"].iloc[0])
 
+    def last_pattern_ts(self, *, tenant: str, library: str, symbol: str, timeframe: str,
+                        source: str) -> pd.Timestamp | None:
+        """The latest stored window's ``ts`` for (library, symbol, timeframe, source), or None."""
+        where, params = self._tenant_where(tenant, library=library, symbol=symbol, timeframe=timeframe, source=source)
+        out = self.query(f"SELECT count() AS n, max(ts) AS last FROM {DATABASE}.{PATTERN_TABLE} WHERE {where}", params)
+        if not int(out["n"].iloc[0]):
+            return None
+        last = pd.Timestamp(out["last"].iloc[0])
+        return last.tz_convert("UTC") if last.tzinfo is not None else last.tz_localize("UTC")
+
     def search_patterns(self, *, tenant: str, library: str, embedding: Any, limit: int = 10,
                         symbol: str | None = None, metric: str = "cosine", table: str = PATTERN_TABLE) -> pd.DataFrame:
         """The ``limit`` stored windows nearest to ``embedding``, nearest first: their symbol, timeframe,

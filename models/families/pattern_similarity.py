@@ -28,7 +28,6 @@ base64 ``.npy``), where ``serving.patterns`` searches it with numpy to answer ``
 
 from __future__ import annotations
 
-import base64
 import io
 from typing import Any
 
@@ -41,7 +40,6 @@ from models.onnx_export import INPUT_NAME
 
 ONNX_OPSET = 17
 EMBEDDING_OUTPUT = "embedding"
-LIBRARY_FORMAT = "npy-base64"
 
 
 def _autoencoder(n_inputs: int, hidden: int, dim: int, n_classes: int) -> Any:
@@ -91,12 +89,6 @@ def _scorer(encoder: Any, mean: np.ndarray, std: np.ndarray, clip: float, librar
             return torch.argmax(votes, dim=1), votes, e
 
     return PatternScorer().eval()
-
-
-def _npy_base64(array: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 class PatternSimilarityModel(ClassifierMixin, BaseEstimator):
@@ -230,15 +222,14 @@ class PatternSimilarityModel(ClassifierMixin, BaseEstimator):
         return self._run(X)[1]
 
     def bundle_schema(self) -> dict[str, Any]:
-        """``schema.json``'s ``pattern_library``: what ``serving.patterns`` searches with numpy."""
+        """``schema.json``'s ``pattern_library``: what ``serving.patterns`` searches with numpy (with an
+        IVF index from ``models.pattern_index`` when the library is large)."""
+        from models.pattern_index import library_doc
+
         check_is_fitted(self, "scorer_")
-        return {"pattern_library": {
-            "format": LIBRARY_FORMAT, "embedding_output": EMBEDDING_OUTPUT, "metric": "cosine",
-            "k": int(self.k), "dim": int(self.embedding_dim), "size": int(len(self.library_embeddings_)),
-            "classes": [int(c) for c in self.classes_],
-            "embeddings": _npy_base64(self.library_embeddings_),
-            "outcomes": _npy_base64(self.classes_[self.library_outcomes_].astype(np.int8)),
-        }}
+        return {"pattern_library": library_doc(self.library_embeddings_, self.classes_[self.library_outcomes_],
+                                               self.classes_, k=self.k, embedding_output=EMBEDDING_OUTPUT,
+                                               seed=self.random_state)}
 
     def to_onnx(self) -> onnx.ModelProto:
         """Outputs ``label`` (int64 ``[N]``), ``probabilities`` (``[N, C]``), ``embedding`` (``[N, dim]``)."""

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 import serving
+from pipelines.ingest.sources import timeframe_delta
 from warehouse import Warehouse
 
 HISTORY_SOURCE = "history"
@@ -80,7 +81,10 @@ def forward_log_return(bars: pd.DataFrame, horizon: int) -> pd.Series:
 def index_pattern_history(warehouse: Warehouse, embedder: PatternEmbedder, *, tenant: str, symbol: str,
                           timeframe: str, feature_set_version: str, end: pd.Timestamp | None = None) -> int:
     """Embed every stored window of ``symbol`` whose outcome (the bundle's label) is known, and append the
-    new ones; returns how many were new."""
+    new ones; returns how many were new. Only windows after the latest one already stored are embedded
+    (the history grows at its end), so a run that finds nothing new embeds nothing."""
+    after = warehouse.last_pattern_ts(tenant=tenant, library=embedder.library, symbol=symbol, timeframe=timeframe,
+                                      source=HISTORY_SOURCE)
     feats = warehouse.read_features(tenant=tenant, symbol=symbol, timeframe=timeframe,
                                     feature_set_version=feature_set_version, end=end)
     labels = warehouse.read_labels(tenant=tenant, symbol=symbol, timeframe=timeframe, labels=[embedder.label])
@@ -89,6 +93,8 @@ def index_pattern_history(warehouse: Warehouse, embedder: PatternEmbedder, *, te
     outcome = labels[embedder.label].reindex(ts).to_numpy()
     fwd = forward_log_return(bars, embedder.horizon).reindex(ts).to_numpy()
     known = np.isfinite(outcome) & np.isfinite(fwd)
+    if after is not None:
+        known &= np.asarray(ts > after)
     if not known.any():
         return 0
     return warehouse.write_pattern_windows(
@@ -115,7 +121,9 @@ def add_trade_windows(warehouse: Warehouse, embedder: PatternEmbedder, trades: p
     """Append the window ending at each closed trade's entry bar, with the trade's outcome; idempotent.
 
     ``trades`` has ``entry_ts``, ``exit_ts``, ``side``, ``entry_price`` and ``exit_price`` (the
-    ``trade_results`` columns). A trade whose entry bar has no complete window is skipped."""
+    ``trade_results`` columns). The entry bar is the bar with ``ts <= entry_ts < ts + timeframe``
+    (the convention of the prediction log's outcomes). A trade whose entry bar has no complete
+    window is skipped; the row is keyed by the entry time, so one window is kept per entry time."""
     needed = {"entry_ts", "exit_ts", "side", "entry_price", "exit_price"}
     if not needed <= set(trades.columns):
         raise ValueError(f"trades need the columns {sorted(needed)}; missing {sorted(needed - set(trades.columns))}")
@@ -127,8 +135,9 @@ def add_trade_windows(warehouse: Warehouse, embedder: PatternEmbedder, trades: p
     feats = warehouse.read_features(tenant=tenant, symbol=symbol, timeframe=timeframe,
                                     feature_set_version=feature_set_version, end=entry.max())
     ts, windows = feature_windows(feats, embedder.features, embedder.window)
-    position = ts.get_indexer(entry)
+    position = ts.searchsorted(entry, side="right") - 1  # the last window ending at or before the entry
     found = position >= 0
+    found[found] = entry[found] < ts[position[found]] + timeframe_delta(timeframe)  # ...on the entry's own bar
     if not found.any():
         return 0
     outcome, move = trade_outcome(trades["side"].to_numpy(), trades["entry_price"].to_numpy(),

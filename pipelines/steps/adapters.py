@@ -161,6 +161,13 @@ def fill_outcomes(as_of: Any) -> int:
     return fill(get_settings(), as_timestamp(as_of))
 
 
+def pattern_windows(as_of: Any) -> list[dict[str, Any]]:
+    """The monitor DAG's pattern task: history and closed trades' windows into the served pattern libraries."""
+    from pipelines.steps.patterns import fill_pattern_library
+
+    return fill_pattern_library(get_settings(), as_of=as_timestamp(as_of))
+
+
 def monitor(params: dict[str, Any], as_of: Any, *, scheduled: bool) -> list[dict[str, Any]]:
     """Check every champion (drift, live metrics, triggers), sending alerts through the webhook."""
     from pipelines.live.alerts import hook_for

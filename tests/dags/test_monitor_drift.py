@@ -68,7 +68,8 @@ def _run(settings, conf: dict) -> tuple[str, str, dict, list]:
 def test_nothing_to_retrain_skips_the_request(champion):
     state, _, states, events = _run(champion["settings"], {"manual": []})
     assert state == "success"
-    assert states == {"fill_outcomes": "success", "monitor": "success", "request_retrain": "skipped"}
+    assert states == {"fill_outcomes": "success", "monitor": "success", "request_retrain": "skipped",
+                      "pattern_windows": "success"}
     assert events == []
 
 

@@ -38,16 +38,30 @@ def bench_serving(n_calls: int = typer.Option(20_000, help="One-row calls per me
 def bench_patterns(n_windows: int = typer.Option(1_000_000, help="Stored windows to search."),
                    dim: int = typer.Option(64, help="Embedding dimension (64, 128 or 256)."),
                    k: int = typer.Option(10, help="Neighbours per query."),
-                   queries: int = typer.Option(200, help="Queries of the numpy search."),
+                   queries: int = typer.Option(200, help="Queries of the numpy searches."),
+                   libraries: list[str] = typer.Option(None, "--libraries",
+                                                       help="market and/or random (default both)."),
+                   n_lists: int = typer.Option(None, help="IVF lists (default: a power of two near sqrt(windows))."),
+                   nprobe: int = typer.Option(None, help="IVF lists probed (default: calibrated at build time)."),
+                   target_recall: float = typer.Option(0.95, help="Recall@k that the calibrated nprobe reaches."),
+                   warehouse: bool = typer.Option(True, help="Also insert the market library into the warehouse "
+                                                             "and time its exact cosineDistance search."),
                    warehouse_queries: int = typer.Option(30, help="Queries of each warehouse search."),
-                   hnsw: bool = typer.Option(True, help="Also build and search a vector_similarity (HNSW) copy."),
+                   hnsw: bool = typer.Option(False, help="Also build and search a vector_similarity (HNSW) copy "
+                                                         "(slow to build at 1M windows)."),
                    as_json: bool = typer.Option(False, "--json")) -> None:
-    """Embedding + top-k among stored windows: numpy (the bundle's library) and the warehouse (exact, HNSW)."""
-    from pipelines.app.bench_patterns import pattern_bench
+    """Embedding + top-k among stored windows: exact numpy (the baseline), IVF numpy (speed-up, recall@k),
+    and the warehouse (exact, optionally HNSW)."""
+    from pipelines.app.bench_patterns import LIBRARIES, pattern_bench
 
-    with console.status(f"embedding and searching {n_windows:,} windows…"):
-        figures = pattern_bench(n_windows=n_windows, dim=dim, k=k, n_queries=queries,
-                                n_warehouse_queries=warehouse_queries, hnsw=hnsw)
+    chosen = tuple(split_names(libraries) or LIBRARIES)
+    with console.status(f"building and searching libraries of {n_windows:,} windows…"):
+        try:
+            figures = pattern_bench(n_windows=n_windows, dim=dim, k=k, n_queries=queries, libraries=chosen,
+                                    n_lists=n_lists, nprobe=nprobe, target_recall=target_recall, warehouse=warehouse,
+                                    n_warehouse_queries=warehouse_queries, hnsw=hnsw)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
     _print_figures("Pattern search benchmark (one process; embedding with one thread)", figures, as_json)
 
 

@@ -140,6 +140,36 @@ def test_serving_similar_answers_with_the_bundles_library(data, fitted, bundle):
         predictor.similar(X_new[0, :2])
 
 
+def test_serving_similar_through_an_ivf_index(tmp_path, data, fitted, bundle):
+    import json
+
+    import serving
+    from models.pattern_index import library_doc
+    from serving.integrity import seal
+
+    _, _, X_new, _ = data
+    doc = json.loads((bundle / "schema.json").read_text())
+    doc.pop("integrity")
+    assert "ivf" not in doc["pattern_library"]  # 300 windows: searched exactly
+    doc["pattern_library"] = library_doc(fitted.library_embeddings_, fitted.classes_[fitted.library_outcomes_],
+                                         fitted.classes_, k=fitted.k, ivf=True, n_lists=8)
+    indexed = tmp_path / "indexed"
+    indexed.mkdir()
+    onnx_bytes = (bundle / "model.onnx").read_bytes()
+    (indexed / "model.onnx").write_bytes(onnx_bytes)
+    (indexed / "schema.json").write_text(json.dumps(seal(doc, onnx_bytes, sealed_by="test")))
+    plain, ivf = serving.Predictor.load(bundle), serving.Predictor.load(indexed)
+    _, proba, _ = run_onnx(onnx_bytes, X_new[:5])
+    for i in range(5):
+        exact = ivf.similar(X_new[i], exact=True)
+        np.testing.assert_allclose([exact.votes[c] for c in CLASS_NAMES], proba[i], atol=1e-6)
+        every_list = ivf.similar(X_new[i], k=10, nprobe=8)
+        assert [n.row for n in every_list.neighbours] == [n.row for n in plain.similar(X_new[i], k=10).neighbours]
+        assert len(ivf.similar(X_new[i], k=10).neighbours) == 10  # the calibrated nprobe
+    with pytest.raises(serving.InputError, match="nprobe"):
+        ivf.similar(X_new[0], nprobe=9)
+
+
 def test_a_bundle_without_library_does_not_answer_similar(tmp_path, fitted, bundle):
     import json
 
