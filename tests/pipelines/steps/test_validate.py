@@ -1,7 +1,8 @@
 """Gates of pipelines.steps.validate: the null test only runs for versions that pass every other gate."""
 
 from models.catalog import spec_by_name
-from pipelines.steps.validate import _null_test_text, gate_results
+from pipelines.steps.model_card import null_test_text
+from pipelines.steps.validate import gate_results
 
 SPEC = spec_by_name("direction_h1")
 CHEAP = {"auc": 0.56, "baseline_majority_auc": 0.5, "baseline_coin_flip_auc": 0.5, "trading_max_drawdown": 0.1,
@@ -18,13 +19,13 @@ def test_without_a_null_p_value_the_null_gate_is_not_evaluated():
 def test_a_version_failing_its_baselines_fails_without_the_null_test_and_the_card_says_why():
     gates = gate_results(SPEC, {**CHEAP, "auc": 0.49})
     assert not gates["gate_beats_baselines"] and "gate_null_test" not in gates
-    card = _null_test_text({**CHEAP, "auc": 0.49, "null_screen_n": 41.0, "null_screen_p_value": 0.0976}, gates)
+    card = null_test_text({**CHEAP, "auc": 0.49, "null_screen_n": 41.0, "null_screen_p_value": 0.0976}, gates)
     assert "41 draws: p = 0.0976" in card and "not evaluated: the version already failed beats_baselines" in card
-    ran = _null_test_text({"null_screen_n": 999.0, "null_screen_p_value": 0.001, "null_n": 20.0, "null_mean": 0.5,
+    ran = null_test_text({"null_screen_n": 999.0, "null_screen_p_value": 0.001, "null_n": 20.0, "null_mean": 0.5,
                            "null_q95": 0.52, "null_retrain_p_value": 0.048, "null_p_value": 0.048,
                            "null_stopped_early": 0.0}, gates)
     assert "999 draws: p = 0.0010" in ran and "retrained 20 times" in ran and "larger: 0.0480" in ran
-    screened_out = _null_test_text({"null_screen_n": 57.0, "null_screen_p_value": 0.07, "null_p_value": 0.07}, gates)
+    screened_out = null_test_text({"null_screen_n": 57.0, "null_screen_p_value": 0.07, "null_p_value": 0.07}, gates)
     assert "57 draws: p = 0.0700" in screened_out and "retrain test was not run" in screened_out
 
 
@@ -63,4 +64,4 @@ def test_with_null_permutations_zero_the_retrain_test_is_skipped_and_the_screen_
     failed_screen = null_tests(get_settings(null_permutations=0), SPEC, None, {}, 0.56,
                                {"null_screen_p_value": 0.2, "null_screen_n": 999.0})
     assert not gate_results(SPEC, {**CHEAP, **failed_screen})["gate_null_test"]
-    assert "ALPHAOPS_NULL_PERMUTATIONS is 0" in _null_test_text({**passed_screen, **out}, {})
+    assert "ALPHAOPS_NULL_PERMUTATIONS is 0" in null_test_text({**passed_screen, **out}, {})
