@@ -4,20 +4,18 @@
 ``specs_for(["all"])`` selects every family, ``spec_by_name`` one spec. Every spec names its
 label (a rule of :mod:`features.labels` with its parameters bound, or the trade log's
 :func:`models.families.trade_quality.trade_label`), its estimator builder and Optuna search
-space, and its primary metric. Estimator modules are imported inside the builders, so
-importing this module stays cheap (no torch, LightGBM, scikit-learn or arch at import time).
+space (from :mod:`models.builders` and :mod:`models.search_spaces`), and its primary metric.
+Estimator modules are imported inside the builders, so importing this module stays cheap (no
+torch, LightGBM, scikit-learn or arch at import time).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from features import labels
+from models import builders
 from models.search_spaces import (
     lightgbm_space,
     small_lightgbm_space,
@@ -32,165 +30,6 @@ from models.search_spaces import (
     fixed_parameters,
 )
 from models.specs import Gates, ModelSpec
-
-# -- builders ----------------------------------------------------------------------------
-
-
-def _direction_classifier(params: dict[str, Any]) -> Any:
-    from models.families.direction import DirectionClassifier
-
-    return DirectionClassifier(**params)
-
-
-def _volatility(params: dict[str, Any]) -> Any:
-    from models.families.volatility import VolatilityRegressor
-
-    return VolatilityRegressor(**params)
-
-
-def _volatility_space(trial: Any) -> dict[str, Any]:
-    from models.families.volatility import volatility_space
-
-    return volatility_space(trial)
-
-
-def _regime_classifier(params: dict[str, Any]) -> Any:
-    from models.families.regime import RegimeClassifier
-
-    return RegimeClassifier(**params)
-
-
-def _anomaly(params: dict[str, Any]) -> Any:
-    from models.families.anomaly import AnomalyDetector
-
-    return AnomalyDetector(**params)
-
-
-def _risk_scorer(params: dict[str, Any]) -> Any:
-    from models.families.risk import RiskScorer
-
-    return RiskScorer(**params)
-
-
-def _momentum_svm(params: dict[str, Any]) -> Any:
-    from models.families.momentum import MomentumSVM
-
-    # The kernel SVM fits on (and predicts with support vectors from) 1,200 evenly spaced rows.
-    return MomentumSVM(**{"max_train_rows": 1200, **params})
-
-
-def _gate(params: dict[str, Any]) -> Any:
-    from models.families.gate import GateClassifier
-
-    return GateClassifier(**params)
-
-
-def _trade_quality(params: dict[str, Any]) -> Any:
-    from models.families.trade_quality import TradeQualityModel
-
-    return TradeQualityModel(**params)
-
-
-def _trade_label(bars: pd.DataFrame) -> pd.Series:
-    """:func:`models.families.trade_quality.trade_label`, imported on call like the estimators: the
-    label replays the family's sample strategies, and its module loads scikit-learn and onnx."""
-    from models.families.trade_quality import trade_label
-
-    return trade_label(bars)
-
-
-def _sequence(arch: str, params: dict[str, Any]) -> Any:
-    from models.families.sequence import SequenceModel
-
-    return SequenceModel(arch=arch, **params)
-
-
-def _pattern_similarity(params: dict[str, Any]) -> Any:
-    from models.families.pattern_similarity import PatternSimilarityModel
-
-    return PatternSimilarityModel(**params)
-
-
-def _pattern_space(trial: Any) -> dict[str, Any]:
-    from models.families.pattern_similarity import pattern_space
-
-    return pattern_space(trial)
-
-
-def _sentiment(params: dict[str, Any]) -> Any:
-    from models.families.sentiment import SentimentClassifier
-
-    return SentimentClassifier(**params)
-
-
-def _ensemble(params: dict[str, Any]) -> Any:
-    from models.families.ensemble import EnsembleClassifier, default_members
-
-    params = dict(params)
-    return EnsembleClassifier(members=default_members(int(params.get("random_state", 0))), **params)
-
-
-def _execution_policy(params: dict[str, Any]) -> Any:
-    from models.families.execution import ExecutionPolicy
-
-    return ExecutionPolicy(**params)
-
-
-def _execution_costs(*args: Any) -> dict[str, np.ndarray]:
-    from models.families.execution import holdout_episode_costs
-
-    return holdout_episode_costs(*args)
-
-
-def _chart_pattern(params: dict[str, Any]) -> Any:
-    from models.families.chart_pattern import ChartPatternCNN
-
-    return ChartPatternCNN(**params)
-
-
-def _chart_pattern_rows(holdout_fraction: float) -> Any:
-    from models.families.chart_pattern import generated_rows
-
-    return generated_rows(holdout_fraction, horizon=CHART_PATTERN_HORIZON)
-
-
-def _chart_pattern_report(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    from models.families.chart_pattern import per_class_report
-
-    return per_class_report(y, proba)
-
-
-def _no_market_label(bars: pd.DataFrame) -> pd.Series:
-    from models.families.chart_pattern import no_market_label
-
-    return no_market_label(bars)
-def _correlation_regime(params: dict[str, Any]) -> Any:
-    from models.families.correlation_regime import CorrelationRegimeModel
-
-    return CorrelationRegimeModel(**params)
-
-
-def _correlation_regime_space(trial: Any) -> dict[str, Any]:
-    from models.families.correlation_regime import correlation_regime_space
-
-    return correlation_regime_space(trial)
-
-
-def _correlation_switch_checks(spec: ModelSpec, index: pd.DatetimeIndex, outputs: dict[str, np.ndarray],
-                               events: pd.DataFrame) -> dict[str, float]:
-    from models.families.correlation_regime import switch_checks
-
-    return switch_checks(spec, index, outputs, events)
-
-
-# -- baselines ---------------------------------------------------------------------------
-
-
-def train_mean_baseline(y_train: np.ndarray, y_holdout: np.ndarray, train_returns: np.ndarray | None = None,
-                        holdout_returns: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """``{"train_mean": mean(y_train)}`` on every holdout row."""
-    return {"train_mean": np.full(len(y_holdout), float(np.mean(y_train)))}
-
 
 # -- specs -------------------------------------------------------------------------------
 
@@ -214,7 +53,7 @@ def direction_specs() -> list[ModelSpec]:
     specs = [
         ModelSpec(
             name=f"direction_h{h}", family="direction", task="classifier", label=f"dir_up_h{h}",
-            horizon=h, make_label=partial(labels.direction_up, horizon=h), build=_direction_classifier,
+            horizon=h, make_label=partial(labels.direction_up, horizon=h), build=builders.direction_classifier,
             search_space=lightgbm_space, metric="auc", class_names=("down", "up"), select_features=True,
             description=f"P(close[t+{h}] > close[t]), LightGBM",
         )
@@ -224,7 +63,7 @@ def direction_specs() -> list[ModelSpec]:
     specs.append(ModelSpec(
         name=f"direction3_h{h}", family="direction", task="classifier", label=f"dir3_h{h}_{threshold:g}",
         horizon=h, make_label=partial(labels.direction_three_class, horizon=h, threshold=threshold),
-        build=_direction_classifier, search_space=lightgbm_space, metric="auc",
+        build=builders.direction_classifier, search_space=lightgbm_space, metric="auc",
         class_names=("down", "flat", "up"), max_train_rows=8000, select_features=True,
         description=f"down / flat / up over {h} bars with a ±{threshold:.1%} band, LightGBM",
     ))
@@ -235,14 +74,14 @@ def volatility_specs() -> list[ModelSpec]:
     return [
         ModelSpec(
             name=f"volatility_h{h}", family="volatility", task="regressor", label=f"fwd_rv_{h}", horizon=h,
-            make_label=partial(labels.forward_realized_vol, horizon=h), build=_volatility,
-            search_space=_volatility_space, metric="qlike", greater_is_better=False,
+            make_label=partial(labels.forward_realized_vol, horizon=h), build=builders.volatility,
+            search_space=builders.volatility_space, metric="qlike", greater_is_better=False,
             description=f"realized volatility (RMS of 1-bar log returns) of the next {h} bars: HAR on "
                         "Garman-Klass volatility (1, 5, 22 bars) with leverage, boosted by LightGBM, both on "
                         "QLIKE; naive rules GARCH(1,1), EGARCH(1,1), HAR-RV and last-h RV fitted on the training window",
             schema_extras={"outputs": [{"name": "value", "kind": "value", "meaning": f"realized_vol_h{h}",
                                         "units": "per-bar log return"}]},
-            baselines=train_mean_baseline,
+            baselines=builders.train_mean_baseline,
         )
         for h in VOLATILITY_HORIZONS
     ]
@@ -252,7 +91,7 @@ def regime_specs() -> list[ModelSpec]:
     h = REGIME_HORIZON
     return [ModelSpec(
         name=f"regime_h{h}", family="regime", task="classifier", label=f"regime_{h}", horizon=h,
-        make_label=partial(labels.regime_label, horizon=h), build=_regime_classifier, search_space=lightgbm_space,
+        make_label=partial(labels.regime_label, horizon=h), build=builders.regime_classifier, search_space=lightgbm_space,
         metric="auc", class_names=labels.REGIME_NAMES, max_train_rows=8000, select_features=True,
         description=f"regime of the next {h} bars (trend up/down, range, high vol, consolidation), LightGBM",
     )]
@@ -263,7 +102,7 @@ def anomaly_specs() -> list[ModelSpec]:
 
     return [ModelSpec(
         name="anomaly_iforest", family="anomaly", task="anomaly", label="anomaly_unsupervised", horizon=0,
-        make_label=labels.zero_label, build=_anomaly, search_space=anomaly_space, metric="event_auc",
+        make_label=labels.zero_label, build=builders.anomaly, search_space=anomaly_space, metric="event_auc",
         class_names=("anomaly", "normal"),
         description="IsolationForest; score = training CDF of -score_samples, anomaly if score > 0.99; "
                     "type by feature-group robust z-scores. Unsupervised: y is ignored; validate with "
@@ -282,14 +121,14 @@ def risk_specs() -> list[ModelSpec]:
     h = RISK_HORIZON
     return [ModelSpec(
         name=f"risk_h{h}", family="risk", task="regressor", label=f"risk_pct_h{h}", horizon=h,
-        make_label=partial(labels.risk_percentile, horizon=h), build=_risk_scorer, search_space=forest_space,
+        make_label=partial(labels.risk_percentile, horizon=h), build=builders.risk_scorer, search_space=forest_space,
         metric="mae", max_train_rows=4000, greater_is_better=False,
         # float32 resolution near 100 is 7.6e-6, and a forest sums 100 float32 leaves: the ONNX
         # score differs from the native one by up to ~4e-5 points (relative 5e-7).
         gates=Gates(max_onnx_abs_diff=1e-4),
         description=f"0-100 risk score: percentile of the next {h} bars' max adverse excursion, random forest",
         schema_extras={"outputs": [{"name": "value", "kind": "value", "meaning": "risk_score_0_100"}]},
-        baselines=train_mean_baseline,
+        baselines=builders.train_mean_baseline,
     )]
 
 
@@ -297,7 +136,7 @@ def momentum_specs() -> list[ModelSpec]:
     h = MOMENTUM_HORIZON
     return [ModelSpec(
         name=f"momentum_h{h}", family="momentum", task="classifier", label=f"mom_accel_h{h}", horizon=h,
-        make_label=partial(labels.momentum_acceleration, horizon=h), build=_momentum_svm, search_space=svm_space,
+        make_label=partial(labels.momentum_acceleration, horizon=h), build=builders.momentum_svm, search_space=svm_space,
         metric="auc", class_names=("decelerating", "accelerating"),
         description=f"does the next {h}-bar move continue the past {h}-bar move with a larger size? "
                     "scaled RBF SVM, sigmoid-calibrated",
@@ -310,7 +149,7 @@ def gate_specs() -> list[ModelSpec]:
     h, k = GATE_HORIZON, GATE_K
     return [ModelSpec(
         name=f"gate_h{h}", family="gate", task="classifier", label=f"sigma_reversion_{h}", horizon=h,
-        make_label=partial(labels.sigma_reversion_label, horizon=h, k=k), build=_gate, search_space=gbm_space,
+        make_label=partial(labels.sigma_reversion_label, horizon=h, k=k), build=builders.gate, search_space=gbm_space,
         metric="auc", max_train_rows=4000, class_names=("reject", "approve"),
         description=f"σ-reversion gate: P(price moves ≥ {k:g}σ toward its 20-bar mean within {h} bars), "
                     "StandardScaler + GradientBoosting; float and UInt8-quantized ONNX",
@@ -327,7 +166,7 @@ def gate_specs() -> list[ModelSpec]:
 def trade_quality_specs() -> list[ModelSpec]:
     return [ModelSpec(
         name="trade_quality", family="trade_quality", task="regressor", label="trade_r_multiple", horizon=60,
-        make_label=_trade_label, build=_trade_quality, search_space=small_lightgbm_space, metric="rmse",
+        make_label=builders.trade_label, build=builders.trade_quality, search_space=small_lightgbm_space, metric="rmse",
         greater_is_better=False,
         description="R-multiple of the sample strategies' trades (EMA cross, RSI reversion; ATR stop/target), "
                     "labelled at entry bars; LightGBM win classifier + R regressor in one graph",
@@ -335,7 +174,7 @@ def trade_quality_specs() -> list[ModelSpec]:
             {"name": "value", "kind": "value", "meaning": "expected_r_multiple"},
             {"name": "win_prob", "kind": "value", "meaning": "win_probability"},
         ]},
-        baselines=train_mean_baseline,
+        baselines=builders.train_mean_baseline,
     )]
 
 
@@ -344,7 +183,7 @@ def sequence_specs() -> list[ModelSpec]:
     return [
         ModelSpec(
             name=f"sequence_{arch}_h{h}", family="sequence", task="classifier", label=f"dir_up_h{h}", horizon=h,
-            make_label=partial(labels.direction_up, horizon=h), build=partial(_sequence, arch),
+            make_label=partial(labels.direction_up, horizon=h), build=partial(builders.sequence, arch),
             search_space=sequence_space, metric="auc", class_names=("down", "up"), window=w, max_train_rows=1500,
             max_trials=2, parallel_fits=False, max_null_retrains=20,
             description=f"P(close[t+{h}] > close[t]) and expected return from the last {w} feature vectors, "
@@ -363,7 +202,7 @@ def ensemble_specs() -> list[ModelSpec]:
     h = ENSEMBLE_HORIZON
     return [ModelSpec(
         name=f"ensemble_h{h}", family="ensemble", task="classifier", label=f"dir_up_h{h}", horizon=h,
-        make_label=partial(labels.direction_up, horizon=h), build=_ensemble, search_space=ensemble_space, metric="auc",
+        make_label=partial(labels.direction_up, horizon=h), build=builders.ensemble, search_space=ensemble_space, metric="auc",
         class_names=("down", "up"), max_train_rows=8000,
         description="three LightGBM direction members combined by mean, vote, stacking or regime selection "
                     "(searched), exported as one ONNX graph",
@@ -376,9 +215,9 @@ def execution_specs() -> list[ModelSpec]:
     h = EXECUTION_HORIZON
     return [ModelSpec(
         name="execution_ppo", family="execution", task="regressor", label=f"episode_start_h{h}", horizon=h,
-        make_label=partial(labels.episode_start_label, horizon=h), build=_execution_policy, search_space=fixed_parameters,
+        make_label=partial(labels.episode_start_label, horizon=h), build=builders.execution_policy, search_space=fixed_parameters,
         metric="shortfall_bps", greater_is_better=False, max_trials=1,
-        episode_costs=_execution_costs, rule_to_beat="twap",
+        episode_costs=builders.execution_costs, rule_to_beat="twap",
         description=f"PPO (Stable-Baselines3) working a parent order of 5% of the expected volume over {h} bars "
                     "through replayed book snapshots (fees, spread crossing, square-root impact); implementation "
                     "shortfall after costs against TWAP (paired Wilcoxon) and VWAP on held-out episodes",
@@ -412,7 +251,7 @@ def sentiment_specs() -> list[ModelSpec]:
     h = SENTIMENT_HORIZON
     return [ModelSpec(
         name=f"sentiment_h{h}", family="sentiment", task="classifier", label=f"dir_up_h{h}", horizon=h,
-        make_label=partial(labels.direction_up, horizon=h), build=_sentiment, search_space=logistic_space,
+        make_label=partial(labels.direction_up, horizon=h), build=builders.sentiment, search_space=logistic_space,
         metric="auc", class_names=("down", "up"),
         required_features=tuple(news_feature_names()),
         description=f"P(close[t+{h}] > close[t]) from bar and headline-sentiment features (VADER scores, event "
@@ -436,8 +275,8 @@ def correlation_regime_specs() -> list[ModelSpec]:
     return [ModelSpec(
         name=f"correlation_regime_w{w}", family="correlation_regime", task="classifier", label=f"corr_regime_{w}",
         horizon=w, make_label=partial(forward_correlation_regime, window=w, rank_window=n),
-        build=_correlation_regime, search_space=_correlation_regime_space, metric="auc",
-        class_names=REGIME_NAMES, universe=True, holdout_checks=_correlation_switch_checks,
+        build=builders.correlation_regime, search_space=builders.correlation_regime_space, metric="auc",
+        class_names=REGIME_NAMES, universe=True, holdout_checks=builders.correlation_switch_checks,
         description=f"correlation regime of a universe over the next {w} bars (tercile of the average |ρ| in the "
                     f"trailing {n}): k-means on the {w}-bar correlation matrix's summaries, the change "
                     "probability between consecutive windows, and a logistic head",
@@ -460,9 +299,9 @@ def chart_pattern_specs() -> list[ModelSpec]:
     h, w = CHART_PATTERN_HORIZON, CHART_PATTERN_WINDOW
     return [ModelSpec(
         name="chart_pattern_cnn", family="chart_pattern", task="classifier", label="chart_pattern_generated",
-        horizon=h, make_label=_no_market_label, build=_chart_pattern, search_space=chart_pattern_space,
+        horizon=h, make_label=builders.no_market_label, build=builders.chart_pattern, search_space=chart_pattern_space,
         metric="auc", class_names=PATTERN_NAMES, window=w, max_trials=2, parallel_fits=False,
-        max_null_retrains=20, rows=_chart_pattern_rows, holdout_report=_chart_pattern_report,
+        max_null_retrains=20, rows=builders.chart_pattern_rows, holdout_report=builders.chart_pattern_report,
         description=f"multi-bar chart pattern of the last {w} OHLCV bars (head and shoulders, double top/bottom, "
                     "triangles, wedges, channels, none) and its breakout direction over the next "
                     f"{h} bars; 1-D CNN trained on generated patterns (models.families.chart_pattern_generator)",
@@ -487,7 +326,7 @@ def pattern_similarity_specs() -> list[ModelSpec]:
         name=f"pattern_similarity_h{h}", family="pattern_similarity", task="classifier",
         label=f"dir3_h{h}_{threshold:g}", horizon=h,
         make_label=partial(labels.direction_three_class, horizon=h, threshold=threshold),
-        build=_pattern_similarity, search_space=_pattern_space, metric="auc",
+        build=builders.pattern_similarity, search_space=builders.pattern_space, metric="auc",
         class_names=("bearish", "neutral", "bullish"), window=w, max_train_rows=3000, max_trials=2,
         parallel_fits=False, max_null_retrains=20,
         description=f"outcome votes (down / flat / up over {h} bars, ±{threshold:.2%}) of the k most similar "
