@@ -68,6 +68,11 @@ def _npy(text: Any, what: str) -> np.ndarray:
         raise BundleError(f"{LIBRARY_KEY}.{what}: not a base64 .npy array ({exc})") from exc
 
 
+def _is_count(value: Any, high: int) -> bool:
+    """Whether ``value`` is an integer (not a bool) from 1 to ``high``."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 1 <= value <= high
+
+
 def _top(similarity: np.ndarray, k: int) -> np.ndarray:
     """Positions of the ``k`` largest values, largest first (ties: lower position first)."""
     n = len(similarity)
@@ -99,7 +104,7 @@ class IvfIndex:
                               f"than the {len(centroids)} lists")
         if n and (order.min() < 0 or order.max() >= n or (np.bincount(order, minlength=n) != 1).any()):
             raise BundleError(f"{LIBRARY_KEY}.ivf: order must hold every library row exactly once")
-        if not isinstance(nprobe, (int, np.integer)) or isinstance(nprobe, bool) or not 1 <= nprobe <= len(centroids):
+        if not _is_count(nprobe, len(centroids)):
             raise BundleError(f"{LIBRARY_KEY}.ivf: nprobe must be from 1 to the {len(centroids)} lists, got {nprobe!r}")
         self.centroids, self.offsets, self.order, self.nprobe = centroids, offsets, order, int(nprobe)
         self.calibration = dict(calibration or {})
@@ -122,12 +127,11 @@ class IvfIndex:
         """(sorted positions, similarities) of the ``k`` best windows among the ``nprobe`` lists whose
         centroids are most similar to ``query``; more lists are probed while they hold fewer than ``k``."""
         probes = self.nprobe if nprobe is None else nprobe
-        if not isinstance(probes, (int, np.integer)) or isinstance(probes, bool) or not 1 <= probes <= self.n_lists:
+        if not _is_count(probes, self.n_lists):
             raise InputError(f"nprobe must be an integer from 1 to the {self.n_lists} lists, got {nprobe!r}")
         ranked = self.centroids @ query
         while True:
-            lists = _top(ranked, probes) if probes < self.n_lists else np.arange(self.n_lists)
-            lists.sort()  # read the library in memory order
+            lists = np.sort(_top(ranked, probes))  # read the library in memory order
             starts, ends = self.offsets[lists], self.offsets[lists + 1]
             sizes = ends - starts
             total = int(sizes.sum())
@@ -212,7 +216,7 @@ class PatternLibrary:
         """(rows, similarities) of the ``k`` library windows most similar to ``embedding``, best first:
         through the index when the library has one (``nprobe`` lists; the index's own by default),
         else, or with ``exact=True``, over the whole library."""
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= len(self):
+        if not _is_count(k, len(self)):
             raise InputError(f"k must be an integer from 1 to the library size {len(self)}, got {k!r}")
         query = np.asarray(embedding, dtype=np.float32).reshape(-1)
         if query.shape != (self.dim,):

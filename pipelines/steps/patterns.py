@@ -11,7 +11,7 @@ version (its library is ``<model>@v<version>``: embeddings of different encoders
    neutral (:func:`pipelines.live.patterns.add_trade_windows`).
 
 Both appends skip the windows already stored, so running the step again for the same ``as_of``
-adds nothing. The warehouse is opened per read and per write, not while a bundle downloads.
+adds nothing. The warehouse is opened once per version, after its bundle is downloaded.
 """
 
 from __future__ import annotations
@@ -65,10 +65,8 @@ def fill_pattern_library(settings: Settings, *, as_of: pd.Timestamp) -> list[dic
         key = {"tenant": settings.scope, "symbol": symbol, "timeframe": timeframe, "feature_set_version": fsv}
         with open_warehouse(settings) as warehouse:
             history = index_pattern_history(warehouse, embedder, end=as_of, **key)
-        with open_warehouse(settings) as warehouse:
             trades = warehouse.read_trades(tenant=settings.scope, symbol=symbol)
-        closed = trades[trades["exit_ts"] <= as_of] if len(trades) else trades
-        with open_warehouse(settings) as warehouse:
+            closed = trades[trades["exit_ts"] <= as_of] if len(trades) else trades
             added = add_trade_windows(warehouse, embedder, closed, threshold=PATTERN_THRESHOLD, **key) \
                 if len(closed) else 0
             stored = warehouse.count_pattern_windows(tenant=settings.scope, library=embedder.library, symbol=symbol)
