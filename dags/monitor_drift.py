@@ -17,7 +17,9 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, task
 
-from pipelines.config import RETRAIN_REQUEST_URI  # pydantic-settings only
+from pipelines.config import RETRAIN_REQUEST_URI, USER_PATTERN, get_settings  # pydantic-settings only
+
+DEFAULTS = get_settings()  # ALPHAOPS_* environment, read when the file is parsed
 
 RETRAIN_REQUEST = Asset(RETRAIN_REQUEST_URI)  # the same Asset train_models declares
 
@@ -29,15 +31,17 @@ RETRAIN_REQUEST = Asset(RETRAIN_REQUEST_URI)  # the same Asset train_models decl
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
-    params={"manual": Param([], type="array", description="Models to retrain regardless, e.g. direction_h1.SYN1")},
+    params={"manual": Param([], type="array", description="Models to retrain regardless, e.g. direction_h1.SYN1"),
+            "user": Param(DEFAULTS.user, type="string", pattern=USER_PATTERN,
+                          description="User of the tenant whose champions this run checks; empty: the shared ones")},
     tags=["alphaops", "monitoring"],
     doc_md=__doc__,
 )
 def monitor_drift():
     @task
-    def fill_outcomes(dag_run=None) -> int:
+    def fill_outcomes(params=None, dag_run=None) -> int:
         from pipelines.steps import adapters
-        return adapters.fill_outcomes(dag_run.run_after)
+        return adapters.fill_outcomes(dag_run.run_after, params.get("user"))
 
     @task
     def monitor(filled: int, params=None, dag_run=None) -> list[dict]:
@@ -45,19 +49,19 @@ def monitor_drift():
         return adapters.monitor(params, dag_run.run_after, scheduled=dag_run.run_type == "scheduled")
 
     @task(outlets=[RETRAIN_REQUEST])
-    def request_retrain(results: list[dict], outlet_events=None) -> list[dict]:
+    def request_retrain(results: list[dict], params=None, outlet_events=None) -> list[dict]:
         from airflow.sdk.exceptions import AirflowSkipException
         from pipelines.steps import adapters
         requests = adapters.request_retrain(results)
         if not requests:
             raise AirflowSkipException("no champion needs retraining")
-        outlet_events[RETRAIN_REQUEST].extra = adapters.retrain_event_extra(requests)
+        outlet_events[RETRAIN_REQUEST].extra = adapters.retrain_event_extra(requests, params.get("user"))
         return requests
 
     @task
-    def pattern_windows(filled: int, dag_run=None) -> list[dict]:
+    def pattern_windows(filled: int, params=None, dag_run=None) -> list[dict]:
         from pipelines.steps import adapters
-        return adapters.pattern_windows(dag_run.run_after)
+        return adapters.pattern_windows(dag_run.run_after, params.get("user"))
 
     filled = fill_outcomes()
     request_retrain(monitor(filled))

@@ -6,9 +6,10 @@ whenever the monitor requests a retrain (Asset `alphaops://retrain-request`):
 **extract → features → label (one mapped task per symbol × timeframe) → plan → train (one per spec × symbol)
 → validate → rank → deploy**.
 
-Trigger with params to choose `symbols`, `families` (`all` for every family), `trials` and
-`holdout_fraction`; their defaults are the settings (`ALPHAOPS_SYMBOLS`, `ALPHAOPS_FAMILIES`,
-`ALPHAOPS_TRIALS`, `ALPHAOPS_HOLDOUT_FRACTION`). Unpausing starts no run at once: the first
+Trigger with params to choose `symbols`, `families` (`all` for every family), `trials`, `holdout_fraction`
+and `user` (a user of the tenant: that user's private models, on the user's data; empty: the shared ones);
+their defaults are the settings (`ALPHAOPS_SYMBOLS`, `_FAMILIES`, `_TRIALS`, `_HOLDOUT_FRACTION`, `_USER`).
+A run started by retrain requests trains the models of each scope that requested it. Unpausing starts no run at once: the first
 scheduled run is at the next 00:00 or 12:00 UTC, with those defaults. Validation is out of
 sample (purged holdout, baselines, the naive rules of each field, null tests, walk-forward folds),
 and rank first controls false discoveries over every version the run tested (Benjamini–Hochberg,
@@ -21,7 +22,7 @@ from datetime import timedelta
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from pipelines.config import RETRAIN_REQUEST_URI, get_settings  # pydantic-settings only: the params' defaults
+from pipelines.config import RETRAIN_REQUEST_URI, USER_PATTERN, get_settings  # pydantic-settings only
 
 RETRAIN_REQUEST = Asset(RETRAIN_REQUEST_URI)
 DEFAULTS = get_settings()  # ALPHAOPS_* environment, read when the file is parsed
@@ -44,6 +45,8 @@ EVERY_12H = CronTriggerTimetable("0 0,12 * * *", timezone="UTC", run_immediately
         "holdout_fraction": Param(DEFAULTS.holdout_fraction, type="number", exclusiveMinimum=0,
                                   exclusiveMaximum=0.9),
         "reason": Param("schedule", type="string", description="Why this run was started"),
+        "user": Param(DEFAULTS.user, type="string", pattern=USER_PATTERN,
+                      description="User of the tenant whose private models this run trains; empty: the shared models"),
     },
     tags=["alphaops", "training"],
     doc_md=__doc__,

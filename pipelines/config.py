@@ -24,6 +24,9 @@ MIN_API_KEY_LENGTH = 16
 _KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
+USER_PATTERN = r"^([a-z0-9][a-z0-9_-]{0,63})?$"  # a user of a tenant: empty (shared) or a lowercase name
+
+
 class Settings(BaseSettings):
     """AlphaOps settings (env prefix ``ALPHAOPS_``)."""
 
@@ -34,7 +37,7 @@ class Settings(BaseSettings):
     # A user of the tenant (`--user` on the CLI). Empty: the tenant's shared scope, as before
     # users existed. Set: models, warehouse rows and experiments of this user's private scope
     # (``scope``); the tenant's shared models stay visible (read-only) to the user.
-    user: str = Field(default="", pattern=r"^([a-z0-9][a-z0-9_-]{0,63})?$")
+    user: str = Field(default="", pattern=USER_PATTERN)
 
     # Tracking and registry: sqlite under home unless a server URI is given.
     mlflow_tracking_uri: str | None = None

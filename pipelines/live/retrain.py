@@ -67,11 +67,13 @@ def request_retrain(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
             for r in results if r.get("retrain")]
 
 
-def retrain_event_extra(requests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def retrain_event_extra(requests: Sequence[Mapping[str, Any]], user: str = "") -> dict[str, Any]:
     """The ``extra`` of the retrain-request Asset event: the models with their reasons, plus the
-    ``symbols``, ``families`` (spec names: ``specs_for`` accepts them) and a one-line ``reason``
-    that ``train_models`` uses as its run parameters (see :func:`retrain_params`)."""
+    ``user`` whose scope they are in (empty: the tenant's shared models), the ``symbols``,
+    ``families`` (spec names: ``specs_for`` accepts them) and a one-line ``reason`` that
+    ``train_models`` uses as its run parameters (see :func:`retrain_scopes`)."""
     return json_safe({
+        "user": user,
         "models": [dict(r) for r in requests],
         "symbols": sorted({r["symbol"] for r in requests if r.get("symbol")}),
         "families": sorted({r["spec"] for r in requests if r.get("spec")}),
@@ -79,9 +81,8 @@ def retrain_event_extra(requests: Sequence[Mapping[str, Any]]) -> dict[str, Any]
     })
 
 
-def retrain_params(params: Mapping[str, Any], triggering_asset_events: Any) -> dict[str, Any]:
-    """``train_models`` params for a run started by retrain-request events: the requested
-    symbols and specs, and the reason; ``params`` unchanged for any other run."""
+def _event_extras(triggering_asset_events: Any) -> list[Mapping[str, Any]]:
+    """The ``extra`` of every retrain-request event among a run's triggering Asset events."""
     extras: list[Mapping[str, Any]] = []
     for asset, events in dict(triggering_asset_events or {}).items():
         names = {str(getattr(asset, "uri", asset)).rstrip("/"), str(getattr(asset, "name", ""))}
@@ -92,26 +93,41 @@ def retrain_params(params: Mapping[str, Any], triggering_asset_events: Any) -> d
             extra = event.get("extra") if extra is None and isinstance(event, Mapping) else extra
             if extra:
                 extras.append(extra)
+    return extras
+
+
+def retrain_scopes(params: Mapping[str, Any], triggering_asset_events: Any) -> list[dict[str, Any]]:
+    """``train_models`` params per scope: for a run started by retrain-request events, one entry
+    per ``user`` the events name (empty: the tenant's shared models), with that user's requested
+    symbols and specs and the reasons; for any other run, ``params`` alone (its ``user``, or
+    the tenant's shared scope when it has none). Sorted by user, shared scope first."""
+    extras = _event_extras(triggering_asset_events)
     if not extras:
-        return dict(params)
-    symbols = sorted({s for e in extras for s in e.get("symbols", [])})
-    families = sorted({f for e in extras for f in e.get("families", [])})
-    reason = "; ".join(str(e.get("reason", "retrain request")) for e in extras)
-    return {**params, "symbols": symbols or list(params.get("symbols", [])),
-            "families": families or list(params.get("families", [])), "reason": reason}
+        return [{**params, "user": str(params.get("user") or "")}]
+    by_user: dict[str, list[Mapping[str, Any]]] = {}
+    for extra in extras:
+        by_user.setdefault(str(extra.get("user") or ""), []).append(extra)
+    scopes = []
+    for user, group in sorted(by_user.items()):
+        symbols = sorted({s for e in group for s in e.get("symbols", [])})
+        families = sorted({f for e in group for f in e.get("families", [])})
+        reason = "; ".join(str(e.get("reason", "retrain request")) for e in group)
+        scopes.append({**params, "user": user, "symbols": symbols or list(params.get("symbols", [])),
+                       "families": families or list(params.get("families", [])), "reason": reason})
+    return scopes
 
 
 def send_retrain_request(settings: Settings, results: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
     """Outside Airflow (``alphaops monitor``), emit what the ``monitor_drift`` DAG's
     ``request_retrain`` task emits: one event on the retrain-request Asset, with the same
     ``extra``, in the Airflow metadata DB of these settings. The scheduler running on it starts
-    ``train_models`` for the requested models alone (:func:`retrain_params`). None when no
+    ``train_models`` for the requested models alone (:func:`retrain_scopes`). None when no
     result asks for retraining; LookupError when no Airflow on this state knows the Asset."""
     from pipelines.orchestration.airflow_runner import emit_asset_event
 
     requests = request_retrain(results)
     if not requests:
         return None
-    extra = {**retrain_event_extra(requests), "source": "alphaops monitor"}
+    extra = {**retrain_event_extra(requests, settings.user), "source": "alphaops monitor"}
     return {"requests": requests, "extra": extra, **emit_asset_event(settings, RETRAIN_REQUEST_URI, extra)}
 

@@ -108,9 +108,9 @@ def test_live_regime_shift_emits_a_retrain_request_event(champion):
     assert last["report_uri"].endswith("/evidently/data_drift.html")
 
 
-def test_retrain_params_turn_the_event_into_train_models_params(champion):
+def test_retrain_scopes_turn_the_event_into_train_models_params(champion):
     """What train_models does with the event (see docs/monitoring.md): train the requested specs."""
-    from pipelines.live.retrain import retrain_params
+    from pipelines.live.retrain import retrain_scopes
 
     class Event:
         extra = {"symbols": [SYMBOL], "families": ["direction_h1"], "reason": f"monitor: {NAME} (drift)"}
@@ -120,6 +120,6 @@ def test_retrain_params_turn_the_event_into_train_models_params(champion):
         uri = RETRAIN_URI + "/"
 
     params = {"symbols": ["SPX", "SYN1"], "families": ["direction"], "trials": 8, "reason": "schedule"}
-    assert retrain_params(params, {Asset(): [Event()]}) == {
-        **params, "symbols": [SYMBOL], "families": ["direction_h1"], "reason": f"monitor: {NAME} (drift)"}
-    assert retrain_params(params, {}) == params
+    assert retrain_scopes(params, {Asset(): [Event()]}) == [{
+        **params, "user": "", "symbols": [SYMBOL], "families": ["direction_h1"], "reason": f"monitor: {NAME} (drift)"}]
+    assert retrain_scopes(params, {}) == [{**params, "user": ""}]

@@ -39,12 +39,13 @@ def test_param_defaults_are_the_settings():
     assert {k: params[k] for k in ("symbols", "families", "trials", "holdout_fraction")} == {
         "symbols": defaults.symbols, "families": defaults.families, "trials": defaults.trials,
         "holdout_fraction": defaults.holdout_fraction}
-    assert params["trials"] == 6
+    assert params["trials"] == 6 and params["user"] == ""
 
     params = parse_train_models(ALPHAOPS_TRIALS="3", ALPHAOPS_SYMBOLS='["SYNX"]',
-                                ALPHAOPS_FAMILIES='["volatility"]', ALPHAOPS_HOLDOUT_FRACTION="0.3")["params"]
+                                ALPHAOPS_FAMILIES='["volatility"]', ALPHAOPS_HOLDOUT_FRACTION="0.3",
+                                ALPHAOPS_USER="ann")["params"]
     assert params["trials"] == 3 and params["symbols"] == ["SYNX"] and params["families"] == ["volatility"]
-    assert params["holdout_fraction"] == 0.3
+    assert params["holdout_fraction"] == 0.3 and params["user"] == "ann"
 
 
 def test_unpausing_schedules_the_first_run_at_the_next_slot_not_now():

@@ -52,6 +52,7 @@ def run(
         "trials": trials or settings.trials,
         "holdout_fraction": holdout or settings.holdout_fraction,
         "reason": reason,
+        "user": settings.user,
     }
     specs_for(conf["families"])  # fail fast on an unknown family
     check_symbols(settings, conf["symbols"])
