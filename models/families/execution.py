@@ -293,3 +293,24 @@ def holdout_states(bars: pd.DataFrame, holdout_start: int, params: dict) -> np.n
         if not simulator.done:
             states.append(state)
     return np.concatenate(states)
+
+
+def policy_states(policy: Policy, bars: pd.DataFrame, stop: int, params: dict) -> np.ndarray:
+    """The states ``policy`` passes through on consecutive, non-overlapping episodes wholly in
+    ``bars[:stop]`` (half buys, half sells): what the policy saw where it was trained, the
+    reference of the monitor's drift check. float32 ``[n_episodes * horizon, 8]``."""
+    from models.cv import InsufficientDataError
+
+    config = ExecutionPolicy(**params)
+    replay = BookReplay(bars)
+    starts = replay.episode_starts(config.horizon, stop=stop)
+    if len(starts) == 0:
+        raise InsufficientDataError(f"no episode of {config.horizon} bars fits in the first {stop} bars")
+    simulator = ExecutionSimulator(replay, starts, alternating_sides(len(starts)), horizon=config.horizon,
+                                   order_participation=config.order_participation, costs=config.costs())
+    states = [simulator.reset()]
+    while not simulator.done:
+        state, _ = simulator.step(*policy(states[-1], simulator.step_index))
+        if not simulator.done:
+            states.append(state)
+    return np.concatenate(states)

@@ -73,19 +73,41 @@ def _window_rows(warehouse: Any, tenant: str, model: str, as_of: pd.Timestamp,
     return warehouse.read_predictions(tenant=tenant, model=model, start=start, end=as_of)
 
 
-def _reference(settings: Settings, registry: Any, name: str, version: str, run: Any,
-               config: MonitorConfig) -> tuple[pd.DataFrame, list[str]]:
-    """A seeded sample of the version's training rows (bundle feature order) with its outputs."""
-    from pipelines.evaluation.scoring import dataset_for_version
+def _training_inputs(settings: Settings, registry: Any, spec: Any, name: str, version: str, run: Any
+                     ) -> tuple[np.ndarray, list[str], Path]:
+    """The version's training inputs (bundle feature order), their names and its bundle.
 
-    _, data, bundle = dataset_for_version(settings, registry, name, version, as_timestamp(run.data.tags["as_of"]),
-                                          float(run.data.params["holdout_fraction"]))
+    Row specs: the training rows of its dataset. Episodic specs (execution): the states its own
+    ONNX policy passes through on episodes of its training bars, which is what it is sent live."""
+    from pipelines.evaluation.scoring import dataset_for_version, version_bundle
+
+    as_of, holdout = as_timestamp(run.data.tags["as_of"]), float(run.data.params["holdout_fraction"])
+    if spec.episode_costs is None:
+        _, data, bundle = dataset_for_version(settings, registry, name, version, as_of, holdout)
+        return data.X[data.train_idx], list(data.feature_names), bundle
+    from models.families.execution import onnx_policy, policy_states
+    from models.families.execution_env import STATE_NAMES
+    from pipelines.steps.episodes import episode_bars, episode_split
+
+    mv = registry.client.get_model_version(name, version)
+    bars = episode_bars(settings, spec, symbol=mv.tags["symbol"], timeframe=mv.tags["timeframe"], as_of=as_of)
+    train_stop, _ = episode_split(len(bars), holdout, spec.horizon)
+    bundle = version_bundle(settings, registry, name, version)
+    states = policy_states(onnx_policy((bundle / "model.onnx").read_bytes()), bars, train_stop,
+                           json.loads(run.data.tags["best_params"]))
+    return states, list(STATE_NAMES), bundle
+
+
+def _reference(settings: Settings, registry: Any, spec: Any, name: str, version: str, run: Any,
+               config: MonitorConfig) -> tuple[pd.DataFrame, list[str]]:
+    """A seeded sample of the version's training inputs (:func:`_training_inputs`) with its outputs."""
+    inputs, names, bundle = _training_inputs(settings, registry, spec, name, version, run)
     rng = np.random.default_rng(config.seed)
-    rows = np.sort(rng.choice(data.train_idx, size=min(config.reference_rows, len(data.train_idx)), replace=False))
-    X = data.X[rows]
-    reference = pd.DataFrame(X.astype(np.float64), columns=data.feature_names)
+    rows = np.sort(rng.choice(len(inputs), size=min(config.reference_rows, len(inputs)), replace=False))
+    X = inputs[rows]
+    reference = pd.DataFrame(X.astype(np.float64), columns=names)
     reference[OUTPUT_COLUMN] = primary_outputs(bundle, X)
-    return reference, list(data.feature_names)
+    return reference, names
 
 
 def _model_age_hours(registry: Any, name: str, as_of: pd.Timestamp) -> float | None:
@@ -155,7 +177,7 @@ def _monitor_one(settings: Settings, registry: Any, name: str, version: str, as_
     valid = frame[(frame["error"].astype(str) == "") & (~frame["fallback"].astype(bool))]
     snapshot = None
     if len(valid) >= config.min_predictions:
-        reference, names = _reference(settings, registry, name, version, run, config)
+        reference, names = _reference(settings, registry, spec, name, version, run, config)
         widths = valid["features"].map(len).to_numpy()
         valid = valid[widths == len(names)]
         if len(valid) >= config.min_predictions:

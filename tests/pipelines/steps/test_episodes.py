@@ -103,6 +103,37 @@ def test_train_validate_serve_and_compare_on_the_synthetic_market(alphaops_home,
                             trained["version"], AS_OF, (0.3, 0.3))
     assert same["better"] is False and same["new_score"] == same["champion_score"]
 
+    # The monitor checks the champion's logged states against the states its policy saw on its
+    # training episodes: the held-out states pass; the same states with spreads 20x wider drift.
+    from models.families.execution import policy_states
+    from pipelines.live.monitor import monitor_models
+    from pipelines.live.prediction_sink import write_predictions
+
+    registry.set_challenger(trained["model_name"], trained["version"], reason="test")
+    registry.promote(trained["model_name"], reason="test")
+    live = policy_states(onnx_policy((bundle / "model.onnx").read_bytes()), stored.iloc[holdout_start - 60:],
+                         len(stored) - holdout_start + 60, json.loads(run.data.tags["best_params"]))[:600]
+    wide = live.copy()
+    wide[:, 2] += np.log(20.0)  # log_spread_bps
+
+    def monitored(states: np.ndarray, end: pd.Timestamp) -> dict:
+        log = serving.PredictionLog(maxsize=10_000)
+        logged = serving.Predictor.load(bundle, log=log)
+        for row in states:
+            logged.predict(row)
+        records = log.drain()
+        for record, ts in zip(records, pd.date_range(end=end, periods=len(records), freq="1min")):
+            record["bar_ts"] = ts
+        write_predictions(settings, records, timeframe="1m")
+        results = monitor_models(settings, as_of=end, window=len(records))
+        return next(r for r in results if r["model"] == trained["model_name"])
+
+    quiet = monitored(live, AS_OF - pd.Timedelta(days=1))
+    assert quiet["status"] == "ok" and quiet["n_features"] == 8, quiet
+    assert "log_spread_bps" not in quiet["drifted_features"]
+    shifted = monitored(wide, AS_OF)
+    assert shifted["status"] == "ok" and "log_spread_bps" in shifted["drifted_features"], shifted
+
 
 def test_bars_without_a_book_are_skipped_with_a_reason(alphaops_home):
     from models.cv import InsufficientDataError
