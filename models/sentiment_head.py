@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -263,9 +264,11 @@ def export_head(graph: Any, path: Path, held_out: dict[str, Any]) -> float:
     ids, mask = held_out["input_ids"], held_out["attention_mask"]
     axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
             "score": {0: "batch"}, "probabilities": {0: "batch"}}
-    torch.onnx.export(graph, (torch.from_numpy(ids[:2]), torch.from_numpy(mask[:2])), str(path),
-                      input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), dynamic_axes=axes,
-                      opset_version=17, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript exporter warns about shape-dependent branches it traces
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, (torch.from_numpy(ids[:2]), torch.from_numpy(mask[:2])), str(path),
+                          input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), dynamic_axes=axes,
+                          opset_version=17, dynamo=False)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
