@@ -49,9 +49,10 @@ def news_feature_names() -> list[str]:
     return names + [f"news_sent_decay_{d}" for d in DECAY_BARS] + ["news_last_score", "news_bars_since"]
 
 
-def news_feature_set_version(base: str) -> str:
-    """The feature set of a symbol's bars features plus these news features, e.g. ``fs-1.1+news-1``."""
-    return f"{base}+{NEWS_FEATURES_VERSION}"
+def news_feature_set_version(base: str, scorer: str = "") -> str:
+    """The feature set of a symbol's bars features plus these news features, e.g. ``fs-1.1+news-1``;
+    headlines scored by another scorer than the default add its name: ``fs-1.1+news-1@<scorer>``."""
+    return f"{base}+{NEWS_FEATURES_VERSION}" + (f"@{scorer}" if scorer else "")
 
 
 def bar_positions(headline_ts: pd.DatetimeIndex, bar_open: pd.DatetimeIndex, last_close: pd.Timestamp) -> np.ndarray:

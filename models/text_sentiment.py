@@ -9,6 +9,11 @@ market words it lacks or weighs for everyday speech are set by :data:`FINANCE_LE
 Labels cut the score at :data:`LABEL_EDGES`: ``very bearish`` ≤ -0.6 < ``bearish`` ≤ -0.2 <
 ``neutral`` < 0.2 ≤ ``bullish`` < 0.6 ≤ ``very bullish``.
 
+:func:`score_headlines` takes any scorer with a ``name`` and a ``score(texts) -> (scores,
+labels)`` method: :class:`VaderScorer` by default, or a trained MiniLM head
+(:class:`models.head_scorer.HeadScorer`, ``ALPHAOPS_NEWS_SCORER=minilm``). Every scored row
+carries the scorer's name in ``scorer``, so the features built from it say who scored them.
+
 Event flags come from keyword sets (:data:`EVENT_KEYWORDS`), matched on whole words of the
 lowercased headline, so ``delisting`` never counts as ``listing``.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,14 +103,28 @@ def sentiment_scores(headlines: Sequence[str]) -> np.ndarray:
                        count=len(headlines))
 
 
-def score_headlines(headlines: pd.DataFrame) -> pd.DataFrame:
-    """``headlines`` (with a ``headline`` text column) plus ``score``, ``label`` and the event flags."""
+class VaderScorer:
+    """The default scorer: VADER's compound score with :data:`FINANCE_LEXICON`, labelled by :func:`label_of`."""
+
+    name = SCORER_NAME
+
+    def score(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        scores = sentiment_scores(texts)
+        return scores, (label_of(scores) if len(scores) else np.zeros(0, dtype=object))
+
+
+def score_headlines(headlines: pd.DataFrame, scorer: Any = None) -> pd.DataFrame:
+    """``headlines`` (with a ``headline`` text column) plus ``score``, ``label``, ``scorer`` (the
+    scorer's name) and the event flags; ``scorer`` defaults to :class:`VaderScorer`."""
     if "headline" not in headlines.columns:
         raise ValueError(f"score_headlines needs a 'headline' column (found: {', '.join(map(str, headlines.columns))})")
+    scorer = VaderScorer() if scorer is None else scorer
     texts = headlines["headline"].astype(str).tolist()
-    out = headlines.copy()
-    out["score"] = sentiment_scores(texts)
-    out["label"] = label_of(out["score"].to_numpy()) if len(out) else pd.Series([], dtype=object)
+    out = headlines.drop(columns=[c for c in ("label",) if c in headlines.columns])  # a user's label is not a score
+    scores, labels = scorer.score(texts)
+    out["score"] = np.asarray(scores, dtype=np.float64)
+    out["label"] = pd.Series(labels, index=out.index, dtype=object)
+    out["scorer"] = scorer.name
     flags = event_flags(texts)
     flags.index = out.index
     return pd.concat([out, flags], axis=1)

@@ -12,6 +12,7 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -113,6 +114,11 @@ class Settings(BaseSettings):
     serve_watch_interval_seconds: float = Field(default=5.0, gt=0.0, le=3_600.0)
     serve_routing_header: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$",
                                              description="Header that refines a caller's canary routing")
+
+    # Headline scorer of the news features (models.head_scorer.scorer_for): "vader" (the lexicon in
+    # vaderSentiment's wheel) or "minilm" (the head `alphaops sentiment train-head` adopted; needs
+    # the optional 'text' extra; without an adopted head the features step refuses, naming the fix).
+    news_scorer: Literal["vader", "minilm"] = "vader"
 
     # Data quality
     max_gap_bars: int = Field(default=5, ge=1)

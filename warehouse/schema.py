@@ -96,10 +96,12 @@ DDL: dict[str, str] = {
         timeframe LowCardinality(String), ts DateTime64(3, 'UTC'), source LowCardinality(String),
         embedding Array(Float32), outcome Int8, forward_return Float64, horizon UInt16, version UInt64
     ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant, library, symbol, timeframe, source, ts)""",
-    # Headlines (warehouse.news): µs timestamps, one row per (tenant, symbol, ts, headline_id).
+    # Headlines (warehouse.news): µs timestamps, one row per (tenant, symbol, ts, headline_id);
+    # ``label`` is a user's sentiment label (models.text_sentiment.LABELS) or '' for none.
     "news": f"""CREATE TABLE IF NOT EXISTS {DATABASE}.news (
         tenant LowCardinality(String), symbol LowCardinality(String), ts DateTime64(6, 'UTC'),
         headline_id String, headline String, source LowCardinality(String),
+        label LowCardinality(String) DEFAULT '',
         feed String, ingest_id String, version UInt64
     ) ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(ts)
       ORDER BY (tenant, symbol, ts, headline_id)""",
@@ -111,3 +113,9 @@ DDL: dict[str, str] = {
         recorded_at DateTime64(3, 'UTC'), version UInt64
     ) ENGINE = ReplacingMergeTree(version) ORDER BY (tenant, run_id, model, model_version)""",
 }
+
+# Columns added to tables after their first release: warehouses created before them get the
+# column (with its default for the rows already held) the next time the schema is ensured.
+MIGRATIONS: tuple[str, ...] = (
+    f"ALTER TABLE {DATABASE}.news ADD COLUMN IF NOT EXISTS label LowCardinality(String) DEFAULT '' AFTER source",
+)

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 
 from warehouse.backends import Backend, WarehouseError
-from warehouse.schema import DATABASE, DDL
+from warehouse.schema import DATABASE, DDL, MIGRATIONS
 
 
 @dataclass
@@ -32,6 +32,8 @@ class Tables:
         self.backend.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
         for ddl in DDL.values():
             self.backend.command(ddl)
+        for migration in MIGRATIONS:
+            self.backend.command(migration)
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
         try:

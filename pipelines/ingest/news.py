@@ -9,6 +9,11 @@ A news file (CSV or Parquet, chosen by suffix) has one headline per row:
 | ``headline`` | title, text | yes |
 | ``source`` | publisher | no (``unknown``) |
 | ``headline_id`` | id | no: derived as sha256(symbol, ts, headline)[:16], so a file ingested again has the same ids |
+| ``label`` | sentiment | no: one of ``models.text_sentiment.LABELS`` (case, ``_`` and ``-`` ignored: ``very_bullish`` is ``very bullish``); empty cells mean unlabelled |
+| ``score`` | | no: a sentiment score in [-1, +1], turned into its label by ``label_of``; a row with both must agree |
+
+Labelled headlines are the training set of the sentiment head (``alphaops sentiment train-head``,
+``models.sentiment_head``); the features never read the labels.
 
 The batch passes through the same steps as bars (``pipelines.ingest.ingestion``): every rule
 is checked before the first write; a failure logs a ``rejected`` row in ``ingest_log`` with
@@ -27,6 +32,7 @@ reported in the bar gate's format (:class:`~pipelines.ingest.quality.QualityRepo
 | ``headline_length`` | a headline longer than :data:`MAX_HEADLINE_CHARS` characters |
 | ``headline_unique`` | the same (symbol, ts, headline_id) twice |
 | ``ts_not_future`` | a timestamp after ``as_of`` |
+| ``label_valid`` | a label outside the five, a score that is not a number in [-1, +1], or a label and a score that disagree |
 """
 
 from __future__ import annotations
@@ -60,7 +66,10 @@ NEWS_RULE_TEXT = {
     "headline_length": f"a headline may have at most {MAX_HEADLINE_CHARS} characters",
     "headline_unique": "(symbol, ts, headline_id) must be unique",
     "no_nan": "ts, symbol and headline must be present (a timestamp must parse)",
+    "label_valid": "label must be one of very bearish, bearish, neutral, bullish, very bullish (or empty); "
+                   "score a number in [-1, +1] whose label (models.text_sentiment.label_of) agrees with label",
 }
+BAD_LABEL_PREFIX = "invalid: "  # a row whose label or score fails label_valid (never stored)
 
 
 def headline_ids(symbols: pd.Series, ts: pd.Series, headlines: pd.Series) -> pd.Series:
@@ -70,8 +79,38 @@ def headline_ids(symbols: pd.Series, ts: pd.Series, headlines: pd.Series) -> pd.
                       for s, t, h in zip(symbols.astype(str), stamps, headlines.astype(str))], index=symbols.index)
 
 
+def labels_from_frame(raw: pd.DataFrame) -> pd.Series:
+    """The ``label`` of each row from a ``label``/``sentiment`` and/or ``score`` column ('' when none).
+    A row whose label is not one of the five, whose score is not a number in [-1, +1], or whose
+    label and score disagree gets ``BAD_LABEL_PREFIX`` plus what it held (rule ``label_valid``)."""
+    from models.text_sentiment import LABELS, label_of
+
+    label_col = _find(raw, ("label", "sentiment"))
+    score_col = _find(raw, ("score",))
+    out = pd.Series("", index=raw.index, dtype=object)
+    bad = pd.Series(False, index=raw.index)
+    if label_col is not None:
+        text = raw[label_col].astype("string").str.strip().str.lower().str.replace(r"[_\s-]+", " ", regex=True)
+        out = text.fillna("").astype(object)
+        bad |= ~out.isin(("", *LABELS))
+    if score_col is not None:
+        given = raw[score_col].notna() & (raw[score_col].astype("string").str.strip() != "")
+        number = pd.to_numeric(raw[score_col].where(given), errors="coerce")
+        ok = given & number.notna() & (number.abs() <= 1)
+        from_score = pd.Series("", index=raw.index, dtype=object)
+        if ok.any():
+            from_score[ok] = label_of(number[ok].to_numpy(dtype=np.float64))
+        bad |= given & ~ok
+        bad |= (out != "") & (from_score != "") & (out != from_score)
+        out = out.where(out != "", from_score)
+    if bad.any():
+        shown = {c: raw[c].astype("string").fillna("") for c in (label_col, score_col) if c is not None}
+        out[bad] = [BAD_LABEL_PREFIX + ", ".join(f"{c}={shown[c][i]!r}" for c in shown) for i in out.index[bad]]
+    return out
+
+
 def headlines_from_frame(raw: pd.DataFrame, where: str, symbol: str | None = None) -> pd.DataFrame:
-    """A raw table → ``ts, symbol, headline, source, headline_id`` (rows as delivered; nothing repaired)."""
+    """A raw table → ``ts, symbol, headline, source, headline_id, label`` (rows as delivered; nothing repaired)."""
     ts_col = _find(raw, TS_NAMES)
     symbol_col = _find(raw, ("symbol", "ticker"))
     headline_col = _find(raw, ("headline", "title", "text"))
@@ -93,6 +132,7 @@ def headlines_from_frame(raw: pd.DataFrame, where: str, symbol: str | None = Non
         out["symbol"] = raw[symbol_col].astype("string").str.strip()
     out["headline_id"] = raw[id_col].astype("string").str.strip() if id_col else \
         headline_ids(out["symbol"].fillna(""), out["ts"], out["headline"].fillna(""))
+    out["label"] = labels_from_frame(raw).to_numpy()
     return out.reset_index(drop=True)
 
 
@@ -156,6 +196,10 @@ def validate_news(frame: pd.DataFrame, *, as_of: pd.Timestamp, label: str = "") 
     checks.append(("headline_unique", frame.duplicated(["symbol", "ts", "headline_id"], keep=False)
                    .to_numpy(dtype=bool)))
     checks.append(("ts_not_future", (ts > as_of).fillna(False).to_numpy(dtype=bool)))
+    if "label" in frame:
+        checks.append(("label_valid", frame["label"].astype(str).str.startswith(BAD_LABEL_PREFIX)
+                       .to_numpy(dtype=bool)))
+        show.append("label")
     failures = []
     for rule, bad in checks:
         if rule == "not_empty":
@@ -191,7 +235,7 @@ def _log(*, ingest_id: str, tenant: str, symbols: str, source: str, status: str,
 
 def news_checksum(frame: pd.DataFrame) -> str:
     digest = hashlib.sha256()
-    for column in ("symbol", "headline_id", "headline", "source"):
+    for column in ("symbol", "headline_id", "headline", "source", "label"):
         digest.update("\x1f".join(frame[column].astype(str)).encode())
     digest.update(np.ascontiguousarray(pd.DatetimeIndex(frame["ts"]).asi8).tobytes())
     return digest.hexdigest()
@@ -211,7 +255,7 @@ def ingest_news(source: Any, *, settings: Settings, as_of: pd.Timestamp,
         frame = source.read()
         report = validate_news(frame, as_of=as_of, label=label)
     except SourceError as exc:
-        frame = pd.DataFrame(columns=["ts", "symbol", "headline", "source", "headline_id"])
+        frame = pd.DataFrame(columns=["ts", "symbol", "headline", "source", "headline_id", "label"])
         report = failure_report(NEWS_KIND, exc.rule, str(exc), as_of=as_of, label=label, read=False)
     if warehouse is None:  # opened only for the compare-and-write, after the read and the checks
         from warehouse import open_warehouse
@@ -249,7 +293,8 @@ def _write(warehouse: "Warehouse", source_name: str, frame: pd.DataFrame, report
             old, on=key, how="left", suffixes=("", "_old"), indicator=True)
         is_new = (merged["_merge"] == "left_only").to_numpy()
         is_changed = ~is_new & ((merged["headline"] != merged["headline_old"])
-                                | (merged["source"] != merged["source_old"])).to_numpy()
+                                | (merged["source"] != merged["source_old"])
+                                | (merged["label"] != merged["label_old"])).to_numpy()
     to_write = batch[is_new | is_changed]
     counts = {"rows_in": len(batch), "rows_new": int(is_new.sum()), "rows_changed": int(is_changed.sum()),
               "checksum": news_checksum(batch), "ts_min": ts_min, "ts_max": ts_max}

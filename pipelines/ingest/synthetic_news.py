@@ -20,6 +20,13 @@ are :class:`pipelines.ingest.synthetic.SyntheticMarket`'s with the same seed; on
 
 ``headlines`` has columns ``ts, headline, source, tone`` (``tone`` is the latent ``s``, for tests).
 It is deterministic for a seed.
+
+:func:`labelled_headlines` turns the latent tone into the five labels (:data:`TONE_LABELS`):
+the labelled set a sentiment head trains on (``alphaops sentiment synth-labels``). The texts
+are made from 20 templates with 4 assets and 8 venues, so they are easy to learn: a head that
+scores well on them says the pipeline works, not that it reads real headlines well. The
+labels are the tone, and ``text_noise`` of the texts come from a neighbouring tone, so no
+scorer can be right on those.
 """
 
 from __future__ import annotations
@@ -56,6 +63,15 @@ TEMPLATES: dict[float, tuple[str, ...]] = {
            "{a} crashes as {v} files for bankruptcy",
            "{a} tumbles after exploit at {v}"),
 }
+
+
+TONE_LABELS = dict(zip(TONES, ("very bearish", "bearish", "neutral", "bullish", "very bullish")))
+
+
+def labelled_headlines(headlines: pd.DataFrame, symbol: str) -> pd.DataFrame:
+    """``ts, symbol, headline, source, label`` from :meth:`NewsMarket.generate`'s headlines (label = tone)."""
+    return pd.DataFrame({"ts": headlines["ts"], "symbol": symbol, "headline": headlines["headline"],
+                         "source": headlines["source"], "label": headlines["tone"].map(TONE_LABELS)})
 
 
 @dataclass

@@ -20,7 +20,8 @@ def build_features(settings: Settings, *, symbol: str, timeframe: str, as_of: pd
     (:func:`features.compute_chunks`, equal to one pass), stored as float32: memory follows
     the piece, not the series. The memory guard refuses a series whose estimate is over budget.
     A symbol with headlines in the warehouse also gets the news features (:func:`news_frame`),
-    under the feature set ``<FEATURE_SET_VERSION>+news-1``.
+    under the feature set ``<FEATURE_SET_VERSION>+news-1`` when VADER scored them, or
+    ``<FEATURE_SET_VERSION>+news-1@<scorer>`` under another scorer (``settings.news_scorer``).
     """
     import features
     from pipelines.memory import require_memory
@@ -33,8 +34,15 @@ def build_features(settings: Settings, *, symbol: str, timeframe: str, as_of: pd
         headlines = warehouse.read_news(tenant=settings.scope, symbol=symbol, end=as_of)
     if bars.empty:
         raise ValueError(f"no bars for symbol {symbol!r} timeframe {timeframe!r}; ingest data first")
-    news = news_frame(headlines, bars.index, timeframe, as_of) if len(headlines) else None
-    version = features.FEATURE_SET_VERSION if news is None else news_feature_set_version(features.FEATURE_SET_VERSION)
+    scorer = None
+    if len(headlines):
+        from models.head_scorer import scorer_for
+        from models.text_sentiment import SCORER_NAME
+
+        scorer = scorer_for(settings)  # a missing MiniLM head refuses here, before any write
+    news = news_frame(headlines, bars.index, timeframe, as_of, scorer=scorer) if scorer is not None else None
+    version = features.FEATURE_SET_VERSION if news is None else news_feature_set_version(
+        features.FEATURE_SET_VERSION, "" if scorer.name == SCORER_NAME else scorer.name)
     rows, n_features = 0, 0
     for piece in features.compute_chunks(bars, settings.feature_chunk_rows, n_jobs=settings.n_jobs, dtype=np.float32):
         if news is not None:
@@ -46,20 +54,20 @@ def build_features(settings: Settings, *, symbol: str, timeframe: str, as_of: pd
         del piece
     return {"symbol": symbol, "timeframe": timeframe, "feature_set_version": version,
             "rows": rows, "n_features": int(n_features),
-            **({"headlines": int(len(headlines))} if news is not None else {})}
+            **({"headlines": int(len(headlines)), "scorer": scorer.name} if news is not None else {})}
 
 
 def news_frame(headlines: pd.DataFrame, bar_open: pd.DatetimeIndex, timeframe: str,
-               as_of: pd.Timestamp) -> pd.DataFrame:
-    """The news features of every bar: headlines scored (``models.text_sentiment``), then joined
-    point in time (``features.news``). The last bar closes one timeframe after its open, and no
-    headline after ``as_of`` is read."""
+               as_of: pd.Timestamp, scorer: Any = None) -> pd.DataFrame:
+    """The news features of every bar: headlines scored by ``scorer`` (``models.text_sentiment``;
+    VADER when None), then joined point in time (``features.news``). The last bar closes one
+    timeframe after its open, and no headline after ``as_of`` is read."""
     from features.news import news_features
     from models.text_sentiment import score_headlines
     from pipelines.ingest.sources import timeframe_delta
 
     last_close = min(bar_open[-1] + timeframe_delta(timeframe), as_of + pd.Timedelta(microseconds=1))
-    return news_features(score_headlines(headlines), bar_open, max(last_close, bar_open[-1] + pd.Timedelta(1)))
+    return news_features(score_headlines(headlines, scorer), bar_open, max(last_close, bar_open[-1] + pd.Timedelta(1)))
 
 
 def known_event_label(events: pd.DataFrame, index: pd.DatetimeIndex) -> pd.Series:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pipelines.app.cli import bench, data, health, run, serve, stack, versions  # noqa: F401  (registers the commands)
+from pipelines.app.cli import bench, data, health, run, sentiment, serve, stack, versions  # noqa: F401  (registers the commands)
 from pipelines.app.cli.common import CliError, app, console
 
 __all__ = ["app", "main"]

@@ -87,3 +87,47 @@ def test_symbol_option_fills_a_file_without_a_symbol_column(settings: Settings, 
     with open_warehouse(settings) as wh:
         row = wh.read_news(tenant=settings.tenant, symbol="GAMMA").iloc[0]
     assert row["ts"] == pd.Timestamp("2024-01-02T10:00:00Z") and row["source"] == "unknown"
+
+
+def test_labels_and_scores_are_stored_and_bad_ones_reject_the_batch(settings: Settings) -> None:
+    base = pd.Timestamp("2024-03-01T09:00:00Z")
+    frame = pd.DataFrame({"ts": [base + pd.Timedelta(minutes=i) for i in range(4)], "symbol": "LAB",
+                          "headline": ["LAB soars", "LAB slips", "LAB flat", "LAB unlabelled"],
+                          "label": ["Very_Bullish", "", "neutral", None], "score": [None, "-0.3", "0.05", None]})
+    result = ingest_news(NewsFrameSource(frame, name="labelled"), settings=settings, as_of=AS_OF)
+    assert result.rows_written == 4
+    with open_warehouse(settings) as wh:
+        labelled = wh.read_labelled_news(tenant=settings.tenant)
+    labelled = labelled[labelled["symbol"] == "LAB"]
+    assert labelled["label"].tolist() == ["very bullish", "bearish", "neutral"]  # the score -0.3 is bearish
+
+    # A relabelled headline (same id) is a change; ingesting it again is not.
+    relabel = frame.iloc[[2]].assign(label="bullish", score=None)
+    assert ingest_news(NewsFrameSource(relabel, name="relabel"), settings=settings, as_of=AS_OF).rows_changed == 1
+    assert ingest_news(NewsFrameSource(relabel, name="relabel"), settings=settings, as_of=AS_OF).rows_written == 0
+
+    bad = frame.assign(ts=frame["ts"] + pd.Timedelta(days=1), label=["meh", "bearish", "", ""],
+                       score=[None, "-0.9", "2", None])
+    with pytest.raises(IngestRejected) as caught:
+        ingest_news(NewsFrameSource(bad, name="bad-labels"), settings=settings, as_of=AS_OF)
+    text = caught.value.report.render()
+    assert "label_valid: 3 rows" in text and "label='meh'" in text and "score='2'" in text
+    assert len(_news(settings).query("symbol == 'LAB'")) == 4  # nothing of the bad batch was written
+
+
+def test_a_news_table_from_before_labels_gets_the_column(settings: Settings) -> None:
+    """Last in the module: it replaces the news table by one in the DDL from before labels."""
+    from warehouse.schema import DDL
+
+    old_ddl = DDL["news"].replace("label LowCardinality(String) DEFAULT '',", "")
+    assert old_ddl != DDL["news"]
+    with open_warehouse(settings) as wh:
+        wh.command(f"DROP TABLE {DATABASE}.news")
+        wh.command(old_ddl)
+        wh.insert("news", pd.DataFrame({"tenant": ["default"], "symbol": ["OLD"],
+                                        "ts": [pd.Timestamp("2024-01-01", tz="UTC")], "headline_id": ["x"],
+                                        "headline": ["old row"], "source": ["s"], "feed": ["f"],
+                                        "ingest_id": ["i"], "version": [1]}))
+        wh.ensure_schema()
+        stored = wh.read_news(tenant="default")
+    assert stored["label"].tolist() == [""]
