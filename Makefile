@@ -31,8 +31,12 @@ browser-deps:
 	fi
 
 # pytest's exit code 5 means no test ran: that is a failure here, never a pass.
+# Two workers (pytest-xdist), each running whole test files, so a module's fixture is built once;
+# the suite waits on subprocesses (Airflow, MLflow, browsers) much of the time. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
 test: install browser-deps
-	@$(BIN)/python -m pytest -q -p no:cacheprovider --durations=40; rc=$$?; \
+	@$(BIN)/python -m pytest -q -p no:cacheprovider --durations=40 -n $(TEST_WORKERS) --dist loadfile; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 bench: install
