@@ -32,7 +32,7 @@ RETRAIN_REQUEST = Asset(RETRAIN_REQUEST_URI)  # the same Asset train_models decl
     max_active_runs=1,
     default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
     params={"manual": Param([], type="array", description="Models to retrain regardless, e.g. direction_h1.SYN1"),
-            "user": Param(DEFAULTS.user, type="string", pattern=USER_PATTERN,
+            "user": Param(DEFAULTS.user, type=["null", "string"], pattern=USER_PATTERN,
                           description="User of the tenant whose champions this run checks; empty: the shared ones")},
     tags=["alphaops", "monitoring"],
     doc_md=__doc__,
@@ -41,7 +41,7 @@ def monitor_drift():
     @task
     def fill_outcomes(params=None, dag_run=None) -> int:
         from pipelines.steps import adapters
-        return adapters.fill_outcomes(dag_run.run_after, params.get("user"))
+        return adapters.fill_outcomes(dag_run.run_after, params.get("user") or "")
 
     @task
     def monitor(filled: int, params=None, dag_run=None) -> list[dict]:
@@ -55,13 +55,13 @@ def monitor_drift():
         requests = adapters.request_retrain(results)
         if not requests:
             raise AirflowSkipException("no champion needs retraining")
-        outlet_events[RETRAIN_REQUEST].extra = adapters.retrain_event_extra(requests, params.get("user"))
+        outlet_events[RETRAIN_REQUEST].extra = adapters.retrain_event_extra(requests, params.get("user") or "")
         return requests
 
     @task
     def pattern_windows(filled: int, params=None, dag_run=None) -> list[dict]:
         from pipelines.steps import adapters
-        return adapters.pattern_windows(dag_run.run_after, params.get("user"))
+        return adapters.pattern_windows(dag_run.run_after, params.get("user") or "")
 
     filled = fill_outcomes()
     request_retrain(monitor(filled))

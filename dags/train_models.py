@@ -45,7 +45,7 @@ EVERY_12H = CronTriggerTimetable("0 0,12 * * *", timezone="UTC", run_immediately
         "holdout_fraction": Param(DEFAULTS.holdout_fraction, type="number", exclusiveMinimum=0,
                                   exclusiveMaximum=0.9),
         "reason": Param("schedule", type="string", description="Why this run was started"),
-        "user": Param(DEFAULTS.user, type="string", pattern=USER_PATTERN,
+        "user": Param(DEFAULTS.user, type=["null", "string"], pattern=USER_PATTERN,
                       description="User of the tenant whose private models this run trains; empty: the shared models"),
     },
     tags=["alphaops", "training"],

@@ -205,7 +205,7 @@ def monitor(params: dict[str, Any], as_of: Any, *, scheduled: bool) -> list[dict
     from pipelines.live.alerts import hook_for
     from pipelines.live.monitor import monitor_models
 
-    settings = scope_settings(params.get("user"))
+    settings = scope_settings(params.get("user") or "")
     return monitor_models(settings, as_of=as_timestamp(as_of), manual=list(params.get("manual") or []),
                           scheduled=scheduled, alert_hook=hook_for(settings.alert_webhook_url))
 

@@ -264,6 +264,7 @@ def test_the_trigger_form_runs_train_models_to_green_and_shows_a_train_log(serve
     form.locator("[name=element_families]").fill("direction_h1")
     form.locator("[name=element_trials]").fill("1")
     form.locator("[name=element_reason]").fill("browser test")
+    assert form.locator("[name=element_user]").input_value() == ""  # the shared scope (ALPHAOPS_USER unset)
     shoot("trigger-form")
     form.get_by_role("button", name="Trigger", exact=True).click()
     page.wait_for_url("**/runs/manual__*")
@@ -272,7 +273,7 @@ def test_the_trigger_form_runs_train_models_to_green_and_shows_a_train_log(serve
 
     run = api.wait_for_run(run_id)
     assert run["conf"] == {"symbols": [SYMBOL], "families": ["direction_h1"], "trials": 1,
-                           "holdout_fraction": 0.2, "reason": "browser test"}
+                           "holdout_fraction": 0.2, "reason": "browser test", "user": ""}
     STATE["ui_run_s"] = (_ts(run["end_date"]) - _ts(run["start_date"])).total_seconds()
     page.reload()
     badge = page.locator("h2", has_text=run_id).locator("xpath=..").get_by_test_id("state-badge")
