@@ -161,6 +161,7 @@ class ReturnsMLP(RegressorMixin, BaseEstimator):
 
         check_is_fitted(self, "net_")
         X = np.ascontiguousarray(X, dtype=np.float32)
+        self.net_.eval()  # no dropout at prediction time
         with torch.no_grad():
             return np.concatenate([self.net_(torch.from_numpy(X[s:s + 8192])).numpy()
                                    for s in range(0, len(X), 8192)]).astype(np.float64)
@@ -176,10 +177,13 @@ class ReturnsMLP(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "net_")
         names = list(self.target_names())
         buffer = io.BytesIO()
+        # The exporter restores the wrapper's training flag (and its children's) after export: a
+        # wrapper in eval mode keeps the fitted network out of dropout afterwards.
+        wrapper = _split_outputs(self.net_).eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _split_outputs(self.net_), (torch.zeros(2, self.n_features_in_),), buffer, dynamo=False,
+                wrapper, (torch.zeros(2, self.n_features_in_),), buffer, dynamo=False,
                 opset_version=ONNX_OPSET, input_names=[INPUT_NAME], output_names=names,
                 dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in names}},
             )

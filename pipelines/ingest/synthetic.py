@@ -270,14 +270,16 @@ LIQUIDITY_HOLIDAY_FACTOR = 0.4  # NYSE holidays (holidays.financial_holidays) tr
 
 
 def liquidity_market(seed: int = 11, days: int = 180, *, freq: str = "15min", start: str = "2024-01-01",
-                     base_volume: float = 1_000.0, sigma: float = 1.5e-3) -> pd.DataFrame:
+                     base_volume: float = 1_000.0, sigma: float = 1.5e-3, level_sd: float = 0.5,
+                     level_half_life_days: float = 3.0) -> pd.DataFrame:
     """Intraday OHLCV bars whose volume has a known seasonality, for the liquidity family.
 
     ``volume = base · hour-of-day profile · day-of-week factor (``LIQUIDITY_DAY_OF_WEEK``) ·
     holiday factor · exp(level) · lognormal noise``: the hour-of-day profile peaks in the US
     session (about 15:00 UTC) with a smaller European bump (about 08:00 UTC); NYSE holidays trade
-    ``LIQUIDITY_HOLIDAY_FACTOR`` of a normal day; ``level`` is a slow AR(1) (half-life about a
-    day), the persistent part that recent volume reveals; the noise has σ 0.35 in logs. Returns
+    ``LIQUIDITY_HOLIDAY_FACTOR`` of a normal day; ``level`` is a slow AR(1) in logs (stationary
+    σ ``level_sd``, half-life ``level_half_life_days``), the persistent part that recent volume
+    reveals and a seasonal average cannot; the noise has σ 0.35 in logs. Returns
     are Gaussian with a volatility that rises with the square root of the seasonal volume.
     Deterministic for a seed; OHLC is valid.
     """
@@ -295,10 +297,10 @@ def liquidity_market(seed: int = 11, days: int = 180, *, freq: str = "15min", st
     epoch_day = (index.asi8 // (86_400 * 10**9)).astype(np.int64)
     holiday = np.where(holiday_flags(epoch_day)[0] > 0, LIQUIDITY_HOLIDAY_FACTOR, 1.0)
     bars_per_day = 86_400 / pd.Timedelta(freq).total_seconds()
-    phi = 0.5 ** (1.0 / bars_per_day)
+    phi = 0.5 ** (1.0 / (bars_per_day * level_half_life_days))
     from scipy.signal import lfilter
 
-    level = lfilter([1.0], [1.0, -phi], rng.standard_normal(n) * 0.25 * np.sqrt(1 - phi ** 2))
+    level = lfilter([1.0], [1.0, -phi], rng.standard_normal(n) * level_sd * np.sqrt(1 - phi ** 2))
     seasonal = profile * weekday * holiday
     volume = base_volume * seasonal * np.exp(level) * rng.lognormal(0.0, 0.35, n)
     ret = rng.standard_normal(n) * sigma * np.sqrt(seasonal / seasonal.mean())
