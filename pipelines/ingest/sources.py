@@ -500,7 +500,7 @@ _SAMPLE_TIMEFRAMES = {"SPX": "1d", "NASDAQ": "1d", "VIX": "1d", "WTI": "1d", "CR
 
 def sample_timeframe(symbol: str) -> str:
     """``1d`` for the arch daily samples (SPX, NASDAQ, VIX, WTI) and the SYNU* universe members, ``1mo`` for
-    CRUDE (monthly), ``1m`` for SYN1 and SYN2."""
+    CRUDE (monthly), ``1m`` for SYN1, SYN2 and SYNNEWS, ``15m`` for SYNLIQ."""
     if symbol not in _SAMPLE_TIMEFRAMES:
         raise ValueError(f"unknown sample symbol {symbol!r}; known: {', '.join(SAMPLE_SYMBOLS)}")
     return _SAMPLE_TIMEFRAMES[symbol]
