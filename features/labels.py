@@ -37,6 +37,7 @@ __all__ = [
     "liquidity_targets",
     "multi_horizon_returns",
     "multi_horizon_directions",
+    "multi_horizon_labels",
     "hours_name",
 ]
 
@@ -314,3 +315,11 @@ def multi_horizon_directions(bars: pd.DataFrame, *, bar_hours: float, hours: tup
     return pd.DataFrame({f"label_direction_{hours_name(h)}":
                          direction_three_class(bars, bars_for_hours(h, bar_hours), threshold) for h in hours},
                         index=bars.index)
+
+
+def multi_horizon_labels(bars: pd.DataFrame, *, bar_hours: float, hours: tuple[float, ...] = (1, 4, 24),
+                         threshold: float = 0.001) -> pd.DataFrame:
+    """:func:`multi_horizon_returns` and :func:`multi_horizon_directions` side by side: the returns
+    family's label frame (its specs train on the first; the direction labels are stored beside them)."""
+    return pd.concat([multi_horizon_returns(bars, bar_hours=bar_hours, hours=hours),
+                      multi_horizon_directions(bars, bar_hours=bar_hours, hours=hours, threshold=threshold)], axis=1)

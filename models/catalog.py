@@ -390,7 +390,8 @@ def returns_spec(name: str, timeframe: str | None = None) -> ModelSpec:
     bars = [labels.bars_for_hours(h, bar_hours) for h in RETURNS_HOURS]
     kinds = ("return", "max_gain", "max_loss")
     targets = tuple(f"label_{kind}_{labels.hours_name(h)}" for kind in kinds for h in RETURNS_HOURS)
-    make = partial(labels.multi_horizon_returns, bar_hours=bar_hours, hours=RETURNS_HOURS) if timeframe \
+    make = partial(labels.multi_horizon_labels, bar_hours=bar_hours, hours=RETURNS_HOURS,
+                   threshold=RETURNS_DIRECTION_THRESHOLD) if timeframe \
         else _needs_timeframe(name)
     mlp = name == "returns_mlp"
     units = {"return": "log return", "max_gain": "max high / close - 1", "max_loss": "min low / close - 1"}
@@ -406,7 +407,8 @@ def returns_spec(name: str, timeframe: str | None = None) -> ModelSpec:
         description=("torch MLP price predictor" if mlp else "one LightGBM booster per target") +
                     ": return, largest favourable move (max gain) and largest adverse move (max loss) over the next "
                     "1h, 4h and 1d, one ONNX output per target; rmse is the mean over targets; naive rule: the "
-                    f"training-window mean; {RETURNS_TRADED_TARGET}'s sign is traded after costs",
+                    f"training-window mean; {RETURNS_TRADED_TARGET}'s sign is traded after costs. The label step also "
+                    f"stores label_direction_<H> (down / neutral / up, ±{RETURNS_DIRECTION_THRESHOLD:.1%} band)",
         schema_extras={"outputs": outputs, "timeframe": timeframe or "", "traded_output": RETURNS_TRADED_TARGET},
     )
 

@@ -109,8 +109,12 @@ def build_labels(settings: Settings, *, symbol: str, timeframe: str, spec_names:
             if any(spec.task == "anomaly" for spec in specs) else pd.DataFrame()
     labels = pd.DataFrame({spec.label: spec.label_for(bars) for spec in specs
                            if spec.task != "anomaly" and not spec.targets}, index=bars.index)
-    for spec in (s for s in specs if s.targets):  # multi-output specs: one column per target
-        labels = pd.concat([labels, spec.label_for(bars)], axis=1)
+    for spec in (s for s in specs if s.targets):
+        # Multi-output specs: one column per target, and any companion label their rule returns
+        # (the returns family's three-class directions), stored for every symbol the spec runs on.
+        frame = spec.make_label(bars)
+        spec.label_for(bars)  # the rule returns every target (raises naming a missing one)
+        labels = pd.concat([labels, frame], axis=1)
     for spec in (s for s in specs if s.family == "trade_quality" and not trades.empty):
         # The feedback loop: once real trade results are ingested, they replace the sample trade log.
         labels[spec.label] = trade_outcome_label(trades, bars.index)
