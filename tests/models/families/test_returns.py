@@ -56,3 +56,18 @@ def test_the_mlp_refuses_bad_input(planted):
         model.fit(X[:20], y[:20])
     with pytest.raises(ValueError, match="output names"):
         model.set_params(output_names=("a", "b")).fit(X, y)
+
+
+def test_the_naive_rule_is_the_training_mean_of_each_target():
+    import pandas as pd
+
+    from models.naive import NaiveContext, naive_predictions
+
+    rng = np.random.default_rng(2)
+    y = rng.standard_normal((100, 9)) + np.arange(9)
+    index = pd.date_range("2024-01-01", periods=100, freq="1h", tz="UTC")
+    ctx = NaiveContext(bars=pd.DataFrame({"close": 1.0}, index=index), index=index, y=y, X=np.zeros((100, 1)),
+                       feature_names=["f"], train_idx=np.arange(60), holdout_idx=np.arange(70, 100), horizon=1)
+    rule = naive_predictions("returns", ctx)["train_mean"]
+    assert rule.shape == (30, 9)
+    np.testing.assert_allclose(rule[0], y[:60].mean(axis=0))
