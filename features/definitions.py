@@ -19,7 +19,7 @@ import talib.abstract
 
 from features.smoothing import ema_length, wilder_length
 
-FEATURE_SET_VERSION = "fs-1.1"
+FEATURE_SET_VERSION = "fs-1.2"
 """Bump when any feature's definition, name or order changes (models record it in schema.json)."""
 
 # The columns of a bar: OHLCV, then the optional microstructure columns. The warehouse's
@@ -70,6 +70,8 @@ VWAP_PERIODS = (20, 60)
 MFI_PERIOD = 14
 VOLUME_PERIOD = 20
 VOLUME_Z_PERIODS = (20, 100)
+LOG_VOLUME_PERIODS = (1, 10, 60, 240)  # ln(1 + mean volume) over these bars: the liquidity family's trend terms
+LOG_VOLUME_TREND = (10, 240)
 VP_PERIOD = 20
 CMF_PERIOD = 20
 CANDLE_PATTERNS: tuple[tuple[str, str], ...] = (
@@ -252,6 +254,10 @@ def _ohlcv_features() -> list[FeatureInfo]:
     add(f"vp_divergence_{VP_PERIOD}", "volume", VP_PERIOD,
         "price position in 20-bar range minus OBV-flow position: >0 price leads volume")
     add(f"cmf_{CMF_PERIOD}", "volume", CMF_PERIOD - 1, "Chaikin money flow(20)")
+    for n in LOG_VOLUME_PERIODS:
+        add(f"log_vol_{n}", "volume", n - 1, f"ln(1 + mean volume of the last {n} bar(s))")
+    fast, slow = LOG_VOLUME_TREND
+    add(f"log_vol_trend_{fast}_{slow}", "volume", slow - 1, f"log_vol_{fast} - log_vol_{slow}: the recent volume trend")
 
     # structure
     for function, short in CANDLE_PATTERNS:
@@ -279,6 +285,9 @@ def _ohlcv_features() -> list[FeatureInfo]:
     add("hour_cos", "time", 0, "cos(2π hour-of-day / 24), UTC")
     add("dow_sin", "time", 0, "sin(2π day-of-week / 7), Monday = 0, UTC")
     add("dow_cos", "time", 0, "cos(2π day-of-week / 7), UTC")
+    add("holiday", "time", 0, "1 if the bar's UTC date is an NYSE holiday (holidays.financial_holidays), else 0")
+    add("holiday_next_day", "time", 0, "1 if the next UTC calendar day is an NYSE holiday, else 0 (the calendar "
+        "is published in advance)")
     return out
 
 

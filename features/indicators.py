@@ -339,6 +339,13 @@ def _volume(ctx: _Context, put: Put) -> None:
     money_flow_multiplier = safe_divide((c - l) - (h - c), h - l)
     n = cat.CMF_PERIOD
     put(f"cmf_{n}", ratio_of_sums(money_flow_multiplier * v, v, n, denominator_sum=ctx.volume_sum(n)))
+    log_mean_volume = {}
+    for n in cat.LOG_VOLUME_PERIODS:
+        mean_volume = v if n == 1 else ctx.volume_sum(n) * (1.0 / n)
+        log_mean_volume[n] = np.log1p(np.maximum(mean_volume, 0.0))
+        put(f"log_vol_{n}", log_mean_volume[n])
+    fast, slow = cat.LOG_VOLUME_TREND
+    put(f"log_vol_trend_{fast}_{slow}", log_mean_volume[fast] - log_mean_volume[slow])
 
 
 def rolling_vwap(price: np.ndarray, volume: np.ndarray, period: int, centering: Centering | None = None) -> np.ndarray:
@@ -404,6 +411,11 @@ def _time(ctx: _Context, put: Put) -> None:
     put("hour_cos", np.cos(hour_angle))
     put("dow_sin", np.sin(weekday_angle))
     put("dow_cos", np.cos(weekday_angle))
+    from features.calendar import holiday_flags
+
+    holiday, holiday_next = holiday_flags(day)
+    put("holiday", holiday)
+    put("holiday_next_day", holiday_next)
 
 
 # Each group with its cost (see Task).

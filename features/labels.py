@@ -32,6 +32,13 @@ __all__ = [
     "risk_percentile",
     "sigma_reversion_label",
     "zero_label",
+    "bars_for_hours",
+    "forward_log_volume",
+    "liquidity_targets",
+    "multi_horizon_returns",
+    "multi_horizon_directions",
+    "multi_horizon_labels",
+    "hours_name",
 ]
 
 REGIME_NAMES: tuple[str, ...] = ("trend_up", "trend_down", "range_bound", "high_volatility", "consolidation")
@@ -246,3 +253,73 @@ def episode_start_label(bars: pd.DataFrame, horizon: int) -> pd.Series:
 def zero_label(bars: pd.DataFrame) -> pd.Series:
     """0.0 on every bar: the label column of an unsupervised spec, whose model ignores ``y``."""
     return pd.Series(0.0, index=bars.index)
+
+
+# -- horizons in hours ------------------------------------------------------------------------
+
+
+def bars_for_hours(hours: float, bar_hours: float) -> int:
+    """Bars that cover ``hours`` on bars of ``bar_hours`` each, at least one (a daily bar covers 24h)."""
+    if not hours > 0 or not bar_hours > 0:
+        raise ValueError(f"hours and bar_hours must be positive, got {hours!r} and {bar_hours!r}")
+    return max(1, int(round(hours / bar_hours)))
+
+
+def hours_name(hours: float) -> str:
+    """``1h``, ``4h``; whole days as ``1d``: the suffix of the multi-horizon label names."""
+    return f"{int(hours // 24)}d" if hours >= 24 and hours % 24 == 0 else f"{hours:g}h"
+
+
+def forward_log_volume(bars: pd.DataFrame, horizon: int) -> pd.Series:
+    """``ln(1 + sum(volume[t+1 .. t+horizon]))``: the volume still to come over the next ``horizon`` bars."""
+    _check_horizon(horizon)
+    volume = _column(bars, "volume")
+    if (volume < 0).any():
+        raise ValueError("volume must be non-negative")
+    cumulative = np.concatenate([[0.0], np.cumsum(volume)])
+    out = np.full(len(volume), np.nan)
+    n = len(volume) - horizon
+    if n > 0:
+        out[:n] = np.log1p(cumulative[horizon + 1: horizon + 1 + n] - cumulative[1: n + 1])
+    return pd.Series(out, index=bars.index)
+
+
+def liquidity_targets(bars: pd.DataFrame, *, bar_hours: float, hours: tuple[float, ...] = (6, 12, 24)) -> pd.DataFrame:
+    """``liq_log_volume_<H>``: ln(1 + volume summed over the next H hours), one column per horizon."""
+    return pd.DataFrame({f"liq_log_volume_{hours_name(h)}": forward_log_volume(bars, bars_for_hours(h, bar_hours))
+                         for h in hours}, index=bars.index)
+
+
+def multi_horizon_returns(bars: pd.DataFrame, *, bar_hours: float, hours: tuple[float, ...] = (1, 4, 24)
+                          ) -> pd.DataFrame:
+    """For each horizon H (in hours, converted to bars): ``label_return_<H>`` (log return of the close),
+    ``label_max_gain_<H>`` (max high / close - 1: the largest favourable move of a long) and
+    ``label_max_loss_<H>`` (min low / close - 1: the largest adverse move), over bars t+1 .. t+H."""
+    out: dict[str, pd.Series] = {}
+    for h in hours:
+        n, name = bars_for_hours(h, bar_hours), hours_name(h)
+        moves = excursions(bars, n)
+        out[f"label_return_{name}"] = forward_return(bars, n)
+        out[f"label_max_gain_{name}"] = moves[f"mfe_{n}"]
+        out[f"label_max_loss_{name}"] = moves[f"mae_{n}"]
+    frame = pd.DataFrame(out, index=bars.index)
+    order = [f"label_{kind}_{hours_name(h)}" for kind in ("return", "max_gain", "max_loss") for h in hours]
+    return frame[order]
+
+
+def multi_horizon_directions(bars: pd.DataFrame, *, bar_hours: float, hours: tuple[float, ...] = (1, 4, 24),
+                             threshold: float = 0.001) -> pd.DataFrame:
+    """``label_direction_<H>``: 0 down, 1 neutral, 2 up, by the H-hour log return against ±``threshold``."""
+    if not threshold >= 0:
+        raise ValueError(f"threshold must be non-negative, got {threshold!r}")
+    return pd.DataFrame({f"label_direction_{hours_name(h)}":
+                         direction_three_class(bars, bars_for_hours(h, bar_hours), threshold) for h in hours},
+                        index=bars.index)
+
+
+def multi_horizon_labels(bars: pd.DataFrame, *, bar_hours: float, hours: tuple[float, ...] = (1, 4, 24),
+                         threshold: float = 0.001) -> pd.DataFrame:
+    """:func:`multi_horizon_returns` and :func:`multi_horizon_directions` side by side: the returns
+    family's label frame (its specs train on the first; the direction labels are stored beside them)."""
+    return pd.concat([multi_horizon_returns(bars, bar_hours=bar_hours, hours=hours),
+                      multi_horizon_directions(bars, bar_hours=bar_hours, hours=hours, threshold=threshold)], axis=1)

@@ -340,6 +340,11 @@ def _volume(last: _Last, out: dict[str, float]) -> None:
     hn, ln, cn, vn = h[-n:], l[-n:], c[-n:], v[-n:]
     money_flow_multiplier = win.divide_arrays((cn - ln) - (hn - cn), hn - ln)
     out[f"cmf_{n}"] = win.ratio_of_sums(money_flow_multiplier * vn, vn)
+    log_mean_volume = {n: math.log1p(max(float(np.add.reduce(v[-n:])) / n, 0.0)) for n in cat.LOG_VOLUME_PERIODS}
+    for n, value in log_mean_volume.items():
+        out[f"log_vol_{n}"] = value
+    fast, slow = cat.LOG_VOLUME_TREND
+    out[f"log_vol_trend_{fast}_{slow}"] = log_mean_volume[fast] - log_mean_volume[slow]
 
 
 _WARMUP = {info.name: info.warmup for info in cat.catalog()}
@@ -392,6 +397,11 @@ def _time(last: _Last, out: dict[str, float]) -> None:
     out["hour_cos"] = math.cos(hour_angle)
     out["dow_sin"] = math.sin(weekday_angle)
     out["dow_cos"] = math.cos(weekday_angle)
+    from features.calendar import holiday_flags
+
+    holiday, holiday_next = holiday_flags(np.array([day]))
+    out["holiday"] = float(holiday[0])
+    out["holiday_next_day"] = float(holiday_next[0])
 
 
 # --- microstructure (same formulas as features.microstructure) ---------------------------

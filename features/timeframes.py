@@ -10,6 +10,7 @@ up at the first row after its completion time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -152,3 +153,15 @@ def _close_series(bars: pd.DataFrame | pd.Series, name: str) -> pd.Series:
     if not isinstance(series.index, pd.DatetimeIndex):
         raise ValueError(f"{name} must have a DatetimeIndex")
     return series
+
+
+_TIMEFRAME = re.compile(r"^(\d+)(s|min|m|h|d|w)$")
+_UNIT_HOURS = {"s": 1 / 3600, "min": 1 / 60, "m": 1 / 60, "h": 1.0, "d": 24.0, "w": 168.0}
+
+
+def timeframe_hours(timeframe: str) -> float:
+    """Hours in one bar of ``timeframe`` (``"15m"`` -> 0.25, ``"1d"`` -> 24)."""
+    match = _TIMEFRAME.match(str(timeframe))
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"unknown timeframe {timeframe!r}: use <n><unit> with unit s, m, h, d or w (e.g. 15m, 1h, 1d)")
+    return int(match.group(1)) * _UNIT_HOURS[match.group(2)]

@@ -163,10 +163,37 @@ def correlation_switch_checks(spec: ModelSpec, index: pd.DatetimeIndex, outputs:
     return switch_checks(spec, index, outputs, events)
 
 
+def liquidity(params: dict[str, Any]) -> Any:
+    from models.families.liquidity import LiquidityRegressor
+
+    return LiquidityRegressor(**params)
+
+
+def returns_lgbm(params: dict[str, Any]) -> Any:
+    from models.families.returns import ReturnsLGBM
+
+    return ReturnsLGBM(**params)
+
+
+def returns_mlp(params: dict[str, Any]) -> Any:
+    from models.families.returns import ReturnsMLP
+
+    return ReturnsMLP(**params)
+
+
+def returns_mlp_space(trial: Any) -> dict[str, Any]:
+    from models.families.returns import returns_mlp_space as in_family
+
+    return in_family(trial)
+
+
 # -- baselines ---------------------------------------------------------------------------
 
 
 def train_mean_baseline(y_train: np.ndarray, y_holdout: np.ndarray, train_returns: np.ndarray | None = None,
                         holdout_returns: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """``{"train_mean": mean(y_train)}`` on every holdout row."""
+    """``{"train_mean": mean(y_train)}`` on every holdout row (per column when ``y`` is ``[n, n_targets]``)."""
+    y_train = np.asarray(y_train, dtype=np.float64)
+    if y_train.ndim == 2:
+        return {"train_mean": np.tile(y_train.mean(axis=0), (len(y_holdout), 1))}
     return {"train_mean": np.full(len(y_holdout), float(np.mean(y_train)))}

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 from features import labels
+from features.timeframes import timeframe_hours
 from models import builders
 from models.search_spaces import (
     lightgbm_space,
@@ -47,6 +49,9 @@ CHART_PATTERN_HORIZON, CHART_PATTERN_WINDOW = 10, 100
 PATTERN_HORIZON, PATTERN_WINDOW, PATTERN_THRESHOLD = 1, 8, 0.0002
 CORRELATION_WINDOW, CORRELATION_RANK_WINDOW = 40, 500
 SENTIMENT_HORIZON = 10
+LIQUIDITY_HOURS = (6, 12, 24)
+RETURNS_HOURS, RETURNS_DIRECTION_THRESHOLD = (1, 4, 24), 0.001
+RETURNS_TRADED_TARGET = "label_return_1h"
 
 
 def direction_specs() -> list[ModelSpec]:
@@ -336,6 +341,82 @@ def pattern_similarity_specs() -> list[ModelSpec]:
     )]
 
 
+def _needs_timeframe(name: str) -> Callable[[Any], Any]:
+    """The label rule of a spec not yet resolved for a timeframe: raises, naming the fix."""
+    def rule(bars: Any) -> Any:
+        raise ValueError(f"{name}: its horizons are in hours; resolve it for the bars' timeframe with "
+                         f"models.catalog.spec_by_name({name!r}, timeframe)")
+    return rule
+
+
+def _hour_outputs(targets: Sequence[str], hours: Sequence[float], bars: Sequence[int], units: str
+                  ) -> list[dict[str, Any]]:
+    return [{"name": t, "kind": "value", "meaning": t, "horizon_hours": float(h), "horizon_bars": int(n),
+             "units": units} for t, h, n in zip(targets, hours, bars)]
+
+
+def liquidity_spec(timeframe: str | None = None) -> ModelSpec:
+    """``liquidity_volume`` for bars of ``timeframe`` (horizons of 6, 12 and 24 hours in bars; a daily bar is 24h)."""
+    bar_hours = timeframe_hours(timeframe) if timeframe else 1.0
+    bars = [labels.bars_for_hours(h, bar_hours) for h in LIQUIDITY_HOURS]
+    targets = tuple(f"liq_log_volume_{labels.hours_name(h)}" for h in LIQUIDITY_HOURS)
+    make = partial(labels.liquidity_targets, bar_hours=bar_hours, hours=LIQUIDITY_HOURS) if timeframe \
+        else _needs_timeframe("liquidity_volume")
+    return ModelSpec(
+        name="liquidity_volume", family="liquidity", task="regressor", label="liq_log_volume", horizon=max(bars),
+        make_label=make, build=builders.liquidity, search_space=small_lightgbm_space, metric="rmsle",
+        greater_is_better=False, targets=targets, per_timeframe=liquidity_spec, max_trials=4,
+        # float32 resolution near ln(1 + volume) ~ 10 is 9.5e-7, and each output sums float32 leaves:
+        # the ONNX forecast differs from the native one by up to ~1e-5 (relative 1e-6).
+        gates=Gates(max_onnx_abs_diff=1e-4),
+        description="ln(1 + volume) over the next 6, 12 and 24 hours, one LightGBM booster per horizon in one "
+                    "ONNX graph, on hour of day, day of week, the NYSE holiday calendar and the log-volume trend; "
+                    "rmsle = RMSE of the log targets, mean over horizons; naive rules: the training window's "
+                    "hour-of-week mean volume, and the last 24 hours' volume",
+        schema_extras={"outputs": _hour_outputs(targets, LIQUIDITY_HOURS, bars, "ln(1 + volume)"),
+                       "timeframe": timeframe or "",
+                       "execution_limit": {"max_order_fraction_of_forecast": 0.1,
+                                           "rule": "refuse an order larger than 0.1 * (exp(forecast) - 1)"}},
+    )
+
+
+def liquidity_specs() -> list[ModelSpec]:
+    return [liquidity_spec()]
+
+
+def returns_spec(name: str, timeframe: str | None = None) -> ModelSpec:
+    """``returns_lgbm`` or ``returns_mlp`` for bars of ``timeframe`` (1h, 4h and 1d horizons in bars)."""
+    bar_hours = timeframe_hours(timeframe) if timeframe else 1.0
+    bars = [labels.bars_for_hours(h, bar_hours) for h in RETURNS_HOURS]
+    kinds = ("return", "max_gain", "max_loss")
+    targets = tuple(f"label_{kind}_{labels.hours_name(h)}" for kind in kinds for h in RETURNS_HOURS)
+    make = partial(labels.multi_horizon_labels, bar_hours=bar_hours, hours=RETURNS_HOURS,
+                   threshold=RETURNS_DIRECTION_THRESHOLD) if timeframe \
+        else _needs_timeframe(name)
+    mlp = name == "returns_mlp"
+    units = {"return": "log return", "max_gain": "max high / close - 1", "max_loss": "min low / close - 1"}
+    outputs = [o for kind in kinds for o in _hour_outputs([t for t in targets if f"_{kind}_" in t], RETURNS_HOURS,
+                                                          bars, units[kind])]
+    return ModelSpec(
+        name=name, family="returns", task="regressor", label="label_returns", horizon=max(bars), make_label=make,
+        build=builders.returns_mlp if mlp else builders.returns_lgbm,
+        search_space=builders.returns_mlp_space if mlp else small_lightgbm_space, metric="rmse",
+        greater_is_better=False, targets=targets, per_timeframe=partial(returns_spec, name),
+        max_trials=2 if mlp else 4, parallel_fits=not mlp, max_null_retrains=20 if mlp else None,
+        max_train_rows=6000 if mlp else 8000, baselines=builders.train_mean_baseline,
+        description=("torch MLP price predictor" if mlp else "one LightGBM booster per target") +
+                    ": return, largest favourable move (max gain) and largest adverse move (max loss) over the next "
+                    "1h, 4h and 1d, one ONNX output per target; rmse is the mean over targets; naive rule: the "
+                    f"training-window mean; {RETURNS_TRADED_TARGET}'s sign is traded after costs. The label step also "
+                    f"stores label_direction_<H> (down / neutral / up, ±{RETURNS_DIRECTION_THRESHOLD:.1%} band)",
+        schema_extras={"outputs": outputs, "timeframe": timeframe or "", "traded_output": RETURNS_TRADED_TARGET},
+    )
+
+
+def returns_specs() -> list[ModelSpec]:
+    return [returns_spec("returns_lgbm"), returns_spec("returns_mlp")]
+
+
 FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
     "direction": direction_specs,
     "volatility": volatility_specs,
@@ -352,6 +433,8 @@ FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {
     "pattern_similarity": pattern_similarity_specs,
     "correlation_regime": correlation_regime_specs,
     "sentiment": sentiment_specs,
+    "liquidity": liquidity_specs,
+    "returns": returns_specs,
 }
 
 
@@ -378,9 +461,10 @@ def specs_for(families: Sequence[str]) -> list[ModelSpec]:
     return chosen
 
 
-def spec_by_name(name: str) -> ModelSpec:
+def spec_by_name(name: str, timeframe: str | None = None) -> ModelSpec:
+    """The spec called ``name``; with ``timeframe``, resolved for it when its horizons are in hours."""
     for builder in FAMILIES.values():
         for spec in builder():
             if spec.name == name:
-                return spec
+                return spec.per_timeframe(timeframe) if timeframe and spec.per_timeframe else spec
     raise ValueError(f"unknown model spec {name!r}")

@@ -25,7 +25,16 @@ def classifier_score(metric: str, y_true: np.ndarray, proba: np.ndarray, n_class
 
 
 def regressor_score(metric: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    if metric == "rmse":
+    """``rmse``, ``mae``, ``rmsle`` or ``qlike``; for ``[n, n_targets]`` labels, the mean of the per-target scores.
+
+    ``rmsle`` is for labels that are already ``ln(1 + x)`` (the liquidity targets): it is their RMSE.
+    """
+    y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    if y_true.ndim == 2:
+        if y_pred.shape != y_true.shape:
+            raise ValueError(f"forecasts of shape {y_pred.shape} for labels of shape {y_true.shape}")
+        return float(np.mean([regressor_score(metric, y_true[:, k], y_pred[:, k]) for k in range(y_true.shape[1])]))
+    if metric in ("rmse", "rmsle"):
         return float(np.sqrt(np.mean((y_true - y_pred) ** 2)))
     if metric == "mae":
         return float(np.mean(np.abs(y_true - y_pred)))

@@ -19,6 +19,8 @@ it with the spec's own primary metric on the same rows as the model.
 | pattern_similarity | the base rate: the training rows' class shares on every holdout row |
 | correlation_regime | the tercile of the current average correlation in its trailing history (hard and soft) |
 | sentiment | without any headline: the direction rule, and a logistic regression on the price features |
+| liquidity | the training window's mean volume of each future bar's hour of week (seasonal mean); the last 24 hours' volume |
+| returns | the training window's mean of each target |
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class NaiveContext:
     holdout_idx: np.ndarray
     horizon: int
     windows: np.ndarray | None = None  # sequence specs: the whole windows [n, window, f]
+    # Multi-output specs: each target's horizon in bars (y is [n, len(target_horizons)]), and the bar length.
+    target_horizons: tuple[int, ...] = ()
+    bar_hours: float = 0.0
 
     def at_rows(self, series: pd.Series) -> np.ndarray:
         """A bar-indexed series read at the dataset's row times (NaN where absent)."""
@@ -325,6 +330,61 @@ def sentiment_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
     return out
 
 
+# -- liquidity ---------------------------------------------------------------------------
+
+def _bar_positions(ctx: NaiveContext) -> np.ndarray:
+    positions = ctx.bars.index.get_indexer(ctx.index)
+    if (positions < 0).any():
+        raise ValueError("naive rules need every dataset row among the bars")
+    return positions
+
+
+def _forward_sum(per_bar: np.ndarray, positions: np.ndarray, horizon: int) -> np.ndarray:
+    """``sum(per_bar[p+1 .. p+horizon])`` at each position (NaN past the end)."""
+    cumulative = np.concatenate([[0.0], np.cumsum(per_bar)])
+    end = positions + horizon + 1
+    out = np.full(len(positions), np.nan)
+    ok = end < len(cumulative)
+    out[ok] = cumulative[end[ok]] - cumulative[positions[ok] + 1]
+    return out
+
+
+def liquidity_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """``seasonal_mean``: each future bar's volume is the training window's mean volume of its
+    hour of week (UTC), summed over the horizon; ``last_day``: the volume of the last 24 hours,
+    scaled to the horizon. Both in the targets' units, ln(1 + volume)."""
+    if not ctx.target_horizons or not ctx.bar_hours > 0:
+        raise ValueError("liquidity rules need the targets' horizons in bars and the bar length (NaiveContext)")
+    volume = ctx.bars["volume"].to_numpy(dtype=np.float64)
+    index = ctx.bars.index
+    slot = np.asarray(index.dayofweek * 24 + index.hour)
+    positions = _bar_positions(ctx)
+    first, last = positions[ctx.train_idx[0]], positions[ctx.train_idx[-1]]
+    in_train = np.zeros(len(volume), dtype=bool)
+    in_train[first:last + 1] = True  # bars of the training window only: none after its last row
+    overall = float(volume[in_train].mean())
+    slot_mean = pd.Series(volume[in_train]).groupby(slot[in_train]).mean()
+    seasonal = pd.Series(slot).map(slot_mean).fillna(overall).to_numpy(dtype=np.float64)
+    hold = positions[ctx.holdout_idx]
+    per_day = max(1, int(round(24.0 / ctx.bar_hours)))
+    cumulative = np.concatenate([[0.0], np.cumsum(volume)])
+    start = np.maximum(hold + 1 - per_day, 0)
+    last_day = (cumulative[hold + 1] - cumulative[start]) * per_day / (hold + 1 - start)
+    seasonal_out = np.column_stack([np.log1p(_forward_sum(seasonal, hold, h)) for h in ctx.target_horizons])
+    last_out = np.column_stack([np.log1p(last_day * h / per_day) for h in ctx.target_horizons])
+    return {"seasonal_mean": seasonal_out, "last_day": last_out}
+
+
+# -- returns -----------------------------------------------------------------------------
+
+def train_mean_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """Every holdout row gets the training rows' mean of each target."""
+    y = np.asarray(ctx.y[ctx.train_idx], dtype=np.float64)
+    mean = y.mean(axis=0)
+    return {"train_mean": np.tile(mean, (len(ctx.holdout_idx), 1)) if y.ndim == 2
+            else np.full(len(ctx.holdout_idx), float(mean))}
+
+
 RULES_BY_FAMILY: dict[str, NaiveRules] = {
     "direction": direction_rules,
     "sequence": direction_rules,
@@ -340,6 +400,8 @@ RULES_BY_FAMILY: dict[str, NaiveRules] = {
     "pattern_similarity": base_rate_rules,
     "correlation_regime": correlation_regime_rules,
     "sentiment": sentiment_rules,
+    "liquidity": liquidity_rules,
+    "returns": train_mean_rules,
 }
 
 

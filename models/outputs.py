@@ -33,6 +33,8 @@ def native_output(spec: Any, model: Any, X: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict_proba(X))
     if spec.task == "anomaly":
         return np.asarray(model.score(X)).reshape(-1)
+    if getattr(spec, "targets", ()):  # multi-output regressors: [n, n_targets]
+        return np.asarray(model.predict(X)).reshape(len(X), len(spec.targets))
     return np.asarray(model.predict(X)).reshape(-1)
 
 
@@ -41,6 +43,8 @@ def build_estimator(spec: Any, params: dict[str, Any], feature_names: list[str])
     estimator = spec.build(params)
     if "feature_names" in estimator.get_params():
         estimator.set_params(feature_names=tuple(feature_names))
+    if getattr(spec, "targets", ()) and "output_names" in estimator.get_params():
+        estimator.set_params(output_names=tuple(spec.targets))  # one named ONNX output per target
     return estimator
 
 

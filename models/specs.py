@@ -110,6 +110,12 @@ class ModelSpec:
     # Features the spec cannot do without (e.g. the news features): a symbol whose feature set
     # lacks one is skipped (models.cv.InsufficientDataError), not a failed run.
     required_features: tuple[str, ...] = ()
+    # Multi-output regressors: the label columns of y (then [n, len(targets)]), each one ONNX output
+    # of the same name; ``make_label`` returns a frame with these columns.
+    targets: tuple[str, ...] = ()
+    # Specs whose horizons are in hours: the spec resolved for a timeframe (horizons in bars, the
+    # label rule bound to the bar length). ``models.catalog.spec_by_name(name, timeframe)`` applies it.
+    per_timeframe: Callable[[str], "ModelSpec"] | None = None
 
     def fit_threads(self, n_jobs: int, matrix_bytes: int = 0) -> int:
         """Threads for this spec's independent fits: ``n_jobs``, or 1 without ``parallel_fits`` or
@@ -119,5 +125,12 @@ class ModelSpec:
             return 1
         return n_jobs
 
-    def label_for(self, bars: pd.DataFrame) -> pd.Series:
+    def label_for(self, bars: pd.DataFrame) -> pd.Series | pd.DataFrame:
+        """The label rule on ``bars``: a Series named ``label``, or for multi-output specs a frame of ``targets``."""
+        if self.targets:
+            frame = self.make_label(bars)
+            missing = [t for t in self.targets if t not in frame.columns]
+            if missing:
+                raise ValueError(f"{self.name}: the label rule did not return targets {missing}")
+            return frame[list(self.targets)]
         return self.make_label(bars).rename(self.label)

@@ -67,10 +67,15 @@ def load_dataset(warehouse: Warehouse, spec: ModelSpec, *, tenant: str, symbol: 
     if lacking:
         raise InsufficientDataError(f"{spec.name} needs features {', '.join(lacking[:3])}, which the feature set "
                                     f"{feature_set_version!r} of {symbol} {timeframe} lacks")
-    labels = warehouse.read_labels(tenant=tenant, symbol=symbol, timeframe=timeframe, labels=[spec.label])
+    label_names = list(spec.targets) or [spec.label]  # multi-output specs: one column per target
+    labels = warehouse.read_labels(tenant=tenant, symbol=symbol, timeframe=timeframe, labels=label_names)
+    missing_labels = [name for name in label_names if name not in labels.columns]
+    if missing_labels:
+        raise ValueError(f"{symbol} {timeframe}: labels {missing_labels[:3]} are not in the warehouse; run the label step")
     closes = warehouse.read_bars(tenant=tenant, symbol=symbol, timeframe=timeframe, end=as_of)["close"]
     next_return = closes.pct_change().shift(-1).reindex(feats.index).to_numpy(dtype=np.float64)
-    label = labels[spec.label].reindex(feats.index).to_numpy(dtype=np.float64)
+    label = labels[label_names].reindex(feats.index).to_numpy(dtype=np.float64)
+    label = label if spec.targets else label[:, 0]
     del closes, labels
 
     names = feature_names or usable_features(feats, WARMUP)
@@ -79,7 +84,7 @@ def load_dataset(warehouse: Warehouse, spec: ModelSpec, *, tenant: str, symbol: 
         missing = [n for n, c in zip(names, columns) if c < 0]
         raise ValueError(f"{symbol} {timeframe}: features {missing[:5]} are not in feature set {feature_set_version!r}")
     values = feats.to_numpy()
-    keep = ~(np.isnan(label) | np.isnan(next_return))
+    keep = ~(np.isnan(label).reshape(len(label), -1).any(axis=1) | np.isnan(next_return))
     keep[:WARMUP] = False
     for block in range(0, len(columns), 32):  # bounded temporaries: 32 columns at a time
         keep &= ~np.isnan(values[:, columns[block:block + 32]]).any(axis=1)

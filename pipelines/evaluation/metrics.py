@@ -50,6 +50,13 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE and R²; for ``[n, n_targets]`` labels, each is the mean of the per-target values
+    (as ``models.metrics.regressor_score`` scores the primary metric and the baselines)."""
+    y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    if y.ndim == 2:
+        per_target = [regression_metrics(y[:, k], pred[:, k]) for k in range(y.shape[1])]
+        return {"n_test": float(len(y)),
+                **{name: float(np.mean([m[name] for m in per_target])) for name in ("rmse", "mae", "r2")}}
     return {
         "n_test": float(len(y)),
         "rmse": float(np.sqrt(np.mean((y - pred) ** 2))),

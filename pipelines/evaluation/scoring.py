@@ -34,6 +34,11 @@ def onnx_outputs(onnx_bytes: bytes, X: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def onnx_primary_output(spec: ModelSpec, outputs: dict[str, np.ndarray]) -> np.ndarray:
+    if spec.targets:  # multi-output regressors: the named outputs side by side, [n, n_targets]
+        missing = [t for t in spec.targets if t not in outputs]
+        if missing:
+            raise ValueError(f"{spec.name}: the ONNX graph lacks the outputs {missing}")
+        return np.column_stack([np.asarray(outputs[t]).reshape(-1) for t in spec.targets])
     out = np.asarray(outputs[primary_output_name(spec)])
     return out if spec.task == "classifier" else out.reshape(-1)
 
@@ -49,7 +54,7 @@ def dataset_for_version(settings: Settings, registry: Registry, name: str, versi
     from pipelines.memory import require_memory
 
     mv = registry.client.get_model_version(name, version)
-    spec = spec_by_name(mv.tags["spec"])
+    spec = spec_by_name(mv.tags["spec"], mv.tags.get("timeframe"))
     bundle = version_bundle(settings, registry, name, version)
     schema = json.loads((bundle / "schema.json").read_text())
     with open_warehouse(settings) as warehouse:

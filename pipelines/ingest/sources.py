@@ -437,6 +437,12 @@ class UniverseMemberSource:
         return synthetic_universe_sample().switches.copy()
 
 
+def _liquidity_market() -> pd.DataFrame:
+    from pipelines.ingest.synthetic import liquidity_market
+
+    return liquidity_market(seed=11, days=180, freq="15min")
+
+
 def _universe_members() -> dict[str, Callable[[], Source]]:
     from pipelines.universes import synthetic_universe_members
 
@@ -483,15 +489,18 @@ SAMPLE_SYMBOLS: dict[str, Callable[[], Source]] = {
     **_universe_members(),
     # SYNNEWS: headlines (one per ~20 bars) whose tone moves the price after them (the sentiment family).
     "SYNNEWS": lambda: SyntheticNewsSource(seed=3, n_bars=20_000),
+    # SYNLIQ: 180 days of 15-minute bars with hour-of-day, day-of-week and holiday volume seasonality
+    # (pipelines.ingest.synthetic.liquidity_market): the liquidity family's synthetic market.
+    "SYNLIQ": lambda: FrameSource(_liquidity_market(), name="synthetic-liquidity:seed=11"),
 }
 
 _SAMPLE_TIMEFRAMES = {"SPX": "1d", "NASDAQ": "1d", "VIX": "1d", "WTI": "1d", "CRUDE": "1mo", "SYN1": "1m", "SYN2": "1m",
-                      "SYNNEWS": "1m", **{member: "1d" for member in _universe_members()}}
+                      "SYNNEWS": "1m", "SYNLIQ": "15m", **{member: "1d" for member in _universe_members()}}
 
 
 def sample_timeframe(symbol: str) -> str:
     """``1d`` for the arch daily samples (SPX, NASDAQ, VIX, WTI) and the SYNU* universe members, ``1mo`` for
-    CRUDE (monthly), ``1m`` for SYN1 and SYN2."""
+    CRUDE (monthly), ``1m`` for SYN1, SYN2 and SYNNEWS, ``15m`` for SYNLIQ."""
     if symbol not in _SAMPLE_TIMEFRAMES:
         raise ValueError(f"unknown sample symbol {symbol!r}; known: {', '.join(SAMPLE_SYMBOLS)}")
     return _SAMPLE_TIMEFRAMES[symbol]

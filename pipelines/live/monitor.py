@@ -157,7 +157,7 @@ def _monitor_one(settings: Settings, registry: Any, name: str, version: str, as_
 
     mv = registry.client.get_model_version(name, version)
     run = registry.client.get_run(mv.run_id)
-    spec = spec_by_name(mv.tags["spec"])
+    spec = spec_by_name(mv.tags["spec"], mv.tags.get("timeframe"))
     binary = spec.task == "classifier" and len(spec.class_names) == 2
     with open_warehouse(settings) as warehouse:
         frame = _window_rows(warehouse, settings.scope, name, as_of, window)

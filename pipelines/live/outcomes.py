@@ -53,9 +53,12 @@ def fill_outcomes(settings: Settings, as_of: pd.Timestamp, *,
             log.warning("fill_outcomes: %s is not a registered model with spec and timeframe tags; skipped", model)
             continue
         try:
-            spec = spec_by_name(tags["spec"])
+            spec = spec_by_name(tags["spec"], tags["timeframe"])
         except (KeyError, ValueError):
             log.warning("fill_outcomes: %s has unknown spec %r; skipped", model, tags["spec"])
+            continue
+        if spec.targets:  # a multi-output model's outcome is a vector; the outcome table holds one label
+            log.info("fill_outcomes: %s predicts %d targets; its outcomes are not filled", model, len(spec.targets))
             continue
         step = timeframe_delta(tags["timeframe"])
         with open_warehouse(settings) as warehouse:

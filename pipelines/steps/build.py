@@ -105,7 +105,7 @@ def build_labels(settings: Settings, *, symbol: str, timeframe: str, spec_names:
     from pipelines.memory import require_memory
 
     # Universe specs label a universe's joined rows, not one symbol's bars (pipelines.evaluation.universe).
-    specs = [spec for spec in (spec_by_name(name) for name in spec_names) if not spec.universe]
+    specs = [spec for spec in (spec_by_name(name, timeframe) for name in spec_names) if not spec.universe]
     # The warehouse is held only to read and to write (other processes wait for it), not to compute.
     with open_warehouse(settings) as warehouse:
         require_memory(settings, "labels", rows=warehouse.count_bars(
@@ -115,8 +115,14 @@ def build_labels(settings: Settings, *, symbol: str, timeframe: str, spec_names:
             if any(spec.family == "trade_quality" for spec in specs) else pd.DataFrame()
         events = warehouse.read_market_events(tenant=settings.scope, symbol=symbol) \
             if any(spec.task == "anomaly" for spec in specs) else pd.DataFrame()
-    labels = pd.DataFrame({spec.label: spec.label_for(bars) for spec in specs if spec.task != "anomaly"},
-                          index=bars.index)
+    labels = pd.DataFrame({spec.label: spec.label_for(bars) for spec in specs
+                           if spec.task != "anomaly" and not spec.targets}, index=bars.index)
+    for spec in (s for s in specs if s.targets):
+        # Multi-output specs: one column per target, and any companion label their rule returns
+        # (the returns family's three-class directions), stored for every symbol the spec runs on.
+        frame = spec.make_label(bars)
+        spec.label_for(bars)  # the rule returns every target (raises naming a missing one)
+        labels = pd.concat([labels, frame], axis=1)
     for spec in (s for s in specs if s.family == "trade_quality" and not trades.empty):
         # The feedback loop: once real trade results are ingested, they replace the sample trade log.
         labels[spec.label] = trade_outcome_label(trades, bars.index)

@@ -112,7 +112,7 @@ def train_spec(settings: Settings, *, spec_name: str, symbol: str, timeframe: st
     import features
     from pipelines.memory import require_memory
 
-    spec = spec_by_name(spec_name)
+    spec = spec_by_name(spec_name, timeframe)
     trials = min(trials or settings.trials, spec.max_trials or 10**9)
     holdout_fraction = holdout_fraction or settings.holdout_fraction
     if spec.episode_costs is not None:  # fitted on replayed episodes, not on rows

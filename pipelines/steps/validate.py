@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.timeframes import timeframe_hours
 from models.catalog import spec_by_name
 from models.cv import InsufficientDataError, take_rows
 from models.naive import NaiveContext, naive_predictions
@@ -51,14 +52,22 @@ log = logging.getLogger(__name__)
 
 
 def naive_context(settings: Settings, data: Dataset, *, symbol: str, timeframe: str, as_of: pd.Timestamp,
-                  horizon: int) -> NaiveContext:
+                  horizon: int, spec: ModelSpec | None = None) -> NaiveContext:
     """The bars and rows that the spec's naive rules see (bars up to ``as_of`` only)."""
     with open_warehouse(settings) as warehouse:
         bars = warehouse.read_bars(tenant=settings.scope, symbol=symbol, timeframe=timeframe, end=as_of)
     X = data.X[:, -1, :] if data.X.ndim == 3 else data.X  # sequence rows: the window's last bar
     return NaiveContext(bars=bars, index=data.index, y=data.y, X=X, feature_names=data.feature_names,
                         train_idx=data.train_idx, holdout_idx=data.holdout_idx, horizon=horizon,
-                        windows=data.X if data.X.ndim == 3 else None)
+                        windows=data.X if data.X.ndim == 3 else None,
+                        target_horizons=target_horizons(spec) if spec is not None else (),
+                        bar_hours=timeframe_hours(timeframe) if spec is not None and spec.targets else 0.0)
+
+
+def target_horizons(spec: ModelSpec) -> tuple[int, ...]:
+    """Horizon in bars of each target of a multi-output spec (its declared outputs), else ``()``."""
+    by_name = {o["name"]: o for o in spec.schema_extras.get("outputs", [])}
+    return tuple(int(by_name[t]["horizon_bars"]) for t in spec.targets) if spec.targets else ()
 
 
 def naive_rule_metrics(spec: ModelSpec, ctx: NaiveContext) -> dict[str, float]:
@@ -213,19 +222,44 @@ def evaluate_classifier(settings: Settings, spec: ModelSpec, data: Dataset, prob
     return metrics
 
 
-def evaluate_regressor(spec: ModelSpec, data: Dataset, prediction: np.ndarray) -> dict[str, float]:
-    """RMSE, MAE, R² (QLIKE for volatility) and the spec's baselines, fitted on the training window only."""
+def evaluate_regressor(spec: ModelSpec, data: Dataset, prediction: np.ndarray,
+                       settings: Settings | None = None) -> dict[str, float]:
+    """RMSE, MAE, R² (QLIKE for volatility) and the spec's baselines, fitted on the training window only.
+
+    Multi-output specs (``spec.targets``) also get each target's RMSE, MAE and R², and R² of the
+    training-window mean; the primary metric is the mean over targets. A spec with a
+    ``traded_output`` has that forecast's sign traded after costs (held for its horizon), with
+    the trading metrics and gates of the direction family.
+    """
+    from models.builders import train_mean_baseline
     from models.metrics import regressor_score
+    from sklearn.metrics import r2_score
 
     train, hold = data.train_idx, data.holdout_idx
     y = data.y[hold].astype(float)
     metrics = regression_metrics(y, prediction)
-    if spec.metric == "qlike":
-        metrics["qlike"] = regressor_score("qlike", y, prediction)
+    if spec.metric in ("qlike", "rmsle"):
+        metrics[spec.metric] = regressor_score(spec.metric, y, prediction)
     baselines = spec.baselines(data.y[train].astype(float), y, data.next_return[train], data.next_return[hold]) \
-        if spec.baselines else {"train_mean": np.full(len(y), float(np.mean(data.y[train])))}
+        if spec.baselines else train_mean_baseline(data.y[train].astype(float), y)
     for name, forecast in baselines.items():
         metrics[f"baseline_{name}_{spec.metric}"] = regressor_score(spec.metric, y, np.asarray(forecast))
+    if spec.targets:
+        mean_forecast = train_mean_baseline(data.y[train].astype(float), y)["train_mean"]
+        metrics["baseline_train_mean_r2"] = float(r2_score(y, mean_forecast))
+        for k, target in enumerate(spec.targets):
+            for name, value in regression_metrics(y[:, k], prediction[:, k]).items():
+                if name != "n_test":
+                    metrics[f"{name}_{target}"] = value
+            metrics[f"baseline_train_mean_r2_{target}"] = float(r2_score(y[:, k], mean_forecast[:, k]))
+    traded = spec.schema_extras.get("traded_output")
+    if traded and settings is not None:
+        k = list(spec.targets).index(traded)
+        horizon = next(int(o["horizon_bars"]) for o in spec.schema_extras["outputs"] if o["name"] == traded)
+        position = hold_for_horizon(np.sign(prediction[:, k]), horizon)
+        metrics.update(trading_metrics_for(settings, data, position))
+        pnl = strategy_pnl(position, data.next_return[hold], (settings.commission_bps + settings.spread_bps) / 1e4)
+        metrics.update({f"trading_{name}": v for name, v in sharpe_statistics(pnl).items()})
     return metrics
 
 
@@ -296,7 +330,8 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
 
     holdout_fraction = holdout_fraction or settings.holdout_fraction
     registry = Registry.from_settings(settings)
-    version_spec = spec_by_name(registry.client.get_model_version(model_name, version).tags["spec"])
+    version_tags = registry.client.get_model_version(model_name, version).tags
+    version_spec = spec_by_name(version_tags["spec"], version_tags.get("timeframe"))
     if version_spec.episode_costs is not None:  # scored on replayed episodes, not on rows
         from pipelines.steps.episodes import validate_episodes
 
@@ -316,12 +351,12 @@ def validate_version(settings: Settings, *, model_name: str, version: str, as_of
     elif spec.task == "anomaly":
         metrics = evaluate_anomaly(spec, data, output)
     else:
-        metrics = evaluate_regressor(spec, data, output)
+        metrics = evaluate_regressor(spec, data, output, settings)
     if spec.holdout_report is not None:  # reported on the card, not gated
         metrics.update(spec.holdout_report(data.y[data.holdout_idx], output))
     metrics.update(naive_rule_metrics(spec, naive_context(settings, data, symbol=mv.tags["symbol"],
                                                           timeframe=mv.tags["timeframe"], as_of=as_of,
-                                                          horizon=spec.horizon)))
+                                                          horizon=spec.horizon, spec=spec)))
     if spec.holdout_checks is not None:  # e.g. recorded regime switches flagged by the bundle
         metrics.update(holdout_check_metrics(settings, spec, data, bundle, X_hold, symbol=mv.tags["symbol"]))
     metrics["onnx_max_abs_diff"] = float(run.data.metrics["onnx_max_abs_diff"])

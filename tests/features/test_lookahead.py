@@ -59,3 +59,17 @@ def test_appending_bars_one_at_a_time_reproduces_the_batch(sp500_bars, sp500_fea
     for t in range(start, len(sp500_bars)):
         grown = features.compute(sp500_bars.iloc[: t + 1])
         np.testing.assert_allclose(grown.iloc[-1], sp500_features.iloc[t], rtol=ROUNDING, atol=ROUNDING)
+
+
+def test_the_volume_and_holiday_columns_never_see_a_later_bar():
+    """The liquidity family's inputs (log volume terms, holiday flags) at bar t are the same
+    whatever comes after t: altered, then cut off."""
+    from features.synthetic import synthetic_bars
+
+    names = ["log_vol_1", "log_vol_10", "log_vol_60", "log_vol_240", "log_vol_trend_10_240", "holiday",
+             "holiday_next_day"]
+    bars = synthetic_bars(1_500, seed=3, freq="15min", start="2024-06-28", microstructure=False)
+    full = features.compute(bars)[names]
+    for seed, t in enumerate((features.LOOKBACK + 5, 900, len(bars) - 30)):
+        assert_unchanged(full, features.compute(scramble_after(bars, t, seed))[names], t)
+        assert_unchanged(full, features.compute(bars.iloc[: t + 1])[names], t)

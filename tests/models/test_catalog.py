@@ -11,12 +11,13 @@ from sklearn.base import clone
 
 from models.catalog import FAMILIES, family_names, spec_by_name, specs_for
 
-ALL_SPECS = [spec for build in FAMILIES.values() for spec in build()]
+# Specs whose horizons are in hours are resolved for the ``bars`` fixture's 1-minute timeframe.
+ALL_SPECS = [spec.per_timeframe("1m") if spec.per_timeframe else spec for build in FAMILIES.values() for spec in build()]
 # Per-bar labels; universe specs label a universe's joined closes (tests/pipelines/evaluation/test_universe.py).
 BAR_SPECS = [spec for spec in ALL_SPECS if not spec.universe]
-METRICS = {"classifier": {"auc", "log_loss"}, "regressor": {"rmse", "mae", "qlike", "shortfall_bps"},
+METRICS = {"classifier": {"auc", "log_loss"}, "regressor": {"rmse", "mae", "qlike", "rmsle", "shortfall_bps"},
            "anomaly": {"event_auc"}}
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "qlike", "shortfall_bps"}
+LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "qlike", "rmsle", "shortfall_bps"}
 
 # Every spec's label on the ``bars`` fixture: (known values, their sum, their sum of squares).
 # A change here is a change of a label rule, which changes what every model of the spec learns.
@@ -39,6 +40,10 @@ LABEL_VALUES = {
     "volatility_h5": (2995, 3.686424218018799, 0.006732142620938288),
     "volatility_h20": (2980, 3.9905337118235473, 0.006722977223495331),
     "chart_pattern_cnn": (0, 0.0, 0.0),  # trained on generated patterns: no market label
+    # multi-output specs: every target of the rows where all are known (1-minute bars: 6h = 360 bars)
+    "liquidity_volume": (3 * 1560, 53970.174769685385, 625092.052523403),
+    "returns_lgbm": (9 * 1560, -63.42374041879986, 9.295083368557357),
+    "returns_mlp": (9 * 1560, -63.42374041879986, 9.295083368557357),
 }
 
 
@@ -52,7 +57,7 @@ def bars() -> pd.DataFrame:
 def test_every_family_is_there_and_spec_names_are_unique():
     assert set(FAMILIES) == {"direction", "volatility", "regime", "anomaly", "risk", "momentum", "gate",
                              "trade_quality", "sequence", "ensemble", "execution", "chart_pattern",
-                             "pattern_similarity", "correlation_regime", "sentiment"}
+                             "pattern_similarity", "correlation_regime", "sentiment", "liquidity", "returns"}
     names = [s.name for s in ALL_SPECS]
     assert len(names) == len(set(names))
     for family, build in FAMILIES.items():
@@ -88,6 +93,11 @@ def test_spec_fields_are_consistent(spec):
 @pytest.mark.parametrize("spec", BAR_SPECS, ids=lambda s: s.name)
 def test_labels_are_per_bar_and_valid(spec, bars):
     label = spec.label_for(bars)
+    if spec.targets:  # multi-output: one column per target, each a per-bar label
+        assert list(label.columns) == list(spec.targets) and label.index.equals(bars.index)
+        assert len(label.dropna()) >= 50 and np.isfinite(label.dropna().to_numpy()).all()
+        assert label.iloc[-spec.horizon:].isna().any(axis=1).all()  # the longest horizon has no complete future
+        return
     assert label.name == spec.label and label.index.equals(bars.index)
     if spec.rows is not None:  # its rows are supplied (generated), the market has no label for it
         assert label.isna().all()
@@ -106,12 +116,16 @@ def test_specs_that_share_a_label_name_share_its_values(bars):
     by_label: dict[str, list] = {}
     for spec in BAR_SPECS:
         by_label.setdefault(spec.label, []).append(spec)
+    assert {s.name for s in by_label["label_returns"]} == {"returns_lgbm", "returns_mlp"}
     shared = {name: specs for name, specs in by_label.items() if len(specs) > 1}
     assert "dir_up_h5" in shared
     for specs in shared.values():
         first = specs[0].label_for(bars)
         for other in specs[1:]:
-            pd.testing.assert_series_equal(other.label_for(bars), first)
+            if isinstance(first, pd.DataFrame):
+                pd.testing.assert_frame_equal(other.label_for(bars), first)
+            else:
+                pd.testing.assert_series_equal(other.label_for(bars), first)
 
 
 @pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: s.name)
@@ -130,7 +144,7 @@ def test_search_space_builds_a_cloneable_estimator(spec):
 
 @pytest.mark.parametrize("spec", BAR_SPECS, ids=lambda s: s.name)
 def test_label_values_are_pinned(spec, bars):
-    known = spec.label_for(bars).dropna().to_numpy()
+    known = spec.label_for(bars).dropna().to_numpy().reshape(-1)
     count, total, squares = LABEL_VALUES[spec.name]
     assert len(known) == count
     assert float(known.sum()) == pytest.approx(total, rel=1e-9, abs=1e-12)

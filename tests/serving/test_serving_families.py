@@ -37,8 +37,9 @@ from tests.models.families.conftest import bars, feature_frame, market  # noqa: 
 # chart_pattern takes OHLCV windows (tests/models/families/test_chart_pattern.py), execution replays
 # episodes (test_execution.py), correlation_regime a universe's closes (test_correlation_regime.py),
 # sentiment needs news features (test_sentiment.py), pattern_similarity carries its library
-# (test_pattern_similarity.py).
-SERVED_ELSEWHERE = {"execution", "correlation_regime", "sentiment", "pattern_similarity"}
+# (test_pattern_similarity.py); liquidity and returns resolve their hour horizons per timeframe and
+# answer with one named output per target (tests/serving/test_serving_multi_output.py).
+SERVED_ELSEWHERE = {"execution", "correlation_regime", "sentiment", "pattern_similarity", "liquidity", "returns"}
 SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in specs_for(["all"])
                                if spec.rows is None and spec.family not in SERVED_ELSEWHERE}
 N_ROWS = 2500  # rows of the feature frame used (the last ones); 80% train, the rest is served

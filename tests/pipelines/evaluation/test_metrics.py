@@ -102,3 +102,21 @@ def test_sequential_null_test_decides_as_the_full_test_does(stop_after):
                 break
         assert (sequential.p_value < 0.05) == (full.p_value < 0.05)
         assert len(drawn) <= 20
+
+
+def test_multi_output_regression_metrics_are_means_of_the_per_target_ones():
+    """The primary metric (models.metrics.regressor_score) and the reported RMSE agree for [n, k] labels."""
+    from models.metrics import regressor_score
+    from pipelines.evaluation.metrics import regression_metrics
+
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal((200, 3)) * np.array([1.0, 10.0, 0.1])
+    pred = y + rng.standard_normal((200, 3)) * np.array([0.5, 2.0, 0.05])
+    metrics = regression_metrics(y, pred)
+    per_rmse = [np.sqrt(np.mean((y[:, k] - pred[:, k]) ** 2)) for k in range(3)]
+    assert metrics["rmse"] == pytest.approx(np.mean(per_rmse))
+    assert metrics["rmse"] == pytest.approx(regressor_score("rmse", y, pred))
+    assert regressor_score("rmsle", y, pred) == pytest.approx(metrics["rmse"])
+    assert metrics["n_test"] == 200.0
+    with pytest.raises(ValueError, match="shape"):
+        regressor_score("rmse", y, pred[:, :2])

@@ -162,9 +162,10 @@ def test_arch_samples(symbol: str, rows: int, first: str, single_price: bool) ->
 
 def test_sample_symbols_and_timeframes() -> None:
     universe_members = {f"SYNU{i:02d}" for i in range(12)}  # the synthetic correlation universe UNIV_SYN
-    assert set(SAMPLE_SYMBOLS) == {"SPX", "NASDAQ", "VIX", "WTI", "CRUDE", "SYN1", "SYN2", "SYNNEWS"} | universe_members
+    assert set(SAMPLE_SYMBOLS) == {"SPX", "NASDAQ", "VIX", "WTI", "CRUDE", "SYN1", "SYN2", "SYNNEWS", "SYNLIQ"} | universe_members
     assert sample_timeframe("SPX") == "1d" and sample_timeframe("SYN2") == "1m" and sample_timeframe("SYNU03") == "1d"
     assert sample_timeframe("SYNNEWS") == "1m"
+    assert sample_timeframe("SYNLIQ") == "15m"
     with pytest.raises(ValueError, match="unknown sample symbol 'ABC'.*SPX"):
         sample_timeframe("ABC")
     syn1, syn2 = SAMPLE_SYMBOLS["SYN1"](), SAMPLE_SYMBOLS["SYN2"]()

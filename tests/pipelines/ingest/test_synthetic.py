@@ -102,3 +102,23 @@ def test_fast_enough() -> None:
     bars, _ = SyntheticMarket(seed=0, n_bars=300_000).generate()
     assert len(bars) == 300_000
     assert time.process_time() - started < 5.0  # ~0.6 s here; 1M bars take ~2 s
+
+
+def test_the_liquidity_market_has_hour_weekday_and_holiday_volume_seasonality() -> None:
+    from pipelines.ingest.synthetic import liquidity_market
+
+    bars = liquidity_market(seed=2, days=60)
+    assert len(bars) == 60 * 96  # 15-minute bars
+    assert (bars["high"] >= bars[["open", "close"]].max(axis=1)).all()
+    assert (bars["low"] <= bars[["open", "close"]].min(axis=1)).all() and (bars["volume"] > 0).all()
+    log_volume = np.log(bars["volume"])
+    by_hour = log_volume.groupby(bars.index.hour).mean()
+    assert by_hour.idxmax() in (14, 15, 16) and by_hour.max() - by_hour.min() > 0.8
+    weekend = bars.index.dayofweek >= 5
+    assert log_volume[~weekend].mean() - log_volume[weekend].mean() > 0.8
+    new_year = bars.index.normalize() == pd.Timestamp("2024-01-01", tz="UTC")  # an NYSE holiday (a Monday)
+    mondays = (bars.index.dayofweek == 0) & ~new_year
+    assert log_volume[mondays].mean() - log_volume[new_year].mean() > 0.5
+    pd.testing.assert_frame_equal(bars, liquidity_market(seed=2, days=60))
+    with pytest.raises(ValueError, match="days"):
+        liquidity_market(days=1)

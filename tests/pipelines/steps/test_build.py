@@ -48,3 +48,23 @@ def test_ingested_trade_results_replace_the_sample_trade_log(alphaops_home):
                                      labels=["trade_r_multiple"])["trade_r_multiple"]
     assert live.loc[entries].tolist() == [1.5, -1.0, 0.25]
     assert live.notna().sum() == 3, "the sample trade log's labels are replaced, not mixed in"
+
+
+def test_multi_output_specs_store_every_target_resolved_for_the_timeframe(alphaops_home):
+    """liquidity_volume and returns_lgbm on 15-minute bars: one label column per target with its
+    horizon in bars of 15 minutes, and the returns family's three-class directions beside them."""
+    from pipelines.ingest.sources import FrameSource
+    from pipelines.ingest.synthetic import liquidity_market
+
+    settings = get_settings()
+    bars = liquidity_market(seed=4, days=8)
+    ingest(FrameSource(bars, name="liq"), symbol="LIQT", timeframe="15m", settings=settings, as_of=AS_OF)
+    result = build_labels(settings, symbol="LIQT", timeframe="15m", spec_names=["liquidity_volume", "returns_lgbm"],
+                          as_of=AS_OF)
+    names = ["liq_log_volume_6h", "liq_log_volume_1d", "label_return_1h", "label_max_loss_1d", "label_direction_4h"]
+    assert set(names) <= set(result["labels"])
+    with open_warehouse(settings) as warehouse:
+        stored = warehouse.read_labels(tenant="default", symbol="LIQT", timeframe="15m", labels=names)
+    assert stored["liq_log_volume_6h"].iloc[0] == np.log1p(bars["volume"].iloc[1:25].sum())
+    assert stored["liq_log_volume_1d"].iloc[-96:].isna().all() and stored["liq_log_volume_1d"].iloc[-97] > 0
+    assert set(stored["label_direction_4h"].dropna().unique()) <= {0.0, 1.0, 2.0}

@@ -65,3 +65,33 @@ def test_with_null_permutations_zero_the_retrain_test_is_skipped_and_the_screen_
                                {"null_screen_p_value": 0.2, "null_screen_n": 999.0})
     assert not gate_results(SPEC, {**CHEAP, **failed_screen})["gate_null_test"]
     assert "ALPHAOPS_NULL_PERMUTATIONS is 0" in null_test_text({**passed_screen, **out}, {})
+
+
+def test_a_multi_output_regressor_is_scored_per_target_and_its_return_forecast_is_traded():
+    """returns_lgbm on 1-hour bars: the mean RMSE over its nine targets is the primary metric, each
+    target has its own RMSE and R² (and the training mean's R²), and the 1h return forecast's sign
+    is traded after costs, so the buy-and-hold gate applies."""
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.config import Settings
+    from pipelines.evaluation.datasets import Dataset
+    from pipelines.steps.validate import evaluate_regressor
+
+    spec = spec_by_name("returns_lgbm", "1h")
+    rng = np.random.default_rng(0)
+    n = 600
+    y = rng.standard_normal((n, len(spec.targets))) * 0.01
+    index = pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC")
+    data = Dataset(X=np.zeros((n, 2), np.float32), y=y, index=index, feature_names=["a", "b"],
+                   next_return=y[:, 0], fingerprint="x", train_idx=np.arange(400), holdout_idx=np.arange(424, n))
+    perfect = y[data.holdout_idx]
+    metrics = evaluate_regressor(spec, data, perfect, Settings(commission_bps=1.0, spread_bps=1.0))
+    assert metrics["rmse"] == 0.0 and metrics["r2"] == 1.0
+    assert metrics["baseline_train_mean_rmse"] > 0.009 and metrics["baseline_train_mean_r2"] < 0.0
+    assert metrics["r2_label_max_loss_1d"] == 1.0 and "baseline_train_mean_r2_label_return_4h" in metrics
+    assert metrics["trading_sharpe"] > metrics["baseline_buy_hold_sharpe"]  # it traded the known next return
+    gates = gate_results(spec, {**metrics, "onnx_max_abs_diff": 0.0, "latency_p50_us": 10.0})
+    assert gates["gate_beats_baselines"] and gates["gate_beats_buy_hold"]
+    worse = evaluate_regressor(spec, data, -perfect, Settings(commission_bps=1.0, spread_bps=1.0))
+    assert worse["rmse"] > worse["baseline_train_mean_rmse"] and worse["trading_sharpe"] < 0
