@@ -62,8 +62,8 @@ def test_train_validate_serve_and_compare_on_the_synthetic_market(alphaops_home,
     from registry import Registry
 
     small = dataclasses.replace(SPEC, build=lambda params: ExecutionPolicy(**{"total_timesteps": 2048, **params}))
-    monkeypatch.setattr(train_step, "spec_by_name", lambda name: small)
-    monkeypatch.setattr(validate_step, "spec_by_name", lambda name: small)
+    monkeypatch.setattr(train_step, "spec_by_name", lambda name, timeframe=None: small)
+    monkeypatch.setattr(validate_step, "spec_by_name", lambda name, timeframe=None: small)
     settings = get_settings()
     bars, _ = SyntheticMarket(seed=5, n_bars=3000, imbalance_coef=0.2).generate()
     ingest(FrameSource(bars, name="generated"), symbol="EXECSYN", timeframe="1m", settings=settings, as_of=AS_OF)
