@@ -413,8 +413,26 @@ def returns_spec(name: str, timeframe: str | None = None) -> ModelSpec:
     )
 
 
+def returns_direction_spec(timeframe: str | None = None) -> ModelSpec:
+    """``returns_direction_1h``: down / neutral / up over the next hour (the ±0.1% band), for bars of ``timeframe``."""
+    hours = RETURNS_HOURS[0]
+    bars = labels.bars_for_hours(hours, timeframe_hours(timeframe) if timeframe else 1.0)
+    name, label = f"returns_direction_{labels.hours_name(hours)}", f"label_direction_{labels.hours_name(hours)}"
+    make = partial(labels.direction_three_class, horizon=bars, threshold=RETURNS_DIRECTION_THRESHOLD) if timeframe \
+        else _needs_timeframe(name)
+    return ModelSpec(
+        name=name, family="returns", task="classifier", label=label, horizon=bars, make_label=make,
+        build=builders.direction_classifier, search_space=lightgbm_space, metric="auc",
+        class_names=("down", "neutral", "up"), max_train_rows=8000, select_features=True,
+        per_timeframe=returns_direction_spec,
+        description=f"the three-class direction label of the returns family: down / neutral / up over the next "
+                    f"{hours}h ({bars} bars) with a ±{RETURNS_DIRECTION_THRESHOLD:.1%} neutral band, LightGBM",
+        schema_extras={"timeframe": timeframe or ""},
+    )
+
+
 def returns_specs() -> list[ModelSpec]:
-    return [returns_spec("returns_lgbm"), returns_spec("returns_mlp")]
+    return [returns_spec("returns_lgbm"), returns_spec("returns_mlp"), returns_direction_spec()]
 
 
 FAMILIES: dict[str, Callable[[], list[ModelSpec]]] = {

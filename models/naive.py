@@ -385,6 +385,12 @@ def train_mean_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
             else np.full(len(ctx.holdout_idx), float(mean))}
 
 
+def returns_rules(ctx: NaiveContext) -> dict[str, np.ndarray]:
+    """The returns family: the training mean of each target for its multi-output regressors
+    (``y`` of shape ``[n, targets]``), the last move's sign for its three-class direction spec."""
+    return train_mean_rules(ctx) if np.ndim(ctx.y) == 2 else direction_rules(ctx)
+
+
 RULES_BY_FAMILY: dict[str, NaiveRules] = {
     "direction": direction_rules,
     "sequence": direction_rules,
@@ -401,7 +407,7 @@ RULES_BY_FAMILY: dict[str, NaiveRules] = {
     "correlation_regime": correlation_regime_rules,
     "sentiment": sentiment_rules,
     "liquidity": liquidity_rules,
-    "returns": train_mean_rules,
+    "returns": returns_rules,
 }
 
 

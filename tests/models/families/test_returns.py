@@ -71,3 +71,22 @@ def test_the_naive_rule_is_the_training_mean_of_each_target():
     rule = naive_predictions("returns", ctx)["train_mean"]
     assert rule.shape == (30, 9)
     np.testing.assert_allclose(rule[0], y[:60].mean(axis=0))
+
+
+def test_the_direction_spec_trains_on_the_stored_three_class_label_of_its_timeframe():
+    """returns_direction_1h's label is the label step's ``label_direction_1h`` (±0.1% band), with
+    the horizon in bars of the timeframe; unresolved, its rule names the fix."""
+    import pandas as pd
+
+    from features.labels import multi_horizon_directions
+    from pipelines.ingest.synthetic import autoregressive_market
+
+    bars = autoregressive_market(3, 600, phi=0.0)  # 1-minute bars
+    spec = spec_by_name("returns_direction_1h", "1m")
+    assert (spec.task, spec.horizon, spec.class_names) == ("classifier", 60, ("down", "neutral", "up"))
+    stored = multi_horizon_directions(bars, bar_hours=1 / 60)["label_direction_1h"]
+    pd.testing.assert_series_equal(spec.label_for(bars), stored, check_names=False)
+    assert set(stored.dropna().unique()) == {0.0, 1.0, 2.0} and stored.iloc[-60:].isna().all()
+    assert spec_by_name("returns_direction_1h", "1d").horizon == 1
+    with pytest.raises(ValueError, match="resolve it for the bars' timeframe"):
+        spec_by_name("returns_direction_1h").label_for(bars)
