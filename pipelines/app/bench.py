@@ -195,10 +195,12 @@ def run_model_bench(*, datasets: list[str], spec_names: list[str], seeds: list[i
 
     for symbol in datasets:
         timeframe = sample_timeframe(symbol)
+        # Specs whose horizons are in hours, resolved for this dataset's bars.
+        symbol_specs = [spec_by_name(s.name, timeframe) for s in specs]
         for seed in seeds:
-            todo = [s for s in specs if (symbol, seed, s.name) not in finished]
+            todo = [s for s in symbol_specs if (symbol, seed, s.name) not in finished]
             if not todo:
-                for _ in specs:
+                for _ in symbol_specs:
                     advance(f"{symbol} seed {seed}: done earlier")
                 continue
             settings = _bench_settings(root / f"{symbol}-seed{seed}", seed, trials, overrides or {})
