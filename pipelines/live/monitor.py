@@ -87,7 +87,7 @@ def _training_inputs(settings: Settings, registry: Any, spec: Any, name: str, ve
         return data.X[data.train_idx], list(data.feature_names), bundle
     from models.families.execution import onnx_policy, policy_states
     from models.families.execution_env import STATE_NAMES
-    from pipelines.steps.episodes import episode_bars, episode_split
+    from pipelines.evaluation.replay import episode_bars, episode_split
 
     mv = registry.client.get_model_version(name, version)
     bars = episode_bars(settings, spec, symbol=mv.tags["symbol"], timeframe=mv.tags["timeframe"], as_of=as_of)

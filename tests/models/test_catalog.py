@@ -43,6 +43,7 @@ LABEL_VALUES = {
     # multi-output specs: every target of the rows where all are known (1-minute bars: 6h = 360 bars)
     "liquidity_volume": (3 * 1560, 53970.174769685385, 625092.052523403),
     "returns_lgbm": (9 * 1560, -63.42374041879986, 9.295083368557357),
+    "returns_direction_1h": (2940, 2492.0, 4744.0),
     "returns_mlp": (9 * 1560, -63.42374041879986, 9.295083368557357),
 }
 

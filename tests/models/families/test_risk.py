@@ -13,8 +13,18 @@ from models.onnx_export import run_onnx
 
 
 @pytest.fixture(scope="module")
-def data(bars, make_xy):
-    X, y = make_xy(risk_percentile(bars, horizon=20, lookback=1000), classes=False)
+def data():
+    """8,000 bars: the label's 1,000-bar percentile lookback leaves about 6,600 labelled rows (on the
+    shared 4,000-bar market, about 2,600: too few to rank risk reliably, Spearman 0.01-0.10 by seed)."""
+    import features
+    from pipelines.ingest.synthetic import SyntheticMarket
+
+    bars, _ = SyntheticMarket(seed=11, n_bars=8000, anomaly_rate=1 / 500).generate()
+    frame = features.compute(bars).iloc[features.WARMUP:]
+    frame = frame.loc[:, np.isfinite(frame.to_numpy()).all(axis=0)]
+    label = risk_percentile(bars, horizon=20, lookback=1000).reindex(frame.index)
+    keep = label.notna().to_numpy()
+    X, y = frame.to_numpy(dtype=np.float32)[keep], label.to_numpy(dtype=np.float64)[keep]
     return X, y, int(len(X) * 0.7)
 
 
@@ -64,4 +74,4 @@ def test_scores_in_range_onnx_parity_and_determinism(data, fitted):
 
 def test_scores_rank_the_realized_risk(data, fitted):
     X, y, cut = data
-    assert spearmanr(fitted.predict(X[cut:]), y[cut:]).statistic > 0.05
+    assert spearmanr(fitted.predict(X[cut:]), y[cut:]).statistic > 0.3  # measured 0.47-0.49 over seeds 2-4
