@@ -285,9 +285,15 @@ def forward_log_volume(bars: pd.DataFrame, horizon: int) -> pd.Series:
 
 
 def liquidity_targets(bars: pd.DataFrame, *, bar_hours: float, hours: tuple[float, ...] = (6, 12, 24)) -> pd.DataFrame:
-    """``liq_log_volume_<H>``: ln(1 + volume summed over the next H hours), one column per horizon."""
-    return pd.DataFrame({f"liq_log_volume_{hours_name(h)}": forward_log_volume(bars, bars_for_hours(h, bar_hours))
-                         for h in hours}, index=bars.index)
+    """``liq_log_volume_<H>``: ln(1 + volume summed over the next H hours), one column per horizon.
+
+    Bars that record no volume at all (no ``volume`` column, or no positive value, as arch's WTI
+    and crude series) have nothing to forecast: every label is NaN, so the spec is skipped there."""
+    names = [f"liq_log_volume_{hours_name(h)}" for h in hours]
+    if "volume" not in bars.columns or not (bars["volume"] > 0).any() and not (bars["volume"] < 0).any():
+        return pd.DataFrame(np.nan, index=bars.index, columns=names)
+    return pd.DataFrame({name: forward_log_volume(bars, bars_for_hours(h, bar_hours)) for name, h in zip(names, hours)},
+                        index=bars.index)
 
 
 def multi_horizon_returns(bars: pd.DataFrame, *, bar_hours: float, hours: tuple[float, ...] = (1, 4, 24)

@@ -90,7 +90,7 @@ def load_dataset(warehouse: Warehouse, spec: ModelSpec, *, tenant: str, symbol: 
         keep &= ~np.isnan(values[:, columns[block:block + 32]]).any(axis=1)
     rows = np.flatnonzero(keep)
     if not len(rows):
-        raise ValueError(f"{symbol} {timeframe}: no rows with both features and label {spec.label!r}")
+        raise InsufficientDataError(f"{symbol} {timeframe}: no rows with both features and label {spec.label!r}")
     if max_bytes is not None and not spec.window:
         # Sized on the feature set's full width, so that a version trained on selected features
         # reads back the same rows as the run that selected them.

@@ -62,3 +62,15 @@ def test_direction_labels_have_a_neutral_band(bars):
     assert set(d[ok].unique()) == {0.0, 1.0, 2.0}
     with pytest.raises(ValueError, match="non-negative"):
         labels.multi_horizon_directions(bars, bar_hours=0.25, threshold=-0.1)
+
+
+def test_bars_without_recorded_volume_have_no_liquidity_label(bars):
+    """arch's WTI and crude series carry volume 0 throughout: nothing to forecast, so no label (the
+    spec is skipped for too few labelled rows instead of fitting zeros)."""
+    for no_volume in (bars.assign(volume=0.0), bars.drop(columns=["volume"])):
+        frame = labels.liquidity_targets(no_volume, bar_hours=0.25)
+        assert list(frame.columns) == ["liq_log_volume_6h", "liq_log_volume_12h", "liq_log_volume_1d"]
+        assert frame.isna().all().all()
+    quiet_day = bars.copy()
+    quiet_day.iloc[:96, quiet_day.columns.get_loc("volume")] = 0.0  # a day without trading is a zero, not missing
+    assert labels.liquidity_targets(quiet_day, bar_hours=0.25)["liq_log_volume_6h"].iloc[:50].notna().all()

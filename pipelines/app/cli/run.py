@@ -96,7 +96,7 @@ def run(
                      "bundles": {k: str(v) for k, v in exported.items()}})
         return
     versions_table(versions)
-    _print_next_steps(settings, exported)
+    _print_next_steps(settings, exported, has_versions=bool(versions))
 
 
 def _export_champions(settings: Any) -> dict[str, Path]:
@@ -110,7 +110,7 @@ def _export_champions(settings: Any) -> dict[str, Path]:
     return exported
 
 
-def _print_next_steps(settings: Any, exported: dict[str, Path]) -> None:
+def _print_next_steps(settings: Any, exported: dict[str, Path], *, has_versions: bool = True) -> None:
     home = settings.home_dir
     out.print("\n[bold]Open the UIs on this state[/]")
     out.print(f"  MLflow UI : make mlflow-ui      (= ALPHAOPS_HOME={home} .venv/bin/alphaops ui mlflow)")
@@ -120,5 +120,8 @@ def _print_next_steps(settings: Any, exported: dict[str, Path]) -> None:
         for name, path in exported.items():
             out.print(f"  {name}: {path}")
         out.print("  load with: python -c \"import serving; p = serving.Predictor.load('<bundle dir>')\"")
-    else:
+    elif has_versions:
         out.print("\n[yellow]No champion: every version failed a validation gate (see failed gates).[/]")
+    else:
+        out.print("\n[yellow]No version: every train task was skipped (too few labelled rows; the log says why "
+                  "for each spec).[/]")
