@@ -7,6 +7,7 @@ import onnx
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from models.families.boosting import booster_kwargs
 from models.onnx_export import lightgbm_to_onnx
 
 
@@ -35,13 +36,7 @@ class DirectionClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError(f"direction labels have a single class {self.classes_.tolist()}; widen the window")
-        self.model_ = LGBMClassifier(
-            n_estimators=self.n_estimators, learning_rate=self.learning_rate,
-            num_leaves=self.num_leaves, min_child_samples=self.min_child_samples,
-            subsample=self.subsample, subsample_freq=1, colsample_bytree=self.colsample_bytree,
-            reg_lambda=self.reg_lambda, max_bin=self.max_bin, random_state=self.random_state, n_jobs=self.n_jobs,
-            deterministic=True, force_row_wise=True, verbosity=-1,
-        ).fit(X, np.searchsorted(self.classes_, y))
+        self.model_ = LGBMClassifier(**booster_kwargs(self)).fit(X, np.searchsorted(self.classes_, y))
         self.n_features_in_ = X.shape[1]
         return self
 

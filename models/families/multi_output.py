@@ -15,6 +15,7 @@ import onnx
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from models.families.boosting import booster_kwargs
 from models.onnx_export import combine_models, lightgbm_to_onnx
 
 
@@ -58,13 +59,6 @@ class MultiTargetBoosters(RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.output_names = output_names
 
-    def _params(self) -> dict[str, Any]:
-        return dict(n_estimators=self.n_estimators, learning_rate=self.learning_rate, num_leaves=self.num_leaves,
-                    min_child_samples=self.min_child_samples, subsample=self.subsample, subsample_freq=1,
-                    colsample_bytree=self.colsample_bytree, reg_lambda=self.reg_lambda,
-                    random_state=self.random_state, n_jobs=self.n_jobs, deterministic=True,
-                    force_row_wise=True, verbosity=-1)
-
     def fit(self, X: np.ndarray, y: np.ndarray) -> "MultiTargetBoosters":
         from lightgbm import LGBMRegressor
 
@@ -74,7 +68,7 @@ class MultiTargetBoosters(RegressorMixin, BaseEstimator):
         y = as_target_matrix(y, len(X))
         if self.output_names and len(self.output_names) != y.shape[1]:
             raise ValueError(f"{len(self.output_names)} output names for {y.shape[1]} targets")
-        self.boosters_ = [LGBMRegressor(**self._params()).fit(X, y[:, k]) for k in range(y.shape[1])]
+        self.boosters_ = [LGBMRegressor(**booster_kwargs(self)).fit(X, y[:, k]) for k in range(y.shape[1])]
         self.n_features_in_ = X.shape[1]
         self.n_targets_ = y.shape[1]
         return self

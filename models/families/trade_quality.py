@@ -30,6 +30,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from models.families.boosting import booster_kwargs
 from models.onnx_export import combine_models, lightgbm_to_onnx
 
 SIGNAL_SOURCES: tuple[str, ...] = ("ema_cross", "rsi_reversion")
@@ -151,13 +152,6 @@ class TradeQualityModel(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def _params(self) -> dict[str, Any]:
-        return dict(n_estimators=self.n_estimators, learning_rate=self.learning_rate, num_leaves=self.num_leaves,
-                    min_child_samples=self.min_child_samples, subsample=self.subsample, subsample_freq=1,
-                    colsample_bytree=self.colsample_bytree, reg_lambda=self.reg_lambda,
-                    random_state=self.random_state, n_jobs=self.n_jobs, deterministic=True,
-                    force_row_wise=True, verbosity=-1)
-
     def fit(self, X: np.ndarray, y: np.ndarray) -> "TradeQualityModel":
         from lightgbm import LGBMClassifier, LGBMRegressor
 
@@ -166,8 +160,8 @@ class TradeQualityModel(RegressorMixin, BaseEstimator):
         win = (y > 0).astype(int)
         if win.min() == win.max():
             raise ValueError("the trade log has only wins or only losses; need both to fit win probability")
-        self.classifier_ = LGBMClassifier(**self._params()).fit(X, win)
-        self.regressor_ = LGBMRegressor(**self._params()).fit(X, y)
+        self.classifier_ = LGBMClassifier(**booster_kwargs(self)).fit(X, win)
+        self.regressor_ = LGBMRegressor(**booster_kwargs(self)).fit(X, y)
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = X.shape[1]
         return self

@@ -33,6 +33,7 @@ import onnx
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from models.families.boosting import booster_kwargs
 from models.onnx_export import combine_models, lightgbm_to_onnx
 
 HAR_WINDOWS = (1, 5, 22)
@@ -133,13 +134,8 @@ class VolatilityRegressor(RegressorMixin, BaseEstimator):
         self._fit_har(X, variance)
         self.model_ = None
         if self.n_estimators > 0:
-            self.model_ = LGBMRegressor(
-                objective="gamma", n_estimators=self.n_estimators, learning_rate=self.learning_rate,
-                num_leaves=self.num_leaves, min_child_samples=self.min_child_samples, subsample=self.subsample,
-                subsample_freq=1, colsample_bytree=self.colsample_bytree, reg_lambda=self.reg_lambda,
-                random_state=self.random_state, n_jobs=self.n_jobs, deterministic=True, force_row_wise=True,
-                verbosity=-1,
-            ).fit(X, variance, init_score=self._har_log_variance(X))
+            self.model_ = LGBMRegressor(**booster_kwargs(self, objective="gamma")).fit(
+                X, variance, init_score=self._har_log_variance(X))
         self.n_features_in_ = X.shape[1]
         return self
 
