@@ -128,10 +128,11 @@ def chart_pattern(params: dict[str, Any]) -> Any:
     return ChartPatternCNN(**params)
 
 
-def chart_pattern_rows(holdout_fraction: float) -> Any:
+def chart_pattern_rows(holdout_fraction: float, *, horizon: int) -> Any:
+    """The chart_pattern spec's generated rows, purged by its ``horizon``."""
     from models.families.chart_pattern import generated_rows
 
-    return generated_rows(holdout_fraction, horizon=CHART_PATTERN_HORIZON)
+    return generated_rows(holdout_fraction, horizon=horizon)
 
 
 def chart_pattern_report(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:

@@ -306,7 +306,8 @@ def chart_pattern_specs() -> list[ModelSpec]:
         name="chart_pattern_cnn", family="chart_pattern", task="classifier", label="chart_pattern_generated",
         horizon=h, make_label=builders.no_market_label, build=builders.chart_pattern, search_space=chart_pattern_space,
         metric="auc", class_names=PATTERN_NAMES, window=w, max_trials=2, parallel_fits=False,
-        max_null_retrains=20, rows=builders.chart_pattern_rows, holdout_report=builders.chart_pattern_report,
+        max_null_retrains=20, rows=partial(builders.chart_pattern_rows, horizon=h),
+        holdout_report=builders.chart_pattern_report,
         description=f"multi-bar chart pattern of the last {w} OHLCV bars (head and shoulders, double top/bottom, "
                     "triangles, wedges, channels, none) and its breakout direction over the next "
                     f"{h} bars; 1-D CNN trained on generated patterns (models.families.chart_pattern_generator)",

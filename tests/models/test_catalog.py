@@ -165,3 +165,13 @@ def test_fits_of_a_large_matrix_run_one_at_a_time():
     spec = spec_by_name("direction_h1")
     assert spec.parallel_fits and spec.fit_threads(2) == 2 and spec.fit_threads(2, PARALLEL_FIT_MAX_BYTES) == 2
     assert spec.fit_threads(2, PARALLEL_FIT_MAX_BYTES + 1) == 1
+
+
+def test_every_spec_that_supplies_its_rows_builds_them():
+    """A spec with ``rows`` (chart_pattern's generated windows) trains on what it returns: calling it
+    is the train step's first action (a NameError here once failed every chart_pattern train task)."""
+    supplied = [spec for spec in ALL_SPECS if spec.rows is not None]
+    assert [s.name for s in supplied] == ["chart_pattern_cnn"]
+    for spec in supplied:
+        rows = spec.rows(0.3)
+        assert rows.X.shape[1:] == (spec.window, 5) and len(rows.X) == len(rows.y) > 100
