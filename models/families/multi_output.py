@@ -41,6 +41,18 @@ def output_nodes(prefixes: list[tuple[str, onnx.ModelProto]], names: tuple[str, 
     return nodes, outputs
 
 
+def checked_fit_inputs(X: Any, y: Any, output_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A multi-output estimator's ``fit`` inputs: contiguous float32 ``X`` of shape ``[n, features]``
+    and ``y`` as ``[n, targets]``, with one output name per target when names are given."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise ValueError(f"X must be [n_rows, n_features], got shape {X.shape}")
+    y = as_target_matrix(y, len(X))
+    if output_names and len(output_names) != y.shape[1]:
+        raise ValueError(f"{len(output_names)} output names for {y.shape[1]} targets")
+    return X, y
+
+
 class MultiTargetBoosters(RegressorMixin, BaseEstimator):
     """One ``LGBMRegressor`` per column of ``y``, with shared hyper-parameters."""
 
@@ -62,12 +74,7 @@ class MultiTargetBoosters(RegressorMixin, BaseEstimator):
     def fit(self, X: np.ndarray, y: np.ndarray) -> "MultiTargetBoosters":
         from lightgbm import LGBMRegressor
 
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2:
-            raise ValueError(f"X must be [n_rows, n_features], got shape {X.shape}")
-        y = as_target_matrix(y, len(X))
-        if self.output_names and len(self.output_names) != y.shape[1]:
-            raise ValueError(f"{len(self.output_names)} output names for {y.shape[1]} targets")
+        X, y = checked_fit_inputs(X, y, self.output_names)
         self.boosters_ = [LGBMRegressor(**booster_kwargs(self)).fit(X, y[:, k]) for k in range(y.shape[1])]
         self.n_features_in_ = X.shape[1]
         self.n_targets_ = y.shape[1]

@@ -19,7 +19,7 @@ import onnx
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from models.families.multi_output import MultiTargetBoosters, as_target_matrix
+from models.families.multi_output import MultiTargetBoosters, checked_fit_inputs
 from models.onnx_export import INPUT_NAME
 
 ONNX_OPSET = 17
@@ -100,12 +100,7 @@ class ReturnsMLP(RegressorMixin, BaseEstimator):
     def fit(self, X: np.ndarray, y: np.ndarray) -> "ReturnsMLP":
         import torch
 
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        if X.ndim != 2:
-            raise ValueError(f"X must be [n_rows, n_features], got shape {X.shape}")
-        y = as_target_matrix(y, len(X))
-        if self.output_names and len(self.output_names) != y.shape[1]:
-            raise ValueError(f"{len(self.output_names)} output names for {y.shape[1]} targets")
+        X, y = checked_fit_inputs(X, y, self.output_names)
         if len(X) < 50:
             raise ValueError(f"ReturnsMLP needs at least 50 rows, got {len(X)}")
         threads = torch.get_num_threads()
