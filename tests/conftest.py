@@ -45,5 +45,29 @@ def _session_home_stays_put():
         pytest.fail(f"the test left ALPHAOPS_HOME={moved_to} in this process's environment")
 
 
+# The longest test files, longest first (durations of a fresh-clone `make test`). `make test` gives
+# whole files to its xdist workers in collection order; starting these first keeps one of them from
+# being the last to begin and the run from waiting on it alone.
+LONGEST_FIRST = (
+    "tests/integration/test_stack.py",
+    "tests/dags/test_train_models_honesty.py",
+    "tests/pipelines/steps/test_validate_markets.py",
+    "tests/warehouse/test_concurrency.py",
+    "tests/pipelines/app/test_ui_browser.py",
+    "tests/pipelines/test_memory.py",
+)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {path: k for k, path in enumerate(LONGEST_FIRST)}
+    root = Path(str(config.rootpath))
+
+    def file_rank(item: pytest.Item) -> int:
+        relative = Path(str(item.path)).relative_to(root).as_posix()
+        return rank.get(relative, len(LONGEST_FIRST))
+
+    items.sort(key=file_rank)  # stable: the order inside each file and among the rest is kept
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_HOME, ignore_errors=True)

@@ -215,3 +215,11 @@ def test_the_checks_find_a_planted_cycle_and_a_forbidden_import(tmp_path: Path) 
     assert _foreign_imports(tmp_path, "features") == ["features/core.py:2: pipelines.config"]
     assert _foreign_imports(tmp_path, "warehouse", type_checking_only={"pipelines.config"}) == [
         "warehouse/db.py:5: pipelines.steps"]
+
+
+def test_longest_first_names_existing_test_files():
+    from tests.conftest import LONGEST_FIRST
+
+    root = Path(__file__).resolve().parent.parent
+    missing = [path for path in LONGEST_FIRST if not (root / path).is_file()]
+    assert not missing, f"tests/conftest.py LONGEST_FIRST names files that do not exist: {missing}"
