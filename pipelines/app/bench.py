@@ -180,9 +180,11 @@ def run_model_bench(*, datasets: list[str], spec_names: list[str], seeds: list[i
     from pipelines.steps.build import build_features, build_labels
     from pipelines.steps.extract import extract_samples
     from pipelines.ingest.sources import sample_timeframe
+    from pipelines.tracking import code_version
     from warehouse import open_warehouse
 
     as_of = pd.Timestamp(BENCH_AS_OF, tz="UTC")
+    code = code_version()
     specs = [spec_by_name(name) for name in spec_names]
     kept = [r for r in done or [] if r["status"] != "error"]  # a resumed bench runs failed rows again
     finished = {(r["dataset"], r["seed"], r["spec"]) for r in kept}
@@ -228,6 +230,8 @@ def run_model_bench(*, datasets: list[str], spec_names: list[str], seeds: list[i
                 else:
                     row = bench_one(settings, spec, symbol, timeframe, as_of, ref["feature_set_version"])
                 row["prepare_seconds"] = prepare_seconds
+                row["feature_set_version"] = ref["feature_set_version"] if ref is not None else None
+                row["code_version"] = code
                 rows.append(row)
                 if on_row is not None:
                     on_row(rows)
@@ -255,7 +259,9 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         first = runs[0]
         line: dict[str, Any] = {"spec": spec, "family": first["family"], "dataset": dataset,
                                 "metric": first["metric"], "greater_is_better": first["greater_is_better"],
-                                "runs": len(runs), "scored": len(scored)}
+                                "runs": len(runs), "scored": len(scored),
+                                "feature_sets": sorted({r["feature_set_version"] for r in scored
+                                                        if r.get("feature_set_version")})}
         if not scored:
             reasons = Counter(r.get("reason") or r["status"] for r in runs)
             lines.append({**line, "status": "skipped", "reason": reasons.most_common(1)[0][0]})
@@ -282,10 +288,48 @@ def _fmt(value: float, sd: float | None = None, digits: int = 4) -> str:
     return f"{value:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None and np.isfinite(sd) else "")
 
 
+def _versions_sentence(meta: dict[str, Any]) -> str:
+    """Which code and feature-set versions the runs used (a resumed bench can span several)."""
+    codes = meta.get("code_versions") or {meta["code_version"]: meta["n_runs"]}
+    sets = meta.get("feature_sets") or {meta["feature_set_version"]: meta["n_scored"]}
+
+    def listing(counts: dict[str, int]) -> str:
+        if len(counts) == 1:
+            return f"`{next(iter(counts))}`"
+        return ", ".join(f"`{name}` ({n} runs)" for name, n in sorted(counts.items()))
+
+    return f"code {listing(codes)}, feature set {listing(sets)} (the last column says which, per line)"
+
+
+def missing_runs(rows: list[dict[str, Any]], spec_names: list[str], datasets: list[str], seeds: list[int]
+                 ) -> dict[str, dict[str, list[int]]]:
+    """The runs of the full bench that have no row yet (an error row counts as missing): spec -> dataset -> seeds."""
+    have = {(r["dataset"], r["seed"], r["spec"]) for r in rows if r["status"] != "error"}
+    missing: dict[str, dict[str, list[int]]] = {}
+    for spec in spec_names:
+        for dataset in datasets:
+            absent = [seed for seed in seeds if (dataset, seed, spec) not in have]
+            if absent:
+                missing.setdefault(spec, {})[dataset] = absent
+    return missing
+
+
+def missing_sentence(missing: dict[str, dict[str, list[int]]], datasets: list[str], seeds: list[int]) -> str:
+    """``missing_runs`` in words: '`a`: every dataset; `b`: WTI (seed 44), SYN1'."""
+    def where(by_dataset: dict[str, list[int]]) -> str:
+        if list(by_dataset) == list(datasets) and all(v == list(seeds) for v in by_dataset.values()):
+            return "every dataset"
+        return ", ".join(dataset if absent == list(seeds) else
+                         f"{dataset} (seed{'s' if len(absent) > 1 else ''} {', '.join(map(str, absent))})"
+                         for dataset, absent in by_dataset.items())
+
+    return "; ".join(f"`{spec}`: {where(by_dataset)}" for spec, by_dataset in missing.items())
+
+
 def benchmark_markdown(lines: list[dict[str, Any]], meta: dict[str, Any], chart: str | None) -> str:
     """docs/benchmarks.md: the table, how it was made, and what it does not cover."""
     head = ("| family | spec | dataset | metric | AlphaOps (mean ± std) | walk-forward folds | best rival | rival score "
-            "| gain | validated | cost (s) |\n|---|---|---|---|---|---|---|---|---|---|---|")
+            "| gain | validated | cost (s) | feature set |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     body, skipped = [], []
     for line in lines:
         if line["status"] == "skipped":
@@ -296,13 +340,14 @@ def benchmark_markdown(lines: list[dict[str, Any]], meta: dict[str, Any], chart:
             f"| {line['family']} | `{line['spec']}` | {line['dataset']} | {line['metric']} {arrow} | "
             f"{_fmt(line['score'], line['score_std'])} | {_fmt(line['wf_mean'], line['wf_std'])} | {line['rival']} | "
             f"{_fmt(line['rival_score'])} | {100 * line['gain']:+.1f}% ± {100 * line['gain_std']:.1f} | "
-            f"{line['scored'] and round(100 * line['validated_share'])}% of {line['scored']} | {line['seconds']:.0f} |")
+            f"{line['scored'] and round(100 * line['validated_share'])}% of {line['scored']} | {line['seconds']:.0f} | "
+            f"{', '.join(line.get('feature_sets') or ['–'])} |")
     seeds = ", ".join(str(s) for s in meta["seeds"])
     text = f"""# Model benchmark
 
 Produced by `alphaops bench models{' --quick' if meta.get('quick') else ''}` on {meta['date']} on {meta['machine']}.
 Wall time: {meta['wall_seconds'] / 60:.1f} min for {meta['n_runs']} runs ({meta['n_scored']} trained and validated,
-{meta['n_runs'] - meta['n_scored']} skipped); code `{meta['code_version']}`, feature set `{meta['feature_set_version']}`.
+{meta['n_runs'] - meta['n_scored']} skipped); {_versions_sentence(meta)}.
 
 Every spec is trained and validated by the real steps (`pipelines.steps.build`, `pipelines.steps.train.train_spec`,
 `pipelines.steps.validate.validate_version`) on each dataset where its inputs exist, once per seed ({seeds}), each
@@ -397,6 +442,7 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
     """
     import json
     import shutil
+    from collections import Counter
     from datetime import datetime, timezone
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -415,6 +461,10 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
     json_path = out.with_suffix(".json")
     previous = json.loads(json_path.read_text()) if resume and json_path.exists() else {}
     done = previous.get("runs", [])
+    for row in done:  # rows of a bench older than per-row versions carry its single recorded versions
+        row.setdefault("feature_set_version", previous.get("meta", {}).get("feature_set_version")
+                       if row["status"] in ("validated", "rejected") else None)
+        row.setdefault("code_version", previous.get("meta", {}).get("code_version"))
     sessions = previous.get("sessions", [])
     workdir = root or Path(tempfile.mkdtemp(prefix="alphaops-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -441,13 +491,24 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
     settings = _bench_settings(workdir, seed_list[0], trials, overrides)
     wall = sum(s["wall_seconds"] for s in payload["sessions"])
     scored = [r for r in rows if r["status"] in ("validated", "rejected")]
+    full_specs = list(QUICK_SPECS) if quick else [s.name for s in specs_for(["all"]) if not s.universe]
+    full_datasets = list(QUICK_DATASETS) if quick else list(BENCH_DATASETS)
+    full_seeds = [42 + k for k in range(max(seeds, 1))]
+    absent = missing_runs(rows, full_specs, full_datasets, full_seeds)
+    n_absent = sum(len(v) for by_dataset in absent.values() for v in by_dataset.values())
+    coverage = ([f"Not run yet: {n_absent} of {len(full_specs) * len(full_datasets) * len(full_seeds)} runs of the "
+                 f"full bench (`alphaops bench models --resume` runs them): "
+                 f"{missing_sentence(absent, full_datasets, full_seeds)}."] if absent and not quick else [])
     meta = {"date": started.date().isoformat(), "machine": machine_description(), "quick": quick,
+            "code_versions": dict(Counter(r.get("code_version") or "unknown" for r in rows)),
+            "feature_sets": dict(Counter(r["feature_set_version"] for r in scored if r.get("feature_set_version"))),
             "seeds": sorted({r["seed"] for r in rows}), "trials": settings.trials,
             "holdout_fraction": settings.holdout_fraction, "walk_forward_folds": settings.walk_forward_folds,
             "wall_seconds": wall, "n_runs": len(rows), "n_scored": len(scored), "code_version": code_version(),
             "feature_set_version": features.FEATURE_SET_VERSION,
             "notes": ([f"{len(payload['sessions'])} sessions (resumed); the wall time adds them up."]
                       if len(payload["sessions"]) > 1 else [])
+                     + coverage
                      + (["--quick: 1 trial, 199 screen permutations and at most 20 null retrains (p >= 1/21)."] if quick else [])}
     chart = gains_chart(lines, out.with_name(out.stem + "_gains.png"))
     out.write_text(keep_scale_section(out, benchmark_markdown(lines, meta, chart.name if chart else None)))
