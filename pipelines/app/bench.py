@@ -77,6 +77,9 @@ def serving_bench(*, n_features: int = 64, n_trees: int = 300, n_calls: int = 20
 
 BENCH_DATASETS = ("SPX", "NASDAQ", "VIX", "WTI", "CRUDE", "SYN1")
 """arch's real daily samples (and monthly Brent), plus the synthetic one-minute market."""
+FAMILY_MARKETS = {"SYNLIQ": ("liquidity", "returns"), "SYNNEWS": ("sentiment",)}
+"""Synthetic markets made for some families (SYNLIQ: seasonal intraday volume; SYNNEWS: headlines that
+move the price after them): benched, by default and when named, for those families only."""
 QUICK_DATASETS = ("SPX",)
 QUICK_SPECS = ("volatility_h5", "direction_h1")
 BENCH_AS_OF = "2040-01-01"
@@ -164,11 +167,21 @@ def bench_one(settings: Any, spec: Any, symbol: str, timeframe: str, as_of: Any,
             "train_seconds": train_seconds, "seconds": seconds}
 
 
-def run_model_bench(*, datasets: list[str], spec_names: list[str], seeds: list[int], root: Path,
+def bench_plan(datasets: list[str], spec_names: list[str]) -> dict[str, list[str]]:
+    """The specs to run per dataset: every spec on a general dataset, its families' specs on a :data:`FAMILY_MARKETS` one."""
+    from models.catalog import spec_by_name
+
+    return {dataset: [name for name in spec_names
+                      if dataset not in FAMILY_MARKETS or spec_by_name(name).family in FAMILY_MARKETS[dataset]]
+            for dataset in datasets}
+
+
+def run_model_bench(*, plan: dict[str, list[str]], seeds: list[int], root: Path,
                     trials: int | None = None, overrides: dict[str, Any] | None = None,
                     done: list[dict[str, Any]] | None = None, on_row: Any = None, progress: Any = None
                     ) -> list[dict[str, Any]]:
-    """Every spec on every dataset where its inputs exist, once per seed; each (dataset, seed) in its own home.
+    """Each dataset's specs of ``plan`` (:func:`bench_plan`) where their inputs exist, once per seed; each
+    (dataset, seed) in its own home.
 
     ``done``: rows of an earlier, interrupted run; their (dataset, seed, spec) are not run again.
     ``on_row(row)`` is called after each row (to save partial results); ``progress`` is a
@@ -185,20 +198,19 @@ def run_model_bench(*, datasets: list[str], spec_names: list[str], seeds: list[i
 
     as_of = pd.Timestamp(BENCH_AS_OF, tz="UTC")
     code = code_version()
-    specs = [spec_by_name(name) for name in spec_names]
     kept = [r for r in done or [] if r["status"] != "error"]  # a resumed bench runs failed rows again
     finished = {(r["dataset"], r["seed"], r["spec"]) for r in kept}
     rows: list[dict[str, Any]] = list(kept)
-    task = progress.add_task("bench", total=len(datasets) * len(seeds) * len(specs)) if progress else None
+    task = progress.add_task("bench", total=len(seeds) * sum(map(len, plan.values()))) if progress else None
 
     def advance(description: str) -> None:
         if progress is not None:
             progress.update(task, advance=1, description=description)
 
-    for symbol in datasets:
+    for symbol, names in plan.items():
         timeframe = sample_timeframe(symbol)
         # Specs whose horizons are in hours, resolved for this dataset's bars.
-        symbol_specs = [spec_by_name(s.name, timeframe) for s in specs]
+        symbol_specs = [spec_by_name(name, timeframe) for name in names]
         for seed in seeds:
             todo = [s for s in symbol_specs if (symbol, seed, s.name) not in finished]
             if not todo:
@@ -301,29 +313,30 @@ def _versions_sentence(meta: dict[str, Any]) -> str:
     return f"code {listing(codes)}, feature set {listing(sets)} (the last column says which, per line)"
 
 
-def missing_runs(rows: list[dict[str, Any]], spec_names: list[str], datasets: list[str], seeds: list[int]
+def missing_runs(rows: list[dict[str, Any]], plan: dict[str, list[str]], seeds: list[int]
                  ) -> dict[str, dict[str, list[int]]]:
-    """The runs of the full bench that have no row yet (an error row counts as missing): spec -> dataset -> seeds."""
+    """The runs of ``plan`` that have no row yet (an error row counts as missing): spec -> dataset -> seeds."""
     have = {(r["dataset"], r["seed"], r["spec"]) for r in rows if r["status"] != "error"}
     missing: dict[str, dict[str, list[int]]] = {}
-    for spec in spec_names:
-        for dataset in datasets:
-            absent = [seed for seed in seeds if (dataset, seed, spec) not in have]
+    for spec in dict.fromkeys(name for names in plan.values() for name in names):
+        for dataset, names in plan.items():
+            absent = [seed for seed in seeds if spec in names and (dataset, seed, spec) not in have]
             if absent:
                 missing.setdefault(spec, {})[dataset] = absent
     return missing
 
 
-def missing_sentence(missing: dict[str, dict[str, list[int]]], datasets: list[str], seeds: list[int]) -> str:
+def missing_sentence(missing: dict[str, dict[str, list[int]]], plan: dict[str, list[str]], seeds: list[int]) -> str:
     """``missing_runs`` in words: '`a`: every dataset; `b`: WTI (seed 44), SYN1'."""
-    def where(by_dataset: dict[str, list[int]]) -> str:
-        if list(by_dataset) == list(datasets) and all(v == list(seeds) for v in by_dataset.values()):
+    def where(spec: str, by_dataset: dict[str, list[int]]) -> str:
+        planned = [dataset for dataset, names in plan.items() if spec in names]
+        if len(planned) > 1 and list(by_dataset) == planned and all(v == list(seeds) for v in by_dataset.values()):
             return "every dataset"
         return ", ".join(dataset if absent == list(seeds) else
                          f"{dataset} (seed{'s' if len(absent) > 1 else ''} {', '.join(map(str, absent))})"
                          for dataset, absent in by_dataset.items())
 
-    return "; ".join(f"`{spec}`: {where(by_dataset)}" for spec, by_dataset in missing.items())
+    return "; ".join(f"`{spec}`: {where(spec, by_dataset)}" for spec, by_dataset in missing.items())
 
 
 def benchmark_markdown(lines: list[dict[str, Any]], meta: dict[str, Any], chart: str | None) -> str:
@@ -451,7 +464,7 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
     from models.catalog import specs_for
     from pipelines.tracking import code_version
 
-    datasets = list(datasets or (QUICK_DATASETS if quick else BENCH_DATASETS))
+    datasets = list(datasets or (QUICK_DATASETS if quick else BENCH_DATASETS + tuple(FAMILY_MARKETS)))
     # Universe specs (correlation_regime) model a universe, not one bench dataset: not benched here.
     spec_names = list(QUICK_SPECS) if quick and not families else [
         s.name for s in specs_for(families or ["all"]) if not s.universe]
@@ -480,7 +493,7 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=False) as progress:
-            rows = run_model_bench(datasets=datasets, spec_names=spec_names, seeds=seed_list, root=workdir,
+            rows = run_model_bench(plan=bench_plan(datasets, spec_names), seeds=seed_list, root=workdir,
                                    trials=trials, overrides=overrides, done=done, on_row=save, progress=progress)
     finally:
         if root is None and not keep:
@@ -492,13 +505,13 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
     wall = sum(s["wall_seconds"] for s in payload["sessions"])
     scored = [r for r in rows if r["status"] in ("validated", "rejected")]
     full_specs = list(QUICK_SPECS) if quick else [s.name for s in specs_for(["all"]) if not s.universe]
-    full_datasets = list(QUICK_DATASETS) if quick else list(BENCH_DATASETS)
+    full_plan = bench_plan(list(QUICK_DATASETS) if quick else list(BENCH_DATASETS + tuple(FAMILY_MARKETS)), full_specs)
     full_seeds = [42 + k for k in range(max(seeds, 1))]
-    absent = missing_runs(rows, full_specs, full_datasets, full_seeds)
+    absent = missing_runs(rows, full_plan, full_seeds)
     n_absent = sum(len(v) for by_dataset in absent.values() for v in by_dataset.values())
-    coverage = ([f"Not run yet: {n_absent} of {len(full_specs) * len(full_datasets) * len(full_seeds)} runs of the "
+    coverage = ([f"Not run yet: {n_absent} of {len(full_seeds) * sum(map(len, full_plan.values()))} runs of the "
                  f"full bench (`alphaops bench models --resume` runs them): "
-                 f"{missing_sentence(absent, full_datasets, full_seeds)}."] if absent and not quick else [])
+                 f"{missing_sentence(absent, full_plan, full_seeds)}."] if absent and not quick else [])
     meta = {"date": started.date().isoformat(), "machine": machine_description(), "quick": quick,
             "code_versions": dict(Counter(r.get("code_version") or "unknown" for r in rows)),
             "feature_sets": dict(Counter(r["feature_set_version"] for r in scored if r.get("feature_set_version"))),

@@ -68,7 +68,7 @@ def bench_patterns(n_windows: int = typer.Option(1_000_000, help="Stored windows
 @bench_app.command("models")
 def bench_models(
     quick: bool = typer.Option(False, "--quick", help="SPX x (volatility_h5, direction_h1), 1 seed, 1 trial (CI)."),
-    datasets: list[str] = typer.Option(None, "--datasets", help="Sample symbols (default SPX,NASDAQ,VIX,WTI,CRUDE,SYN1)."),
+    datasets: list[str] = typer.Option(None, "--datasets", help="Sample symbols (default SPX,NASDAQ,VIX,WTI,CRUDE,SYN1, and SYNLIQ, SYNNEWS for their families)."),
     families: list[str] = typer.Option(None, "--families", help="Families or spec names (default all)."),
     seeds: int = typer.Option(3, min=1, help="Seeds per (spec, dataset)."),
     trials: int = typer.Option(None, min=1, help="Optuna trials per spec (default: the setting)."),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.app.bench import benchmark_markdown, gain, missing_runs, missing_sentence, summarize
+from pipelines.app.bench import bench_plan, benchmark_markdown, gain, missing_runs, missing_sentence, summarize
 
 CLI = Path(sys.executable).with_name("alphaops")
 ROOT = Path(__file__).resolve().parents[3]
@@ -68,11 +68,19 @@ def test_missing_runs_lists_what_a_resumed_bench_still_has_to_run():
     rows = [{"dataset": "SPX", "seed": 42, "spec": "a", "status": "validated"},
             {"dataset": "SPX", "seed": 43, "spec": "a", "status": "error"},
             {"dataset": "SPX", "seed": 42, "spec": "b", "status": "skipped"}]
-    missing = missing_runs(rows, ["a", "b"], ["SPX", "VIX"], [42, 43])
-    assert missing == {"a": {"SPX": [43], "VIX": [42, 43]}, "b": {"SPX": [43], "VIX": [42, 43]}}  # an error runs again
-    assert missing_sentence(missing, ["SPX", "VIX"], [42, 43]) == "`a`: SPX (seed 43), VIX; `b`: SPX (seed 43), VIX"
-    assert missing_sentence({"c": {"SPX": [42, 43], "VIX": [42, 43]}}, ["SPX", "VIX"], [42, 43]) == "`c`: every dataset"
-    assert missing_runs(rows[:1], ["a"], ["SPX"], [42]) == {}
+    plan = {"SPX": ["a", "b"], "VIX": ["a", "b"], "SYNX": ["b"]}
+    missing = missing_runs(rows, plan, [42, 43])
+    assert missing == {"a": {"SPX": [43], "VIX": [42, 43]},  # an error row runs again
+                       "b": {"SPX": [43], "VIX": [42, 43], "SYNX": [42, 43]}}
+    assert missing_sentence(missing, plan, [42, 43]) == "`a`: SPX (seed 43), VIX; `b`: SPX (seed 43), VIX, SYNX"
+    assert missing_sentence({"b": {d: [42, 43] for d in plan}}, plan, [42, 43]) == "`b`: every dataset"
+    assert missing_runs(rows[:1], {"SPX": ["a"]}, [42]) == {}
+
+
+def test_family_markets_are_benched_for_their_families_only():
+    plan = bench_plan(["SPX", "SYNLIQ", "SYNNEWS"], ["volatility_h5", "liquidity_volume", "returns_mlp", "sentiment_h10"])
+    assert plan["SPX"] == ["volatility_h5", "liquidity_volume", "returns_mlp", "sentiment_h10"]
+    assert plan["SYNLIQ"] == ["liquidity_volume", "returns_mlp"] and plan["SYNNEWS"] == ["sentiment_h10"]
 
 
 def test_the_table_names_each_lines_feature_set_when_a_resumed_bench_spans_two():
