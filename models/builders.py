@@ -145,6 +145,8 @@ def no_market_label(bars: pd.DataFrame) -> pd.Series:
     from models.families.chart_pattern import no_market_label as in_family
 
     return in_family(bars)
+
+
 def correlation_regime(params: dict[str, Any]) -> Any:
     from models.families.correlation_regime import CorrelationRegimeModel
 

@@ -168,12 +168,25 @@ def bench_one(settings: Any, spec: Any, symbol: str, timeframe: str, as_of: Any,
 
 
 def bench_plan(datasets: list[str], spec_names: list[str]) -> dict[str, list[str]]:
-    """The specs to run per dataset: every spec on a general dataset, its families' specs on a :data:`FAMILY_MARKETS` one."""
+    """The specs to run per dataset: every spec on a general dataset, its families' specs on a
+    :data:`FAMILY_MARKETS` one. A spec that supplies its own rows (``ModelSpec.rows``: generated
+    samples, the same whatever the dataset) runs on the first general dataset only."""
     from models.catalog import spec_by_name
 
-    return {dataset: [name for name in spec_names
-                      if dataset not in FAMILY_MARKETS or spec_by_name(name).family in FAMILY_MARKETS[dataset]]
-            for dataset in datasets}
+    general = [d for d in datasets if d not in FAMILY_MARKETS]
+    plan = {}
+    for dataset in datasets:
+        names = []
+        for name in spec_names:
+            spec = spec_by_name(name)
+            if dataset in FAMILY_MARKETS:
+                keep = spec.family in FAMILY_MARKETS[dataset] and spec.rows is None
+            else:
+                keep = spec.rows is None or dataset == general[0]
+            if keep:
+                names.append(name)
+        plan[dataset] = names
+    return plan
 
 
 def run_model_bench(*, plan: dict[str, list[str]], seeds: list[int], root: Path,
@@ -461,7 +474,7 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     import features
-    from models.catalog import specs_for
+    from models.catalog import spec_by_name, specs_for
     from pipelines.tracking import code_version
 
     datasets = list(datasets or (QUICK_DATASETS if quick else BENCH_DATASETS + tuple(FAMILY_MARKETS)))
@@ -522,6 +535,10 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
             "notes": ([f"{len(payload['sessions'])} sessions (resumed); the wall time adds them up."]
                       if len(payload["sessions"]) > 1 else [])
                      + coverage
+                     + [f"`{name}` trains and is scored on rows it generates itself (`ModelSpec.rows`), the same "
+                        f"whatever the dataset: it is benched once, in {dataset}'s homes."
+                        for dataset, names in full_plan.items() for name in names
+                        if spec_by_name(name).rows is not None]
                      + (["--quick: 1 trial, 199 screen permutations and at most 20 null retrains (p >= 1/21)."] if quick else [])}
     chart = gains_chart(lines, out.with_name(out.stem + "_gains.png"))
     out.write_text(keep_scale_section(out, benchmark_markdown(lines, meta, chart.name if chart else None)))

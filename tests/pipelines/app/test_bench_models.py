@@ -78,9 +78,12 @@ def test_missing_runs_lists_what_a_resumed_bench_still_has_to_run():
 
 
 def test_family_markets_are_benched_for_their_families_only():
-    plan = bench_plan(["SPX", "SYNLIQ", "SYNNEWS"], ["volatility_h5", "liquidity_volume", "returns_mlp", "sentiment_h10"])
-    assert plan["SPX"] == ["volatility_h5", "liquidity_volume", "returns_mlp", "sentiment_h10"]
+    specs = ["volatility_h5", "liquidity_volume", "returns_mlp", "sentiment_h10", "chart_pattern_cnn"]
+    plan = bench_plan(["SPX", "SYNLIQ", "NASDAQ", "SYNNEWS"], specs)
+    assert plan["SPX"] == specs
     assert plan["SYNLIQ"] == ["liquidity_volume", "returns_mlp"] and plan["SYNNEWS"] == ["sentiment_h10"]
+    # chart_pattern_cnn generates its own rows: once, on the first general dataset
+    assert plan["NASDAQ"] == ["volatility_h5", "liquidity_volume", "returns_mlp", "sentiment_h10"]
 
 
 def test_the_table_names_each_lines_feature_set_when_a_resumed_bench_spans_two():
