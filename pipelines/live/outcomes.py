@@ -31,8 +31,9 @@ def fill_outcomes(settings: Settings, as_of: pd.Timestamp, *,
 
     The outcome is the model spec's own label at the prediction's bar (the bar with
     ``ts <= prediction ts < ts + timeframe``), e.g. ``1.0`` if ``close[t+h] > close[t]`` for a
-    direction model with horizon ``h``. Rows are rewritten with a higher ``version``
-    (ReplacingMergeTree upsert), so running it again is a no-op.
+    direction model with horizon ``h``; for a multi-output model, whose logged ``output`` is its
+    first output, the realized value of its first target (e.g. ``liq_log_volume_6h``). Rows are
+    rewritten with a higher ``version`` (ReplacingMergeTree upsert), so running it again is a no-op.
     """
     from models.catalog import spec_by_name
     from pipelines.ingest.sources import timeframe_delta
@@ -57,16 +58,16 @@ def fill_outcomes(settings: Settings, as_of: pd.Timestamp, *,
         except (KeyError, ValueError):
             log.warning("fill_outcomes: %s has unknown spec %r; skipped", model, tags["spec"])
             continue
-        if spec.targets:  # a multi-output model's outcome is a vector; the outcome table holds one label
-            log.info("fill_outcomes: %s predicts %d targets; its outcomes are not filled", model, len(spec.targets))
-            continue
         step = timeframe_delta(tags["timeframe"])
         with open_warehouse(settings) as warehouse:
             bars = warehouse.read_bars(tenant=settings.scope, symbol=str(symbol), timeframe=tags["timeframe"],
                                        start=rows["ts"].min() - step, end=as_of)
         if bars.empty:
             continue
-        labels = spec.label_for(bars).dropna()  # only labels whose future bars are known by as_of
+        labels = spec.label_for(bars)
+        if spec.targets:  # the log keeps a multi-output model's first output: its outcome is the first target
+            labels = labels[spec.targets[0]]
+        labels = labels.dropna()  # only labels whose future bars are known by as_of
         if labels.empty:
             continue
         table = labels.rename("label").rename_axis("bar_ts").reset_index()
