@@ -504,10 +504,23 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
         json_path.write_text(json.dumps(json_safe(payload), indent=1))
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    plan = bench_plan(datasets, spec_names)
+    kept = [r for r in done if r["status"] != "error"]  # run_model_bench runs error rows again
+    finished = {(r["dataset"], r["seed"], r["spec"]) for r in kept}
+    to_run = sum((dataset, seed, name) not in finished
+                 for dataset, names in plan.items() for seed in seed_list for name in names)
     try:
         with Progress(*columns, console=console, transient=False) as progress:
-            rows = run_model_bench(plan=bench_plan(datasets, spec_names), seeds=seed_list, root=workdir,
-                                   trials=trials, overrides=overrides, done=done, on_row=save, progress=progress)
+            def save_and_report(rows: list[dict[str, Any]]) -> None:
+                save(rows)
+                if not progress.console.is_terminal:  # a log file gets one line per run instead of a bar
+                    row = rows[-1]
+                    progress.console.print(
+                        f"[{len(rows) - len(kept)}/{to_run}] {row['dataset']} seed {row['seed']} {row['spec']}: "
+                        f"{row['status']} {row.get('score', '')} ({row['seconds']:.0f} s)", highlight=False)
+
+            rows = run_model_bench(plan=plan, seeds=seed_list, root=workdir, trials=trials, overrides=overrides,
+                                   done=done, on_row=save_and_report, progress=progress)
     finally:
         if root is None and not keep:
             shutil.rmtree(workdir, ignore_errors=True)

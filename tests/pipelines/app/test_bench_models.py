@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,9 @@ def test_quick_bench_writes_the_table_json_and_chart(tmp_path):
     result = subprocess.run([str(CLI), "bench", "models", "--quick", "--out", str(out), "--root", str(tmp_path / "homes")],
                             cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
+    # Not a terminal: one progress line per run in place of a bar.
+    assert re.search(r"\[1/2\] SPX seed 42 volatility_h5: (validated|rejected) 0\.\d+ \(\d+ s\)", result.stderr), result.stderr
+    assert "[2/2] SPX seed 42 direction_h1: " in result.stderr
     payload = json.loads(out.with_suffix(".json").read_text())
     runs = {(r["spec"], r["dataset"]): r for r in payload["runs"]}
     assert set(runs) == {("volatility_h5", "SPX"), ("direction_h1", "SPX")}
