@@ -205,7 +205,7 @@ def run_model_bench(*, plan: dict[str, list[str]], seeds: list[int], root: Path,
     from models.catalog import spec_by_name
     from pipelines.steps.build import build_features, build_labels
     from pipelines.steps.extract import extract_samples
-    from pipelines.ingest.sources import sample_timeframe
+    from pipelines.ingest.samples import sample_timeframe
     from pipelines.tracking import code_version
     from warehouse import open_warehouse
 

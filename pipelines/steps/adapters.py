@@ -39,7 +39,7 @@ def _by_user(rows: list[dict[str, Any]]) -> dict[str | None, list[dict[str, Any]
 
 def resolve_datasets(settings: Settings, symbols: list[str], as_of: pd.Timestamp) -> list[dict[str, Any]]:
     """Ingest the bundled sample symbols (idempotent) and find every symbol's timeframes."""
-    from pipelines.ingest.sources import SAMPLE_SYMBOLS
+    from pipelines.ingest.samples import SAMPLE_SYMBOLS
     from pipelines.steps.extract import extract_samples
     from warehouse import open_warehouse
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from pipelines.config import Settings
 from pipelines.ingest.ingestion import ingest
-from pipelines.ingest.sources import SAMPLE_SYMBOLS, SyntheticNewsSource, SyntheticSource, UniverseMemberSource, sample_timeframe
+from pipelines.ingest.samples import SAMPLE_SYMBOLS, SyntheticNewsSource, SyntheticSource, UniverseMemberSource, sample_timeframe
 
 if TYPE_CHECKING:
     from warehouse import Warehouse

@@ -23,7 +23,7 @@ def champion(alphaops_home) -> dict:
     from pipelines.steps.deploy import deploy_models
     from pipelines.ingest.ingestion import ingest
     from pipelines.steps.rank import rank_models
-    from pipelines.ingest.sources import SyntheticSource
+    from pipelines.ingest.samples import SyntheticSource
     from pipelines.steps.train import train_spec
     from pipelines.steps.validate import validate_version
 

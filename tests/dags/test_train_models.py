@@ -26,7 +26,7 @@ def dag_run(alphaops_home: Path) -> dict:
     loses 4.8% over the 1,500 holdout bars, and the version is rightly rejected."""
     from pipelines.orchestration.airflow_runner import run_dag
     from pipelines.ingest.ingestion import ingest
-    from pipelines.ingest.sources import SyntheticSource
+    from pipelines.ingest.samples import SyntheticSource
 
     settings = get_settings()
     ingest(SyntheticSource(seed=11, n_bars=6000, imbalance_coef=0.6), symbol=SYMBOL, timeframe="1m",

@@ -105,7 +105,7 @@ def stack(tmp_path_factory):
     # The data, in the embedded warehouse that the workers share (written before they start).
     ingest = subprocess.run([sys.executable, "-c", (
         "import pandas as pd; from pipelines.config import get_settings; from pipelines.ingest.ingestion import ingest; "
-        "from pipelines.ingest.sources import SyntheticSource; "
+        "from pipelines.ingest.samples import SyntheticSource; "
         f"ingest(SyntheticSource(seed=11, n_bars=6000, imbalance_coef=0.6), symbol='{SYMBOL}', timeframe='1m', "
         "settings=get_settings(), as_of=pd.Timestamp('2026-01-01', tz='UTC'))")],
         env=env, capture_output=True, text=True, timeout=300)

@@ -13,7 +13,7 @@ import pytest
 from pipelines.config import get_settings
 from pipelines.ingest.ingestion import ingest
 from pipelines.memory import BYTES_PER_BAR, MB, MemoryBudgetExceeded, estimate_peak_bytes, memory_budget_bytes, require_memory
-from pipelines.ingest.sources import SyntheticSource
+from pipelines.ingest.samples import SyntheticSource
 from warehouse import open_warehouse
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")

@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.config import get_settings
 from pipelines.ingest.ingestion import data_summary, ingest
-from pipelines.ingest.sources import SyntheticSource
+from pipelines.ingest.samples import SyntheticSource
 from pipelines.steps.adapters import resolve_datasets
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")

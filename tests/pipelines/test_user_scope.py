@@ -29,7 +29,7 @@ SHARED, ANN = f"default.{SPEC}.{SYMBOL}", f"default~ann.{SPEC}.{SYMBOL}"
 def _prepare(settings, seed: int) -> str:
     """Ingest a synthetic series into ``settings``' scope and build its features and labels."""
     from pipelines.ingest.ingestion import ingest
-    from pipelines.ingest.sources import SyntheticSource
+    from pipelines.ingest.samples import SyntheticSource
     from pipelines.steps.build import build_features, build_labels
 
     ingest(SyntheticSource(seed=seed, n_bars=2000, imbalance_coef=0.6), symbol=SYMBOL, timeframe="1m",

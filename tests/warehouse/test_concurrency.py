@@ -117,7 +117,7 @@ def test_four_processes_ingest_and_read_while_a_dag_trains(tmp_path):
     """Every row is counted exactly once while five processes share the warehouse."""
     from pipelines.config import get_settings
     from pipelines.ingest.ingestion import ingest
-    from pipelines.ingest.sources import SyntheticSource
+    from pipelines.ingest.samples import SyntheticSource
 
     home = tmp_path / "home"
     data_dir = tmp_path / "data"

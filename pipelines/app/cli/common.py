@@ -116,7 +116,7 @@ def reap(settings: Any, *, always_sweep: bool = True) -> None:
 
 
 def check_symbols(settings: Any, symbols: list[str]) -> None:
-    from pipelines.ingest.sources import SAMPLE_SYMBOLS
+    from pipelines.ingest.samples import SAMPLE_SYMBOLS
     from warehouse import open_warehouse
 
     unknown = [s for s in symbols if s not in SAMPLE_SYMBOLS]

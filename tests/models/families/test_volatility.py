@@ -172,7 +172,7 @@ def test_on_spx_it_beats_garch_at_h5_and_the_best_classical_rule_at_h20():
     from models.cv import holdout_split
     from models.naive import NaiveContext, volatility_rules
     from pipelines.evaluation.datasets import usable_features
-    from pipelines.ingest.sources import ArchSampleSource
+    from pipelines.ingest.samples import ArchSampleSource
 
     bars = ArchSampleSource("sp500").read()
     feats = features.compute(bars)

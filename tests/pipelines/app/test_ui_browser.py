@@ -43,7 +43,7 @@ INGEST = """
 import pandas as pd
 from pipelines.config import get_settings
 from pipelines.ingest.ingestion import ingest
-from pipelines.ingest.sources import SyntheticSource
+from pipelines.ingest.samples import SyntheticSource
 ingest(SyntheticSource(seed=11, n_bars=6000, imbalance_coef=0.6), symbol=sys.argv[1], timeframe="1m",
        settings=get_settings(), as_of=pd.Timestamp("2026-01-01", tz="UTC"))
 """

@@ -12,7 +12,7 @@ from pipelines.steps.build import build_features, build_labels
 from pipelines.config import get_settings
 from pipelines.evaluation.datasets import load_dataset
 from pipelines.ingest.ingestion import ingest
-from pipelines.ingest.sources import SyntheticSource
+from pipelines.ingest.samples import SyntheticSource
 from warehouse import open_warehouse
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")

@@ -11,7 +11,8 @@ import pytest
 from pipelines.config import Settings, get_settings
 from pipelines.ingest.ingestion import IngestRejected, checksum, data_summary, ingest, ingest_file
 from pipelines.steps.extract import extract_samples
-from pipelines.ingest.sources import SAMPLE_SYMBOLS, FrameSource, SyntheticSource
+from pipelines.ingest.sources import FrameSource
+from pipelines.ingest.samples import SAMPLE_SYMBOLS, SyntheticSource
 from warehouse import DATABASE, open_warehouse
 
 DATA = Path(__file__).resolve().parents[2] / "data"

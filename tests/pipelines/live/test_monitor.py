@@ -71,7 +71,7 @@ def serve(settings, name: str, bars: pd.DataFrame, segments: list[slice], bundle
 @pytest.fixture(scope="module")
 def market(alphaops_home, tmp_path_factory) -> dict:
     from pipelines.live.prediction_sink import write_predictions
-    from pipelines.ingest.sources import SyntheticSource
+    from pipelines.ingest.samples import SyntheticSource
 
     # Every usable feature (no selection), so the drift checks below cover the whole feature set.
     settings = get_settings().model_copy(update={"feature_selection": False})

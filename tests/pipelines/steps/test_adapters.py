@@ -55,7 +55,7 @@ def test_a_run_with_a_user_param_trains_and_deploys_in_that_users_scope(alphaops
 
     from pipelines.config import get_settings
     from pipelines.ingest.ingestion import ingest
-    from pipelines.ingest.sources import SyntheticSource
+    from pipelines.ingest.samples import SyntheticSource
     from pipelines.steps import adapters
     from registry import Registry
 

@@ -9,7 +9,7 @@ from pipelines.steps.build import build_labels, trade_outcome_label
 from pipelines.config import get_settings
 from pipelines.ingest.ingestion import ingest
 from pipelines.ingest.feedback import ingest_trades
-from pipelines.ingest.sources import SyntheticSource
+from pipelines.ingest.samples import SyntheticSource
 from warehouse import open_warehouse
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")

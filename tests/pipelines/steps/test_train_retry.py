@@ -28,7 +28,7 @@ NAME = f"default.direction_h1.{SYMBOL}"
 def prepared():
     from pipelines.steps.build import build_features, build_labels
     from pipelines.ingest.ingestion import ingest
-    from pipelines.ingest.sources import SyntheticSource
+    from pipelines.ingest.samples import SyntheticSource
 
     settings = get_settings()
     ingest(SyntheticSource(seed=5, n_bars=3000, imbalance_coef=0.6), symbol=SYMBOL, timeframe="1m",

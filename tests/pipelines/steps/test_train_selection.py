@@ -17,7 +17,7 @@ AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
 @pytest.fixture(scope="module")
 def prepared():
     from pipelines.ingest.ingestion import ingest
-    from pipelines.ingest.sources import SyntheticSource
+    from pipelines.ingest.samples import SyntheticSource
     from pipelines.steps.build import build_features, build_labels
 
     settings = get_settings()
