@@ -127,6 +127,12 @@ def gain(score: float, rival: float, greater_is_better: bool) -> float:
     return float((score - rival) / abs(rival) if greater_is_better else (rival - score) / abs(rival))
 
 
+def _score_text(row: dict[str, Any]) -> str:
+    """' 0.5037' for a scored row, '' for a skipped one."""
+    score = row.get("score")
+    return "" if score is None or not np.isfinite(score) else f" {score:.4g}"
+
+
 def bench_one(settings: Any, spec: Any, symbol: str, timeframe: str, as_of: Any, feature_set_version: str
               ) -> dict[str, Any]:
     """Train and validate one spec on one dataset with the real steps; the result row of the benchmark."""
@@ -517,7 +523,7 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
                     row = rows[-1]
                     progress.console.print(
                         f"[{len(rows) - len(kept)}/{to_run}] {row['dataset']} seed {row['seed']} {row['spec']}: "
-                        f"{row['status']} {row.get('score', '')} ({row['seconds']:.0f} s)", highlight=False)
+                        f"{row['status']}{_score_text(row)} ({row['seconds']:.0f} s)", highlight=False)
 
             rows = run_model_bench(plan=plan, seeds=seed_list, root=workdir, trials=trials, overrides=overrides,
                                    done=done, on_row=save_and_report, progress=progress)
