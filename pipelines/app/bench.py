@@ -228,8 +228,14 @@ def run_model_bench(*, plan: dict[str, list[str]], seeds: list[int], root: Path,
 
     for symbol, names in plan.items():
         timeframe = sample_timeframe(symbol)
-        # Specs whose horizons are in hours, resolved for this dataset's bars.
-        symbol_specs = [spec_by_name(name, timeframe) for name in names]
+        # Specs whose horizons are in hours, resolved for this dataset's bars (monthly bars cannot be).
+        symbol_specs, unresolved = [], {}
+        for name in names:
+            try:
+                symbol_specs.append(spec_by_name(name, timeframe))
+            except ValueError as exc:
+                symbol_specs.append(spec_by_name(name))
+                unresolved[name] = f"horizons in hours cannot be resolved on {timeframe} bars ({exc})"
         for seed in seeds:
             todo = [s for s in symbol_specs if (symbol, seed, s.name) not in finished]
             if not todo:
@@ -244,14 +250,15 @@ def run_model_bench(*, plan: dict[str, list[str]], seeds: list[int], root: Path,
             with open_warehouse(settings) as warehouse:
                 n_bars = len(warehouse.read_bars(tenant=settings.scope, symbol=symbol, timeframe=timeframe, end=as_of))
                 n_events = len(warehouse.read_market_events(tenant=settings.scope, symbol=symbol))
-            runnable = [s for s in todo if _inputs_missing(s, symbol, n_bars, n_events) is None]
+            why_not = {s.name: unresolved.get(s.name) or _inputs_missing(s, symbol, n_bars, n_events) for s in todo}
+            runnable = [s for s in todo if why_not[s.name] is None]
             ref = build_features(settings, symbol=symbol, timeframe=timeframe, as_of=as_of) if runnable else None
             if runnable:
                 build_labels(settings, symbol=symbol, timeframe=timeframe, spec_names=[s.name for s in runnable],
                              as_of=as_of)
             prepare_seconds = time.perf_counter() - start
             for spec in todo:
-                missing = _inputs_missing(spec, symbol, n_bars, n_events)
+                missing = why_not[spec.name]
                 if progress is not None:
                     progress.update(task, description=f"{symbol} seed {seed}: {spec.name}")
                 if missing or ref is None:

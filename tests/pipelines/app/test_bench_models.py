@@ -105,3 +105,13 @@ def test_the_table_names_each_lines_feature_set_when_a_resumed_bench_spans_two()
     text = benchmark_markdown(lines, meta, chart=None)
     assert "feature set `fs-1.1` (1 runs), `fs-1.2` (1 runs)" in text and "code `c1` (1 runs), `c2` (1 runs)" in text
     assert text.rstrip().endswith("| fs-1.1, fs-1.2 |")
+
+
+def test_monthly_bars_skip_the_specs_whose_horizons_are_in_hours(tmp_path):
+    from pipelines.app.bench import run_model_bench
+
+    rows = run_model_bench(plan={"CRUDE": ["liquidity_volume", "volatility_h5"]}, seeds=[42], root=tmp_path)
+    by_spec = {r["spec"]: r for r in rows}
+    assert by_spec["liquidity_volume"]["status"] == "skipped"
+    assert "horizons in hours cannot be resolved on 1mo bars" in by_spec["liquidity_volume"]["reason"]
+    assert by_spec["volatility_h5"]["status"] == "skipped" and "feature warm-up" in by_spec["volatility_h5"]["reason"]
