@@ -487,3 +487,13 @@ def spec_by_name(name: str, timeframe: str | None = None) -> ModelSpec:
             if spec.name == name:
                 return spec.per_timeframe(timeframe) if timeframe and spec.per_timeframe else spec
     raise ValueError(f"unknown model spec {name!r}")
+
+
+def timeframe_problem(name: str, timeframe: str) -> str | None:
+    """Why the spec called ``name`` cannot run on ``timeframe`` bars (None when it can): a spec whose
+    horizons are in hours needs bars of a fixed length (not monthly ones)."""
+    try:
+        spec_by_name(name, timeframe)
+    except ValueError as exc:
+        return f"its horizons are in hours and cannot be resolved on {timeframe} bars ({exc})"
+    return None

@@ -208,7 +208,7 @@ def run_model_bench(*, plan: dict[str, list[str]], seeds: list[int], root: Path,
     """
     import pandas as pd
 
-    from models.catalog import spec_by_name
+    from models.catalog import spec_by_name, timeframe_problem
     from pipelines.steps.build import build_features, build_labels
     from pipelines.steps.extract import extract_samples
     from pipelines.ingest.samples import sample_timeframe
@@ -229,13 +229,8 @@ def run_model_bench(*, plan: dict[str, list[str]], seeds: list[int], root: Path,
     for symbol, names in plan.items():
         timeframe = sample_timeframe(symbol)
         # Specs whose horizons are in hours, resolved for this dataset's bars (monthly bars cannot be).
-        symbol_specs, unresolved = [], {}
-        for name in names:
-            try:
-                symbol_specs.append(spec_by_name(name, timeframe))
-            except ValueError as exc:
-                symbol_specs.append(spec_by_name(name))
-                unresolved[name] = f"horizons in hours cannot be resolved on {timeframe} bars ({exc})"
+        unresolved = {name: problem for name in names if (problem := timeframe_problem(name, timeframe))}
+        symbol_specs = [spec_by_name(name, None if name in unresolved else timeframe) for name in names]
         for seed in seeds:
             todo = [s for s in symbol_specs if (symbol, seed, s.name) not in finished]
             if not todo:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from features.news import news_feature_set_version
-from models.catalog import spec_by_name
+from models.catalog import spec_by_name, timeframe_problem
 from pipelines.config import Settings
 from warehouse import open_warehouse
+
+log = logging.getLogger(__name__)
 
 
 def build_features(settings: Settings, *, symbol: str, timeframe: str, as_of: pd.Timestamp) -> dict[str, Any]:
@@ -104,8 +107,11 @@ def build_labels(settings: Settings, *, symbol: str, timeframe: str, spec_names:
     """Compute the labels the given specs need and upsert them (the last ``horizon`` rows stay empty)."""
     from pipelines.memory import require_memory
 
+    for name in [n for n in spec_names if timeframe_problem(n, timeframe)]:
+        log.warning("no %s labels for %s %s: %s", name, symbol, timeframe, timeframe_problem(name, timeframe))
     # Universe specs label a universe's joined rows, not one symbol's bars (pipelines.evaluation.universe).
-    specs = [spec for spec in (spec_by_name(name, timeframe) for name in spec_names) if not spec.universe]
+    specs = [spec for spec in (spec_by_name(name, timeframe) for name in spec_names
+                               if not timeframe_problem(name, timeframe)) if not spec.universe]
     # The warehouse is held only to read and to write (other processes wait for it), not to compute.
     with open_warehouse(settings) as warehouse:
         require_memory(settings, "labels", rows=warehouse.count_bars(

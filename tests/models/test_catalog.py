@@ -175,3 +175,10 @@ def test_every_spec_that_supplies_its_rows_builds_them():
     for spec in supplied:
         rows = spec.rows(0.3)
         assert rows.X.shape[1:] == (spec.window, 5) and len(rows.X) == len(rows.y) > 100
+
+
+def test_timeframe_problem_names_specs_whose_hour_horizons_monthly_bars_cannot_hold():
+    from models.catalog import timeframe_problem
+
+    assert timeframe_problem("liquidity_volume", "15m") is None and timeframe_problem("volatility_h5", "1mo") is None
+    assert "cannot be resolved on 1mo bars" in timeframe_problem("returns_lgbm", "1mo")

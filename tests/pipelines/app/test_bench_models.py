@@ -113,5 +113,5 @@ def test_monthly_bars_skip_the_specs_whose_horizons_are_in_hours(tmp_path):
     rows = run_model_bench(plan={"CRUDE": ["liquidity_volume", "volatility_h5"]}, seeds=[42], root=tmp_path)
     by_spec = {r["spec"]: r for r in rows}
     assert by_spec["liquidity_volume"]["status"] == "skipped"
-    assert "horizons in hours cannot be resolved on 1mo bars" in by_spec["liquidity_volume"]["reason"]
+    assert "horizons are in hours and cannot be resolved on 1mo bars" in by_spec["liquidity_volume"]["reason"]
     assert by_spec["volatility_h5"]["status"] == "skipped" and "feature warm-up" in by_spec["volatility_h5"]["reason"]

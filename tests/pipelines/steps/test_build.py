@@ -68,3 +68,15 @@ def test_multi_output_specs_store_every_target_resolved_for_the_timeframe(alphao
     assert stored["liq_log_volume_6h"].iloc[0] == np.log1p(bars["volume"].iloc[1:25].sum())
     assert stored["liq_log_volume_1d"].iloc[-96:].isna().all() and stored["liq_log_volume_1d"].iloc[-97] > 0
     assert set(stored["label_direction_4h"].dropna().unique()) <= {0.0, 1.0, 2.0}
+
+
+def test_monthly_bars_label_the_specs_they_can_and_name_the_ones_they_cannot(alphaops_home, caplog):
+    from pipelines.steps.extract import extract_samples
+
+    settings = get_settings()
+    extract_samples(settings, ["CRUDE"], AS_OF)
+    with caplog.at_level("WARNING", logger="pipelines.steps.build"):
+        result = build_labels(settings, symbol="CRUDE", timeframe="1mo", spec_names=["volatility_h5", "liquidity_volume"],
+                              as_of=AS_OF)
+    assert "fwd_rv_5" in result["labels"] and not any(name.startswith("liq_") for name in result["labels"])
+    assert "no liquidity_volume labels for CRUDE 1mo: its horizons are in hours" in caplog.text
