@@ -385,7 +385,8 @@ Wall time: {meta['wall_seconds'] / 60:.1f} min for {meta['n_runs']} runs ({meta[
 
 Every spec is trained and validated by the real steps (`pipelines.steps.build`, `pipelines.steps.train.train_spec`,
 `pipelines.steps.validate.validate_version`) on each dataset where its inputs exist, once per seed ({seeds}), each
-(dataset, seed) in its own `ALPHAOPS_HOME`. Optuna runs {meta['trials']} trial(s) per spec on purged walk-forward
+(dataset, seed) in its own `ALPHAOPS_HOME`; the synthetic markets made for a family run that family only
+({'; '.join(f'{market}: {", ".join(families)}' for market, families in FAMILY_MARKETS.items())}). Optuna runs {meta['trials']} trial(s) per spec on purged walk-forward
 CV of the training window; the score is the version's own ONNX bundle on the purged holdout (the last
 {100 * meta['holdout_fraction']:.0f}% of rows). **best rival** is the best of the spec's naive rules of the field
 (`models.naive`: GARCH(1,1), EGARCH(1,1), HAR-RV and last-h RV for volatility; the last return's sign for
