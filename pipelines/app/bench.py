@@ -506,9 +506,12 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
     started, wall_start = datetime.now(timezone.utc), time.perf_counter()
 
     def save(rows: list[dict[str, Any]]) -> None:
-        payload = {"runs": rows, "sessions": sessions + [{"started": started.isoformat(), "datasets": datasets,
-                                                          "specs": spec_names, "seeds": seed_list,
-                                                          "wall_seconds": time.perf_counter() - wall_start}]}
+        # A session that ran nothing (everything asked for was done: a re-render) is not counted.
+        ran = len(rows) > len([r for r in done if r["status"] != "error"])
+        payload = {"runs": rows, "sessions": sessions + ([{"started": started.isoformat(), "datasets": datasets,
+                                                           "specs": spec_names, "seeds": seed_list,
+                                                           "wall_seconds": time.perf_counter() - wall_start}]
+                                                         if ran else [])}
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(json_safe(payload), indent=1))
 

@@ -41,6 +41,13 @@ def test_quick_bench_writes_the_table_json_and_chart(tmp_path):
     assert "Wall time:" in text and "this project's machine" in text and "benchmarks_gains.png" in text
     assert out.with_name("benchmarks_gains.png").stat().st_size > 1000
     assert payload["meta"]["quick"] is True and payload["sessions"][0]["wall_seconds"] > 0
+    # --resume with nothing left to run re-renders the table and adds no session.
+    again = subprocess.run([str(CLI), "bench", "models", "--quick", "--resume", "--out", str(out),
+                            "--root", str(tmp_path / "homes")], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    rerendered = json.loads(out.with_suffix(".json").read_text())
+    assert rerendered["runs"] == payload["runs"] and len(rerendered["sessions"]) == 1
 
 
 def test_gain_is_positive_when_the_model_is_better():
