@@ -24,15 +24,18 @@ def predicted_up(frame: pd.DataFrame) -> np.ndarray:
     return np.where(np.isfinite(confidence), same, output >= 0.5)
 
 
-def live_metrics(frame: pd.DataFrame, *, binary: bool = True) -> dict[str, Any]:
+def live_metrics(frame: pd.DataFrame, *, binary: bool = True, regression: bool = False) -> dict[str, Any]:
     """Serving health and live quality of a prediction-log frame (e.g. one canary arm).
 
     ``live_accuracy`` (binary classifiers only) is over rows with a known outcome that were
     answered by the model (no error, no fallback); ``hit_rate`` is the same share, the name the
-    canary decision uses.
+    canary decision uses. For a ``regression`` model, ``live_mae`` and ``live_rmse`` are the
+    errors of ``output`` against the outcome on the same rows (for a multi-output model, its
+    first output against its first target).
     """
     n = len(frame)
     out: dict[str, Any] = {"n_predictions": n, "n_outcomes": 0, "live_accuracy": None, "hit_rate": None,
+                           "live_mae": None, "live_rmse": None,
                            "latency_p50_us": None, "latency_p95_us": None, "latency_p99_us": None,
                            "error_rate": 0.0, "fallback_rate": 0.0}
     if n == 0:
@@ -52,6 +55,10 @@ def live_metrics(frame: pd.DataFrame, *, binary: bool = True) -> dict[str, Any]:
     if binary and len(known):
         correct = predicted_up(known) == (known["outcome"].to_numpy(dtype=float) == 1.0)
         out["live_accuracy"] = out["hit_rate"] = float(correct.mean())
+    if regression and len(known):
+        error = known["output"].to_numpy(dtype=float) - known["outcome"].to_numpy(dtype=float)
+        out["live_mae"] = float(np.mean(np.abs(error)))
+        out["live_rmse"] = float(np.sqrt(np.mean(error ** 2)))
     return out
 
 

@@ -131,7 +131,8 @@ def _log_monitoring_run(settings: Settings, registry: Any, result: dict[str, Any
         "triggers": ",".join(result["triggers"]) or "none"})
     run_id = run.info.run_id
     for key in ("drift_share", "n_drifted", "n_features", "prediction_drift_score", "n_predictions", "n_outcomes",
-                "live_accuracy", "backtest_accuracy", "baseline_accuracy", "latency_p50_us", "latency_p95_us",
+                "live_accuracy", "backtest_accuracy", "baseline_accuracy", "live_mae", "live_rmse",
+                "latency_p50_us", "latency_p95_us",
                 "latency_p99_us", "error_rate", "fallback_rate"):
         if finite_or_none(result.get(key)) is not None:
             client.log_metric(run_id, key, float(result[key]))
@@ -162,7 +163,7 @@ def _monitor_one(settings: Settings, registry: Any, name: str, version: str, as_
     with open_warehouse(settings) as warehouse:
         frame = _window_rows(warehouse, settings.scope, name, as_of, window)
     frame = frame[frame["model_version"] == str(version)]
-    live = live_metrics(frame, binary=binary)
+    live = live_metrics(frame, binary=binary, regression=spec.task == "regressor")
     result: dict[str, Any] = {
         "model": name, "version": str(version), "symbol": mv.tags.get("symbol"), "spec": spec.name,
         "family": spec.family, "timeframe": mv.tags.get("timeframe"), "checked_at": as_of.isoformat(),

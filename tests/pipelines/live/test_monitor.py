@@ -273,6 +273,11 @@ def test_live_metrics_and_the_predicted_class():
     assert m["error_rate"] == pytest.approx(0.2) and m["fallback_rate"] == pytest.approx(0.2)
     assert m["latency_p50_us"] == pytest.approx(30.0)
     assert live_metrics(frame, binary=False)["live_accuracy"] is None
+    assert m["live_mae"] is None  # not a regression model
+    # A regression model: errors of output against outcome on the three answered rows with an outcome.
+    r = live_metrics(frame, binary=False, regression=True)
+    errors = np.array([0.8 - 1.0, 0.3 - 1.0, 0.55 - 0.0])
+    assert r["live_mae"] == pytest.approx(np.abs(errors).mean()) and r["live_rmse"] == pytest.approx(np.sqrt((errors ** 2).mean()))
 
 
 def test_cooldown_holds_back_automatic_requests_only():

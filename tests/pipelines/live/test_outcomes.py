@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from pipelines.config import get_settings
 
@@ -46,3 +47,8 @@ def test_a_multi_output_models_outcome_is_the_realized_value_of_its_first_target
     both = labels[list(spec.targets[:2])].reindex(scored).dropna()
     assert not np.allclose(both.iloc[:, 0], both.iloc[:, 1])  # the first target, not just any of them
     assert fill_outcomes(settings, last_bar) == 0  # nothing left to fill
+    from pipelines.live.metrics import live_metrics
+
+    live = live_metrics(joined.reset_index().assign(error=""), binary=False, regression=True)  # joined: no error rows
+    assert live["n_outcomes"] == filled
+    assert live["live_mae"] == pytest.approx(np.mean(np.abs(joined["output"] - joined["outcome"])))
