@@ -131,7 +131,7 @@ def _log_monitoring_run(settings: Settings, registry: Any, result: dict[str, Any
         "triggers": ",".join(result["triggers"]) or "none"})
     run_id = run.info.run_id
     for key in ("drift_share", "n_drifted", "n_features", "prediction_drift_score", "n_predictions", "n_outcomes",
-                "live_accuracy", "backtest_accuracy", "baseline_accuracy", "live_mae", "live_rmse",
+                "live_accuracy", "backtest_accuracy", "baseline_accuracy", "live_mae", "live_rmse", "backtest_mae",
                 "latency_p50_us", "latency_p95_us",
                 "latency_p99_us", "error_rate", "fallback_rate"):
         if finite_or_none(result.get(key)) is not None:
@@ -172,6 +172,9 @@ def _monitor_one(settings: Settings, registry: Any, name: str, version: str, as_
         **live,
         "backtest_accuracy": finite_or_none(run.data.metrics.get("holdout_accuracy")),
         "baseline_accuracy": finite_or_none(run.data.metrics.get("holdout_baseline_majority_accuracy")),
+        # The holdout MAE of what live_mae measures: the output, or a multi-output model's first target.
+        "backtest_mae": finite_or_none(run.data.metrics.get(
+            f"holdout_mae_{spec.targets[0]}" if spec.targets else "holdout_mae")) if spec.task == "regressor" else None,
         "model_age_hours": _model_age_hours(registry, name, as_of),
         "retrain": False, "triggers": [], "reasons": [], "report_uri": "", "error": None,
     }

@@ -71,7 +71,7 @@ def monitor(
         return
     table = Table(title=f"Champions monitored as of {when.isoformat(timespec='seconds')} "
                         f"(window {window_hours:g} h)")
-    for col in ("model", "v", "preds", "drift", "pred drift", "live acc", "backtest", "outcomes", "p99 µs",
+    for col in ("model", "v", "preds", "drift", "pred drift", "live acc / MAE", "backtest acc / MAE", "outcomes", "p99 µs",
                 "errors", "retrain", "reasons"):
         table.add_column(col, justify="left" if col in ("model", "retrain", "reasons") else "right")
 
@@ -82,8 +82,10 @@ def monitor(
         drift = f"{r['drift_share']:.0%} ({r.get('n_drifted', 0)}/{r.get('n_features', 0)})" if r.get("n_features") \
             else r.get("status", "—")
         table.add_row(r["model"], str(r.get("version", "")), str(r.get("n_predictions", 0)), drift,
-                      "yes" if r.get("prediction_drift") else "no", fmt(r.get("live_accuracy")),
-                      fmt(r.get("backtest_accuracy")), str(r.get("n_outcomes", 0)), fmt(r.get("latency_p99_us"), ".0f"),
+                      "yes" if r.get("prediction_drift") else "no",
+                      fmt(r.get("live_accuracy")) if r.get("live_mae") is None else f"MAE {r['live_mae']:.4g}",
+                      fmt(r.get("backtest_accuracy")) if r.get("backtest_mae") is None else f"MAE {r['backtest_mae']:.4g}",
+                      str(r.get("n_outcomes", 0)), fmt(r.get("latency_p99_us"), ".0f"),
                       fmt(r.get("error_rate"), ".1%"), "[bold red]yes[/]" if r["retrain"] else "no",
                       "; ".join(r.get("reasons") or []) or (r.get("error") or "—"))
     out.print(table)
