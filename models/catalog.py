@@ -492,8 +492,11 @@ def spec_by_name(name: str, timeframe: str | None = None) -> ModelSpec:
 def timeframe_problem(name: str, timeframe: str) -> str | None:
     """Why the spec called ``name`` cannot run on ``timeframe`` bars (None when it can): a spec whose
     horizons are in hours needs bars of a fixed length (not monthly ones)."""
+    spec = spec_by_name(name)  # an unknown name raises, as everywhere else
+    if spec.per_timeframe is None:
+        return None
     try:
-        spec_by_name(name, timeframe)
+        spec.per_timeframe(timeframe)
     except ValueError as exc:
         return f"its horizons are in hours and cannot be resolved on {timeframe} bars ({exc})"
     return None

@@ -180,11 +180,11 @@ def bench_plan(datasets: list[str], spec_names: list[str]) -> dict[str, list[str
     from models.catalog import spec_by_name
 
     general = [d for d in datasets if d not in FAMILY_MARKETS]
+    specs = {name: spec_by_name(name) for name in spec_names}
     plan = {}
     for dataset in datasets:
         names = []
-        for name in spec_names:
-            spec = spec_by_name(name)
+        for name, spec in specs.items():
             if dataset in FAMILY_MARKETS:
                 keep = spec.family in FAMILY_MARKETS[dataset] and spec.rows is None
             else:
@@ -347,6 +347,11 @@ def missing_runs(rows: list[dict[str, Any]], plan: dict[str, list[str]], seeds: 
     return missing
 
 
+def count_runs(missing: dict[str, dict[str, list[int]]]) -> int:
+    """How many runs a :func:`missing_runs` answer holds."""
+    return sum(len(seeds) for by_dataset in missing.values() for seeds in by_dataset.values())
+
+
 def missing_sentence(missing: dict[str, dict[str, list[int]]], plan: dict[str, list[str]], seeds: list[int]) -> str:
     """``missing_runs`` in words: '`a`: every dataset; `b`: WTI (seed 44), SYN1'."""
     def where(spec: str, by_dataset: dict[str, list[int]]) -> str:
@@ -500,6 +505,7 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
         row.setdefault("feature_set_version", previous.get("meta", {}).get("feature_set_version")
                        if row["status"] in ("validated", "rejected") else None)
         row.setdefault("code_version", previous.get("meta", {}).get("code_version"))
+    kept = [r for r in done if r["status"] != "error"]  # run_model_bench runs error rows again
     sessions = previous.get("sessions", [])
     workdir = root or Path(tempfile.mkdtemp(prefix="alphaops-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -507,7 +513,7 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
 
     def save(rows: list[dict[str, Any]]) -> None:
         # A session that ran nothing (everything asked for was done: a re-render) is not counted.
-        ran = len(rows) > len([r for r in done if r["status"] != "error"])
+        ran = len(rows) > len(kept)
         payload = {"runs": rows, "sessions": sessions + ([{"started": started.isoformat(), "datasets": datasets,
                                                            "specs": spec_names, "seeds": seed_list,
                                                            "wall_seconds": time.perf_counter() - wall_start}]
@@ -517,10 +523,7 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     plan = bench_plan(datasets, spec_names)
-    kept = [r for r in done if r["status"] != "error"]  # run_model_bench runs error rows again
-    finished = {(r["dataset"], r["seed"], r["spec"]) for r in kept}
-    to_run = sum((dataset, seed, name) not in finished
-                 for dataset, names in plan.items() for seed in seed_list for name in names)
+    to_run = count_runs(missing_runs(done, plan, seed_list))
     try:
         with Progress(*columns, console=console, transient=False) as progress:
             def save_and_report(rows: list[dict[str, Any]]) -> None:
@@ -546,8 +549,7 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
     full_plan = bench_plan(list(QUICK_DATASETS) if quick else list(BENCH_DATASETS + tuple(FAMILY_MARKETS)), full_specs)
     full_seeds = [42 + k for k in range(max(seeds, 1))]
     absent = missing_runs(rows, full_plan, full_seeds)
-    n_absent = sum(len(v) for by_dataset in absent.values() for v in by_dataset.values())
-    coverage = ([f"Not run yet: {n_absent} of {len(full_seeds) * sum(map(len, full_plan.values()))} runs of the "
+    coverage = ([f"Not run yet: {count_runs(absent)} of {len(full_seeds) * sum(map(len, full_plan.values()))} runs of the "
                  f"full bench (`alphaops bench models --resume` runs them): "
                  f"{missing_sentence(absent, full_plan, full_seeds)}."] if absent and not quick else [])
     meta = {"date": started.date().isoformat(), "machine": machine_description(), "quick": quick,

@@ -107,11 +107,12 @@ def build_labels(settings: Settings, *, symbol: str, timeframe: str, spec_names:
     """Compute the labels the given specs need and upsert them (the last ``horizon`` rows stay empty)."""
     from pipelines.memory import require_memory
 
-    for name in [n for n in spec_names if timeframe_problem(n, timeframe)]:
-        log.warning("no %s labels for %s %s: %s", name, symbol, timeframe, timeframe_problem(name, timeframe))
+    problems = {name: problem for name in spec_names if (problem := timeframe_problem(name, timeframe))}
+    for name, problem in problems.items():
+        log.warning("no %s labels for %s %s: %s", name, symbol, timeframe, problem)
     # Universe specs label a universe's joined rows, not one symbol's bars (pipelines.evaluation.universe).
-    specs = [spec for spec in (spec_by_name(name, timeframe) for name in spec_names
-                               if not timeframe_problem(name, timeframe)) if not spec.universe]
+    specs = [spec for spec in (spec_by_name(name, timeframe) for name in spec_names if name not in problems)
+             if not spec.universe]
     # The warehouse is held only to read and to write (other processes wait for it), not to compute.
     with open_warehouse(settings) as warehouse:
         require_memory(settings, "labels", rows=warehouse.count_bars(

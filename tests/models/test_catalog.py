@@ -182,3 +182,5 @@ def test_timeframe_problem_names_specs_whose_hour_horizons_monthly_bars_cannot_h
 
     assert timeframe_problem("liquidity_volume", "15m") is None and timeframe_problem("volatility_h5", "1mo") is None
     assert "cannot be resolved on 1mo bars" in timeframe_problem("returns_lgbm", "1mo")
+    with pytest.raises(ValueError, match="unknown model spec 'no_such_spec'"):
+        timeframe_problem("no_such_spec", "1d")  # a typo is an error, not a spec skipped for its bars
