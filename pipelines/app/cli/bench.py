@@ -77,7 +77,7 @@ def bench_models(
     root: Path = typer.Option(None, "--root", help="Folder for the per-(dataset, seed) homes (default: temporary)."),
 ) -> None:
     """Train and validate every family on the real samples and the synthetic market; publish the table."""
-    from pipelines.app.bench import model_bench
+    from pipelines.app.bench_models import model_bench
 
     start = time.perf_counter()
     result = model_bench(out=out_path, datasets=split_names(datasets), families=split_names(families), seeds=seeds,

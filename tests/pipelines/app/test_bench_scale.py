@@ -48,7 +48,7 @@ def test_a_small_bench_measures_each_step_in_its_own_process(tmp_path, monkeypat
 
 
 def test_the_model_bench_keeps_the_scale_section(tmp_path):
-    from pipelines.app.bench import keep_scale_section
+    from pipelines.app.bench_report import keep_scale_section
 
     out = tmp_path / "benchmarks.md"
     out.write_text(f"# Model benchmark\n\nold table\n\n{BEGIN}\nscale rows\n{END}\n")
