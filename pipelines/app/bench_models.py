@@ -139,6 +139,16 @@ def bench_plan(datasets: list[str], spec_names: list[str]) -> dict[str, list[str
     return plan
 
 
+def stale_runs(rows: list[dict[str, Any]], plan: dict[str, list[str]], seeds: list[int],
+               feature_set_version: str) -> list[dict[str, Any]]:
+    """The scored rows of ``plan`` x ``seeds`` trained on another feature set than ``feature_set_version``
+    (a dataset's extra inputs, e.g. ``+news-1``, are not a difference)."""
+    planned = {(dataset, seed, spec) for dataset, names in plan.items() for spec in names for seed in seeds}
+    return [r for r in rows if (r["dataset"], r["seed"], r["spec"]) in planned
+            and r["status"] in ("validated", "rejected")
+            and str(r.get("feature_set_version") or "").split("+", 1)[0] != feature_set_version]
+
+
 def run_model_bench(*, plan: dict[str, list[str]], seeds: list[int], root: Path,
                     trials: int | None = None, overrides: dict[str, Any] | None = None,
                     done: list[dict[str, Any]] | None = None, on_row: Any = None, progress: Any = None
@@ -218,12 +228,15 @@ def run_model_bench(*, plan: dict[str, list[str]], seeds: list[int], root: Path,
 
 def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[str] | None = None,
                 seeds: int = 3, trials: int | None = None, quick: bool = False, root: Path | None = None,
-                resume: bool = False, keep: bool = False, console: Any = None) -> dict[str, Any]:
+                resume: bool = False, rerun_stale: bool = False, keep: bool = False,
+                console: Any = None) -> dict[str, Any]:
     """``alphaops bench models``: run the benchmark, write ``out`` (markdown), its JSON and the gains chart.
 
     ``quick`` covers :data:`QUICK_DATASETS` x :data:`QUICK_SPECS`, one seed and one trial, with short
     null tests (for CI). ``resume`` keeps the rows of ``out``'s JSON and runs only what is missing
-    (the wall time then adds up every run's). Homes go under ``root`` (default: a temporary
+    (the wall time then adds up every run's); with ``rerun_stale`` it also runs again the kept rows of the
+    requested datasets and specs that were trained on an older feature set (:func:`stale_runs`), which
+    stay in the JSON until their new row replaces them. Homes go under ``root`` (default: a temporary
     folder, removed unless ``keep``).
     """
     import json
@@ -251,6 +264,9 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
         row.setdefault("feature_set_version", previous.get("meta", {}).get("feature_set_version")
                        if row["status"] in ("validated", "rejected") else None)
         row.setdefault("code_version", previous.get("meta", {}).get("code_version"))
+    plan = bench_plan(datasets, spec_names)
+    stale = stale_runs(done, plan, seed_list, features.FEATURE_SET_VERSION) if rerun_stale else []
+    done = [r for r in done if not any(r is old for old in stale)]
     kept = [r for r in done if r["status"] != "error"]  # run_model_bench runs error rows again
     sessions = previous.get("sessions", [])
     workdir = root or Path(tempfile.mkdtemp(prefix="alphaops-bench-"))
@@ -260,15 +276,17 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
     def save(rows: list[dict[str, Any]]) -> None:
         # A session that ran nothing (everything asked for was done: a re-render) is not counted.
         ran = len(rows) > len(kept)
-        payload = {"runs": rows, "sessions": sessions + ([{"started": started.isoformat(), "datasets": datasets,
-                                                           "specs": spec_names, "seeds": seed_list,
-                                                           "wall_seconds": time.perf_counter() - wall_start}]
-                                                         if ran else [])}
+        # A stale row stays until its new run replaces it, so an interrupted rerun loses nothing.
+        replaced = {(r["dataset"], r["seed"], r["spec"]) for r in rows}
+        waiting = [r for r in stale if (r["dataset"], r["seed"], r["spec"]) not in replaced]
+        session = {"started": started.isoformat(), "datasets": datasets, "specs": spec_names, "seeds": seed_list,
+                   "wall_seconds": time.perf_counter() - wall_start,
+                   **({"rerun_stale": len(stale)} if stale else {})}
+        payload = {"runs": rows + waiting, "sessions": sessions + ([session] if ran else [])}
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(json_safe(payload), indent=1))
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    plan = bench_plan(datasets, spec_names)
     to_run = count_runs(missing_runs(done, plan, seed_list))
     try:
         with Progress(*columns, console=console, transient=False) as progress:
@@ -308,6 +326,9 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
             "feature_set_version": features.FEATURE_SET_VERSION,
             "notes": ([f"{len(payload['sessions'])} sessions (resumed); the wall time adds them up."]
                       if len(payload["sessions"]) > 1 else [])
+                     + ([f"{rerun} runs trained on an older feature set were run again on "
+                         f"`{features.FEATURE_SET_VERSION}` (`--rerun-stale`); the wall time counts both."]
+                        if (rerun := sum(s.get("rerun_stale", 0) for s in payload["sessions"])) else [])
                      + coverage
                      + [f"`{name}` trains and is scored on rows it generates itself (`ModelSpec.rows`), the same "
                         f"whatever the dataset: it is benched once, in {dataset}'s homes."

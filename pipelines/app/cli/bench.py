@@ -74,14 +74,18 @@ def bench_models(
     trials: int = typer.Option(None, min=1, help="Optuna trials per spec (default: the setting)."),
     out_path: Path = typer.Option(Path("docs/benchmarks.md"), "--out", help="Markdown; the JSON and PNG go beside it."),
     resume: bool = typer.Option(False, "--resume", help="Keep the runs in the JSON beside --out; run what is missing."),
+    rerun_stale: bool = typer.Option(False, "--rerun-stale", help="With --resume: also run again the runs of "
+                                     "these datasets and families trained on an older feature set."),
     root: Path = typer.Option(None, "--root", help="Folder for the per-(dataset, seed) homes (default: temporary)."),
 ) -> None:
     """Train and validate every family on the real samples and the synthetic market; publish the table."""
     from pipelines.app.bench_models import model_bench
 
+    if rerun_stale and not resume:
+        raise typer.BadParameter("--rerun-stale reruns rows of an earlier bench: it needs --resume")
     start = time.perf_counter()
     result = model_bench(out=out_path, datasets=split_names(datasets), families=split_names(families), seeds=seeds,
-                         trials=trials, quick=quick, root=root, resume=resume, console=console)
+                         trials=trials, quick=quick, root=root, resume=resume, rerun_stale=rerun_stale, console=console)
     out.print(f"wrote {result['markdown']}, {result['json']}" + (f", {result['chart']}" if result["chart"] else "")
               + f" ({result['meta']['n_runs']} runs, wall time {time.perf_counter() - start:.0f} s)")
 

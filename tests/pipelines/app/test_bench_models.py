@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.app.bench_models import bench_plan, gain
+from pipelines.app.bench_models import bench_plan, gain, stale_runs
 
 CLI = Path(sys.executable).with_name("alphaops")
 ROOT = Path(__file__).resolve().parents[3]
@@ -49,6 +49,28 @@ def test_quick_bench_writes_the_table_json_and_chart(tmp_path):
     rerendered = json.loads(out.with_suffix(".json").read_text())
     assert rerendered["runs"] == payload["runs"] and len(rerendered["sessions"]) == 1
 
+    # --rerun-stale runs again only the row trained on an older feature set.
+    import features
+
+    for row in rerendered["runs"]:
+        if row["spec"] == "direction_h1":
+            row["feature_set_version"] = "fs-0.9"
+    out.with_suffix(".json").write_text(json.dumps(rerendered))
+    refused = subprocess.run([str(CLI), "bench", "models", "--quick", "--rerun-stale", "--out", str(out)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300, env={**env, "COLUMNS": "200"})
+    assert refused.returncode == 2 and "--rerun-stale reruns rows of an earlier bench: it needs --resume" in refused.stderr
+    rerun = subprocess.run([str(CLI), "bench", "models", "--quick", "--resume", "--rerun-stale", "--out", str(out),
+                            "--root", str(tmp_path / "homes")], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                           env=env)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "[1/1] SPX seed 42 direction_h1: " in rerun.stderr and "volatility_h5:" not in rerun.stderr
+    refreshed = json.loads(out.with_suffix(".json").read_text())
+    by_spec = {r["spec"]: r for r in refreshed["runs"]}
+    assert len(refreshed["runs"]) == 2 and by_spec["volatility_h5"] == runs[("volatility_h5", "SPX")]
+    assert by_spec["direction_h1"]["feature_set_version"] == features.FEATURE_SET_VERSION
+    assert refreshed["sessions"][-1]["rerun_stale"] == 1 and len(refreshed["sessions"]) == 2
+    assert "1 runs trained on an older feature set were run again" in out.read_text()
+
 
 def test_gain_is_positive_when_the_model_is_better():
     assert gain(0.45, 0.5, greater_is_better=False) == pytest.approx(0.1)
@@ -74,3 +96,40 @@ def test_monthly_bars_skip_the_specs_whose_horizons_are_in_hours(tmp_path):
     assert by_spec["liquidity_volume"]["status"] == "skipped"
     assert "horizons are in hours and cannot be resolved on 1mo bars" in by_spec["liquidity_volume"]["reason"]
     assert by_spec["volatility_h5"]["status"] == "skipped" and "feature warm-up" in by_spec["volatility_h5"]["reason"]
+
+
+def _row(dataset: str, seed: int, spec: str, status: str = "validated", feature_set: str | None = "fs-1.0") -> dict:
+    return {"dataset": dataset, "seed": seed, "spec": spec, "status": status, "feature_set_version": feature_set}
+
+
+def test_stale_runs_are_the_scored_rows_of_the_plan_on_another_feature_set():
+    rows = [_row("SPX", 42, "volatility_h5"), _row("SPX", 42, "direction_h1", feature_set="fs-2.0"),
+            _row("SYNNEWS", 42, "sentiment_h10", feature_set="fs-2.0+news-1"),
+            _row("SPX", 43, "volatility_h5", status="skipped", feature_set=None),
+            _row("NASDAQ", 42, "volatility_h5"), _row("SPX", 44, "volatility_h5")]
+    plan = {"SPX": ["volatility_h5", "direction_h1"], "SYNNEWS": ["sentiment_h10"]}
+    stale = stale_runs(rows, plan, [42, 43], "fs-2.0")
+    # NASDAQ is not asked for, seed 44 is not asked for, a skipped row has no features to refresh.
+    assert stale == [rows[0]]
+
+
+def test_an_interrupted_rerun_keeps_the_stale_rows_it_has_not_replaced(tmp_path, monkeypatch):
+    import pipelines.app.bench_models as bench_models
+
+    out = tmp_path / "benchmarks.md"
+    old = [_row("SPX", 42, "volatility_h5"), _row("SPX", 42, "direction_h1")]
+    out.with_suffix(".json").write_text(json.dumps({"runs": old, "sessions": [{"wall_seconds": 5.0}]}))
+
+    def interrupted(*, done, on_row, **_):
+        assert done == []  # both rows are stale: both are to run again
+        on_row([{**old[0], "feature_set_version": "fs-new", "seconds": 1.0, "score": 0.5}])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench_models, "run_model_bench", interrupted)
+    monkeypatch.setattr("features.FEATURE_SET_VERSION", "fs-new")
+    with pytest.raises(KeyboardInterrupt):
+        bench_models.model_bench(out=out, datasets=["SPX"], families=["volatility_h5", "direction_h1"], seeds=1,
+                                 resume=True, rerun_stale=True, root=tmp_path / "homes")
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert [(r["spec"], r["feature_set_version"]) for r in saved["runs"]] == [("volatility_h5", "fs-new"),
+                                                                             ("direction_h1", "fs-1.0")]
