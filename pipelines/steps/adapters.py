@@ -93,7 +93,7 @@ def label(feature_refs: list[dict[str, Any]] | dict[str, Any], params: dict[str,
           asset_events: Any = None) -> list[dict[str, Any]]:
     """Write the labels of one featurized (symbol, timeframe), or of each in a list, and return
     one train job per (spec, symbol, timeframe), in the scope (``user``) of its dataset."""
-    from models.catalog import specs_for, timeframe_problem
+    from models.catalog import specs_for
     from pipelines.steps.build import build_labels
     from pipelines.universes import universes_covered
 
@@ -103,10 +103,10 @@ def label(feature_refs: list[dict[str, Any]] | dict[str, Any], params: dict[str,
         settings = scope_settings(ref.get("user"))
         scope = scopes.get(settings.user) or next(iter(scopes.values()))
         specs = specs_for(list(scope["families"]))
-        build_labels(settings, symbol=ref["symbol"], timeframe=ref["timeframe"],
-                     spec_names=[s.name for s in specs], as_of=as_timestamp(as_of))
+        built = build_labels(settings, symbol=ref["symbol"], timeframe=ref["timeframe"],
+                             spec_names=[s.name for s in specs], as_of=as_timestamp(as_of))
         # A spec that cannot run on these bars (build_labels logs why) gets no train job.
-        specs = [s for s in specs if not timeframe_problem(s.name, ref["timeframe"])]
+        specs = [s for s in specs if s.name not in built["skipped"]]
         # A universe spec trains once per universe whose members are all in the run (under its name).
         targets = [(s, ref["symbol"]) for s in specs if not s.universe] + [
             (s, name) for s in specs if s.universe

@@ -104,7 +104,10 @@ def trade_outcome_label(trades: pd.DataFrame, index: pd.DatetimeIndex) -> pd.Ser
 
 def build_labels(settings: Settings, *, symbol: str, timeframe: str, spec_names: list[str],
                  as_of: pd.Timestamp) -> dict[str, Any]:
-    """Compute the labels the given specs need and upsert them (the last ``horizon`` rows stay empty)."""
+    """Compute the labels the given specs need and upsert them (the last ``horizon`` rows stay empty).
+
+    A spec that cannot run on these bars (:func:`models.catalog.timeframe_problem`) gets no labels: it
+    is logged and returned in ``skipped`` (spec name -> reason)."""
     from pipelines.memory import require_memory
 
     problems = {name: problem for name in spec_names if (problem := timeframe_problem(name, timeframe))}
@@ -138,4 +141,5 @@ def build_labels(settings: Settings, *, symbol: str, timeframe: str, spec_names:
     labels = labels.loc[:, ~labels.columns.duplicated()]
     with open_warehouse(settings) as warehouse:
         rows = warehouse.write_labels(labels, tenant=settings.scope, symbol=symbol, timeframe=timeframe)
-    return {"symbol": symbol, "timeframe": timeframe, "labels": list(labels.columns), "rows": rows}
+    return {"symbol": symbol, "timeframe": timeframe, "labels": list(labels.columns), "rows": rows,
+            "skipped": problems}

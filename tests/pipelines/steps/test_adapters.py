@@ -17,7 +17,7 @@ def test_a_retrain_request_narrows_the_train_jobs_and_records_why(monkeypatch):
     """The label step turns a retrain-request Asset event into jobs for the affected models only."""
     import pipelines.steps.build
 
-    monkeypatch.setattr(pipelines.steps.build, "build_labels", lambda *a, **k: {})
+    monkeypatch.setattr(pipelines.steps.build, "build_labels", lambda *a, **k: {"skipped": {}})
     extra = retrain_event_extra([{"model": "default.direction_h1.SYN1", "symbol": "SYN1", "spec": "direction_h1",
                                   "triggers": ["drift"]}])
     events = {"alphaops://retrain-request/": [SimpleNamespace(extra=extra)]}
@@ -35,7 +35,7 @@ def test_retrain_requests_of_two_users_give_each_dataset_its_own_scopes_jobs(mon
     are those its own scope requested, and carry that scope."""
     import pipelines.steps.build
 
-    monkeypatch.setattr(pipelines.steps.build, "build_labels", lambda *a, **k: {})
+    monkeypatch.setattr(pipelines.steps.build, "build_labels", lambda *a, **k: {"skipped": {}})
     shared = retrain_event_extra([{"model": "default.direction_h1.SYN1", "symbol": "SYN1", "spec": "direction_h1",
                                    "triggers": ["drift"]}])
     ann = retrain_event_extra([{"model": "default~ann.direction_h5.SYN1", "symbol": "SYN1", "spec": "direction_h5",

@@ -80,3 +80,4 @@ def test_monthly_bars_label_the_specs_they_can_and_name_the_ones_they_cannot(alp
                               as_of=AS_OF)
     assert "fwd_rv_5" in result["labels"] and not any(name.startswith("liq_") for name in result["labels"])
     assert "no liquidity_volume labels for CRUDE 1mo: its horizons are in hours" in caplog.text
+    assert list(result["skipped"]) == ["liquidity_volume"] and "1mo" in result["skipped"]["liquidity_volume"]
