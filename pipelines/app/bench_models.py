@@ -281,7 +281,7 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
         waiting = [r for r in stale if (r["dataset"], r["seed"], r["spec"]) not in replaced]
         session = {"started": started.isoformat(), "datasets": datasets, "specs": spec_names, "seeds": seed_list,
                    "wall_seconds": time.perf_counter() - wall_start,
-                   **({"rerun_stale": len(stale)} if stale else {})}
+                   **({"rerun_stale": len(stale) - len(waiting)} if stale else {})}
         payload = {"runs": rows + waiting, "sessions": sessions + ([session] if ran else [])}
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(json_safe(payload), indent=1))

@@ -133,3 +133,4 @@ def test_an_interrupted_rerun_keeps_the_stale_rows_it_has_not_replaced(tmp_path,
     saved = json.loads(out.with_suffix(".json").read_text())
     assert [(r["spec"], r["feature_set_version"]) for r in saved["runs"]] == [("volatility_h5", "fs-new"),
                                                                              ("direction_h1", "fs-1.0")]
+    assert saved["sessions"][-1]["rerun_stale"] == 1  # the rows actually run again, not the ones planned
