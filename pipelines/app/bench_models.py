@@ -266,7 +266,8 @@ def model_bench(*, out: Path, datasets: list[str] | None = None, families: list[
         row.setdefault("code_version", previous.get("meta", {}).get("code_version"))
     plan = bench_plan(datasets, spec_names)
     stale = stale_runs(done, plan, seed_list, features.FEATURE_SET_VERSION) if rerun_stale else []
-    done = [r for r in done if not any(r is old for old in stale)]
+    stale_ids = {id(r) for r in stale}
+    done = [r for r in done if id(r) not in stale_ids]
     kept = [r for r in done if r["status"] != "error"]  # run_model_bench runs error rows again
     sessions = previous.get("sessions", [])
     workdir = root or Path(tempfile.mkdtemp(prefix="alphaops-bench-"))
